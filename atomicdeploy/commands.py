@@ -1,0 +1,279 @@
+"""The only emitter of shell text. Pure: every function returns a string or an argv.
+
+Every value goes through `shlex.quote`/`shlex.join`; nothing else in atomicdeploy
+builds shell. A remote command is sent as `sh -c <script> </dev/null`, so the
+deploy user's login shell (bash, zsh, fish) does not matter and no command can
+wait on a stdin that never closes.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+
+from .layout import Layout
+
+q = shlex.quote
+
+# Exit statuses our scripts use to say something precise.
+LOCK_HELD = 75
+CURRENT_IS_DIR = 76
+SHARED_MISSING = 77
+REFUSED = 78
+
+STATE_MARKERS = ("@@ad:current@@", "@@ad:releases@@", "@@ad:log@@", "@@ad:lock@@")
+
+
+def remote(script: str) -> str:
+    """Wrap a POSIX sh script for Fabric's `run`: one quoted argument, stdin closed."""
+    return f"{shlex.join(['sh', '-c', script])} </dev/null"
+
+
+def setup(layout: Layout) -> str:
+    """Idempotent mkdirs; refuse a real directory at `current` (atomic swaps need a link)."""
+    return " && ".join(
+        [
+            shlex.join(["mkdir", "-p", "--", layout.releases, layout.shared, layout.dep]),
+            f"if [ -d {q(layout.current)} ] && [ ! -L {q(layout.current)} ]; then"
+            f" echo {q(layout.current + ' is a real directory: move it away so that it can be an atomic symlink')} >&2;"  # noqa: E501
+            f" exit {CURRENT_IS_DIR}; fi",
+        ]
+    )
+
+
+def read_state(layout: Layout) -> str:
+    """One round trip: live target, release dirs, releases log and lock owner."""
+    cur, rel, log, lock = STATE_MARKERS
+    return "; ".join(
+        [
+            f"echo {q(cur)}",
+            f"readlink -- {q(layout.current)}",
+            f"echo {q(rel)}",
+            # Directories only: a symlink planted in releases/ is never a release.
+            f"find {q(layout.releases)} -mindepth 1 -maxdepth 1 -type d -printf '%f\\n'"
+            " 2>/dev/null",
+            f"echo {q(log)}",
+            f"cat -- {q(layout.log)} 2>/dev/null",
+            f"echo {q(lock)}",
+            f"cat -- {q(layout.lock_info)} 2>/dev/null",
+            "true",
+        ]
+    )
+
+
+def lock(layout: Layout, owner_json: str) -> str:
+    """Take the lock with mkdir, which is atomic: two deploys can never both succeed."""
+    return (
+        f"if mkdir -- {q(layout.lock)} 2>/dev/null; then"
+        f" printf '%s\\n' {q(owner_json)} > {q(layout.lock_info)};"
+        f" elif [ -d {q(layout.lock)} ]; then cat -- {q(layout.lock_info)} 2>/dev/null;"
+        f" exit {LOCK_HELD};"
+        f" else mkdir -- {q(layout.lock)}; fi"
+    )
+
+
+def unlock_own(layout: Layout, token: str) -> str:
+    """Release the lock only if it carries our token: never someone else's."""
+    return (
+        f"if grep -qsF -- {q(token)} {q(layout.lock_info)}; then rm -rf -- {q(layout.lock)}; fi"
+    )
+
+
+def force_unlock(layout: Layout) -> str:
+    """`fab STAGE unlock`: print who held the lock, then remove it."""
+    return f"cat -- {q(layout.lock_info)} 2>/dev/null; rm -rf -- {q(layout.lock)}"
+
+
+def append_log(layout: Layout, line: str) -> str:
+    """One short append with O_APPEND: concurrent writers cannot interleave within a line."""
+    return f"printf '%s\\n' {q(line)} >> {q(layout.log)}"
+
+
+def create_release(layout: Layout, name: str, log_line: str) -> str:
+    """mkdir without -p: an existing release directory is an error, never reused."""
+    return f"mkdir -- {q(layout.release(name))} && {append_log(layout, log_line)}"
+
+
+def _refuse_if_live(layout: Layout, name: str) -> str:
+    return (
+        f"if [ \"$(readlink -- {q(layout.current)})\" = {q(layout.current_target(name))} ]; then"
+        f" echo {q('refusing to remove the live release ' + name)} >&2; exit {REFUSED}; fi"
+    )
+
+
+def remove_release(layout: Layout, name: str, log_line: str | None = None) -> str:
+    """Remove one release directory, never the live one; `rm -rf` does not follow links."""
+    # `exit` inside the guard ends the script, so `;` is enough after it.
+    script = f"{_refuse_if_live(layout, name)}; rm -rf -- {q(layout.release(name))}"
+    return f"{script} && {append_log(layout, log_line)}" if log_line else script
+
+
+def remove_releases(layout: Layout, names: Sequence[str]) -> str:
+    """Cleanup: each name checked against `current` at the moment of removal."""
+    return "; ".join(
+        f"{{ {_refuse_if_live(layout, n)}; rm -rf -- {q(layout.release(n))}; }}" for n in names
+    )
+
+
+def link_shared_dir(layout: Layout, name: str, item: str) -> str:
+    """Move a shared dir out of the release and link it from `shared/`.
+
+    The first deploy seeds `shared/<item>` from the release; later ones keep what
+    `shared/` holds (uploads, logs) and only replace the release's copy with a link.
+    """
+    shared = layout.shared_item(item)
+    target = layout.release_item(name, item)
+    return " && ".join(
+        [
+            f"if [ ! -e {q(shared)} ]; then mkdir -p -- {q(_parent(shared))} &&"
+            f" if [ -d {q(target)} ] && [ ! -L {q(target)} ];"
+            f" then cp -a -- {q(target)} {q(shared)}; else mkdir -p -- {q(shared)}; fi; fi",
+            shlex.join(["rm", "-rf", "--", target]),
+            shlex.join(["mkdir", "-p", "--", _parent(target)]),
+            shlex.join(["ln", "-s", "--", layout.shared_link_target(item), target]),
+        ]
+    )
+
+
+def link_shared_file(layout: Layout, name: str, item: str) -> str:
+    """Like `link_shared_dir`, but a file missing from both places is an error, not `touch`."""
+    shared = layout.shared_item(item)
+    target = layout.release_item(name, item)
+    missing = f"shared file {item} is missing: create {shared} on the host"
+    return " && ".join(
+        [
+            f"if [ ! -e {q(shared)} ]; then"
+            f" if [ -f {q(target)} ] && [ ! -L {q(target)} ]; then"
+            f" mkdir -p -- {q(_parent(shared))} && cp -a -- {q(target)} {q(shared)};"
+            f" else echo {q(missing)} >&2; exit {SHARED_MISSING}; fi; fi",
+            shlex.join(["rm", "-rf", "--", target]),
+            shlex.join(["mkdir", "-p", "--", _parent(target)]),
+            shlex.join(["ln", "-s", "--", layout.shared_link_target(item), target]),
+        ]
+    )
+
+
+def make_writable(
+    layout: Layout,
+    name: str,
+    dirs: Sequence[str],
+    mode: str,
+    *,
+    chmod_mode: str = "ug+rwX",
+    http_user: str = "",
+    recursive: bool = True,
+) -> str | None:
+    """Make `dirs` (relative to the release) writable by the web server.
+
+    `-L`/`-H` follow the shared links so the real directories in `shared/` change.
+    """
+    if mode == "skip" or not dirs:
+        return None
+    paths = [layout.release_item(name, d) for d in dirs]
+    mkdir = shlex.join(["mkdir", "-p", "--", *paths])
+    rec = ["-R"] if recursive else []
+    if mode == "chmod":
+        change = shlex.join(["chmod", *rec, chmod_mode, "--", *paths])
+        if recursive:
+            # chmod -R does not follow a symlinked top directory: name it with a slash.
+            change = shlex.join(["chmod", *rec, chmod_mode, "--", *[p + "/" for p in paths]])
+    elif mode == "chown":
+        change = shlex.join(["sudo", "-n", "chown", "-L", *rec, http_user, "--", *paths])
+    elif mode == "acl":
+        # The deploy user keeps access too; `$(id -un)` is expanded on the host on purpose.
+        spec = q(f"u:{http_user}:rwX,u:") + '"$(id -un)"' + q(":rwX")
+        flags = shlex.join(["setfacl", "-L", *rec])
+        targets = shlex.join(["--", *paths])
+        change = f"{flags} -m {spec} {targets} && {flags} -d -m {spec} {targets}"
+    else:  # validated by the inventory
+        raise ValueError(f"unknown writable mode {mode!r}")
+    return f"{mkdir} && {change}"
+
+
+def switch(layout: Layout, name: str) -> str:
+    """The one swap primitive, for deploy and rollback alike.
+
+    `ln -sfn` makes a temporary link beside `current`; `mv -fT` renames it over
+    `current` in one rename(2), so `current` always exists. (`ln -sfn` straight
+    onto `current` would unlink it first: a window with no site.) `readlink`
+    reports what is live now, for the caller to verify.
+    """
+    return " && ".join(
+        [
+            f"test -d {q(layout.release(name))}",
+            shlex.join(["ln", "-sfn", "--", layout.current_target(name), layout.current_tmp]),
+            shlex.join(["mv", "-fT", "--", layout.current_tmp, layout.current]),
+            shlex.join(["readlink", "--", layout.current]),
+        ]
+    )
+
+
+def _parent(path: str) -> str:
+    return path.rsplit("/", 1)[0] or "/"
+
+
+def ssh_argv(
+    *,
+    port: int | None,
+    user: str | None,
+    identity_files: Sequence[str],
+    known_hosts: str,
+    ssh_config: str | None,
+    connect_timeout: int,
+) -> list[str]:
+    """OpenSSH options for rsync: the same port, user, key and known_hosts as Fabric."""
+    argv = ["ssh"]
+    if ssh_config:
+        argv += ["-F", ssh_config]
+    if port:
+        argv += ["-p", str(port)]
+    if user:
+        argv += ["-l", user]
+    for key in identity_files:
+        argv += ["-i", key]
+    if identity_files:
+        argv += ["-o", "IdentitiesOnly=yes"]
+    argv += [
+        "-o", f"UserKnownHostsFile={known_hosts}",
+        "-o", "StrictHostKeyChecking=accept-new",
+        "-o", "BatchMode=yes",
+        "-o", f"ConnectTimeout={connect_timeout}",
+        "-o", "ForwardAgent=no",
+    ]  # fmt: skip
+    return argv
+
+
+def rsync_argv(
+    source: str,
+    host: str,
+    release_path: str,
+    *,
+    ssh: Sequence[str],
+    exclude: Sequence[str] = (),
+    copy_dest: str | None = None,
+) -> list[str]:
+    """rsync `source` into a new release, incrementally.
+
+    `--copy-dest` makes rsync copy unchanged files from the live release on the
+    host itself, so only changed files cross the network; unlike `--link-dest`,
+    the new release shares no inode with the live one, so a build hook that edits
+    a file in place cannot change what is being served.
+    """
+    argv = [
+        "rsync",
+        "--archive",
+        "--delete",
+        "--delete-excluded",
+        "-s",  # protect args from the remote shell (paths with spaces)
+        "--stats",
+        "--rsh",
+        shlex.join(ssh),
+    ]
+    for pattern in exclude:
+        argv += ["--exclude", pattern]
+    if copy_dest:
+        argv += ["--copy-dest", copy_dest]
+    src = source if source.endswith("/") else source + "/"
+    host_part = f"[{host}]" if ":" in host else host
+    argv += ["--", src, f"{host_part}:{release_path}/"]
+    return argv

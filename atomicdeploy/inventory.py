@@ -1,0 +1,363 @@
+"""Load and validate `inventory.yml` into frozen `HostConfig` values.
+
+Pure apart from reading the file.
+
+The format is Deployer's YAML hosts format: a `config:` map of defaults and a
+`hosts:` map whose entries may override any key. Every mistake is found here,
+before any host is contacted, and reported as one line naming the key and host.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import posixpath
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .layout import check_relative_path
+
+MAX_INVENTORY_BYTES = 1_000_000
+WRITABLE_MODES = ("chmod", "acl", "chown", "skip")
+_HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_USER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_REF = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+# --- value checkers: each returns the clean value or raises ValueError(reason) ---------------
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, not {_type_name(value)}")
+    return value
+
+
+def _int(lo: int, hi: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be an integer, not {_type_name(value)}")
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}, not {value}")
+        return value
+
+    return check
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, not {_type_name(value)}")
+    return value
+
+
+def _str_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"must be a list of strings, not {_type_name(value)}")
+    return tuple(value)
+
+
+def _rel_paths(value: Any) -> tuple[str, ...]:
+    items = _str_list(value)
+    try:
+        return tuple(check_relative_path(v, "path") for v in items)
+    except ConfigError as exc:
+        raise ValueError(exc.message) from None
+
+
+def _labels(value: Any) -> Mapping[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str | int) and not isinstance(v, bool)
+        for k, v in value.items()
+    ):
+        raise ValueError("must be a map of names to strings")
+    return {k: str(v) for k, v in value.items()}
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, not {value!r}")
+        return value
+
+    return check
+
+
+def _user(value: Any) -> str:
+    value = _str(value)
+    if value and not _USER_NAME.match(value):
+        raise ValueError(f"{value!r} is not a valid user name")
+    return value
+
+
+def _deploy_path(value: Any) -> str:
+    value = _str(value)
+    if not value.startswith("/"):
+        raise ValueError(f"must be an absolute path, not {value!r}")
+    if "\0" in value or "\n" in value:
+        raise ValueError("must not contain NUL or newline characters")
+    norm = posixpath.normpath(value)
+    if norm == "/" or norm == "//":
+        raise ValueError("must not be / itself")
+    if ".." in value.split("/"):
+        raise ValueError(f"must not contain '..': {value!r}")
+    return norm
+
+
+def _type_name(value: Any) -> str:
+    names = {dict: "a map", list: "a list", str: "a string", bool: "a boolean",
+             int: "an integer", float: "a number", type(None): "empty"}  # fmt: skip
+    return names.get(type(value), type(value).__name__)
+
+
+@dataclass(frozen=True)
+class Key:
+    check: Callable[[Any], Any]
+    default: Any
+    help: str
+
+
+# The contract: every key an inventory may set, at `config:` or per host.
+KEYS: dict[str, Key] = {
+    "application": Key(_str, "", "name of the application, for messages"),
+    "deploy_path": Key(_deploy_path, None, "absolute directory on the host (required)"),
+    "source": Key(_str, ".", "local directory uploaded as each release"),
+    "exclude": Key(_str_list, (".git",), "rsync patterns left out of the upload"),
+    "keep_releases": Key(_int(1, 1000), 5, "complete releases kept by cleanup"),
+    "shared_dirs": Key(_rel_paths, (), "directories linked from shared/ into each release"),
+    "shared_files": Key(_rel_paths, (), "files linked from shared/ into each release"),
+    "writable_dirs": Key(_rel_paths, (), "directories made writable for the web server"),
+    "writable_mode": Key(_choice(*WRITABLE_MODES), "chmod", "chmod, acl, chown or skip"),
+    "writable_chmod_mode": Key(_str, "ug+rwX", "mode given to chmod in chmod mode"),
+    "writable_recursive": Key(_bool, True, "apply the writable mode recursively"),
+    "http_user": Key(_user, "", "web server user, for acl and chown modes"),
+    "parallel": Key(_int(1, 1000), 10, "hosts worked on at the same time"),
+    "hostname": Key(_str, None, "address or ssh_config alias (default: the host's name)"),
+    "port": Key(_int(1, 65535), None, "SSH port (default: from ssh_config, else 22)"),
+    "remote_user": Key(_user, None, "SSH user (default: from ssh_config, else you)"),
+    "identity_file": Key(_str, None, "SSH private key"),
+    "ssh_config": Key(_str, None, "OpenSSH config file to read instead of ~/.ssh/config"),
+    "known_hosts": Key(
+        _str, "~/.ssh/known_hosts", "host keys: new ones are recorded, changed ones refused"
+    ),
+    "connect_timeout": Key(_int(1, 3600), 10, "seconds to wait for SSH to connect"),
+    "forward_agent": Key(_bool, False, "forward your SSH agent to the host"),
+    "labels": Key(_labels, {}, "labels; labels.stage makes the stage task"),
+}
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """Everything atomicdeploy knows about one host, validated. Frozen: passed, never changed."""
+
+    name: str
+    deploy_path: str
+    hostname: str
+    application: str = ""
+    source: str = "."
+    exclude: tuple[str, ...] = (".git",)
+    keep_releases: int = 5
+    shared_dirs: tuple[str, ...] = ()
+    shared_files: tuple[str, ...] = ()
+    writable_dirs: tuple[str, ...] = ()
+    writable_mode: str = "chmod"
+    writable_chmod_mode: str = "ug+rwX"
+    writable_recursive: bool = True
+    http_user: str = ""
+    parallel: int = 10
+    port: int | None = None
+    remote_user: str | None = None
+    identity_file: str | None = None
+    ssh_config: str | None = None
+    known_hosts: str = "~/.ssh/known_hosts"
+    connect_timeout: int = 10
+    forward_agent: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def stage(self) -> str | None:
+        return self.labels.get("stage")
+
+
+assert {f.name for f in fields(HostConfig)} - {"name"} == set(KEYS), "KEYS and HostConfig differ"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: Path
+    hosts: tuple[HostConfig, ...]
+
+    @property
+    def stages(self) -> dict[str, tuple[str, ...]]:
+        """Stage name -> host names, in inventory order."""
+        out: dict[str, list[str]] = {}
+        for host in self.hosts:
+            if host.stage:
+                out.setdefault(host.stage, []).append(host.name)
+        return {k: tuple(v) for k, v in out.items()}
+
+    def stage(self, name: str) -> tuple[HostConfig, ...]:
+        hosts = tuple(h for h in self.hosts if h.stage == name)
+        if not hosts:
+            known = ", ".join(sorted(self.stages)) or "none"
+            raise ConfigError(f"{self.path.name}: stage {name!r} has no hosts (stages: {known})")
+        return hosts
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe loading, and a duplicate key is an error (PyYAML keeps the last one silently)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    loader.flatten_mapping(node)
+    seen: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            duplicate = key in seen
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be a plain value", key_node.start_mark
+            ) from None
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen[key] = True
+    return loader.construct_mapping_plain(node, deep=deep)
+
+
+_StrictLoader.construct_mapping_plain = yaml.SafeLoader.construct_mapping  # type: ignore[attr-defined]
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping  # type: ignore[arg-type]
+)
+
+
+def load(path: str | os.PathLike[str]) -> Inventory:
+    """Read and validate an inventory file; every problem is one ConfigError line."""
+    path = Path(path)
+    label = path.name
+    try:
+        if path.stat().st_size > MAX_INVENTORY_BYTES:
+            raise ConfigError(f"{label}: larger than {MAX_INVENTORY_BYTES} bytes")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: inventory file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read inventory: {exc}") from None
+    return parse(text, path)
+
+
+def parse(text: str, path: Path = Path("inventory.yml")) -> Inventory:
+    label = path.name
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{label}: invalid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{label}: invalid YAML: nested too deeply") from None
+    if data is None:
+        raise ConfigError(f"{label}: the file is empty: it needs a 'hosts:' map")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{label}: the top level must be a map with 'config:' and 'hosts:'")
+    for key in data:
+        if key not in ("config", "hosts"):
+            raise ConfigError(f"{label}: unknown top-level key {key!r} (valid: config, hosts)")
+    defaults = data.get("config") or {}
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{label}: config: must be a map, not {_type_name(defaults)}")
+    hosts = data.get("hosts")
+    if not isinstance(hosts, dict) or not hosts:
+        raise ConfigError(f"{label}: 'hosts:' must be a map with at least one host")
+    _check_keys(label, "config", defaults)
+    configs = []
+    for name, overrides in hosts.items():
+        if not isinstance(name, str) or not _HOST_NAME.match(name):
+            raise ConfigError(f"{label}: host {name!r}: a host name must be letters, digits, '.', '_' or '-'")  # noqa: E501
+        overrides = overrides if overrides is not None else {}
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{label}: host {name}: must be a map, not {_type_name(overrides)}")
+        _check_keys(label, f"host {name}", overrides)
+        configs.append(_host_config(label, name, {**defaults, **overrides}))
+    for host in configs:
+        if "stage" in host.labels and not host.labels["stage"].strip():
+            raise ConfigError(f"{label}: host {host.name}: labels.stage is empty")
+    return Inventory(path=path, hosts=tuple(configs))
+
+
+def _check_keys(label: str, where: str, values: dict) -> None:
+    for key in values:
+        if key not in KEYS:
+            hint = difflib.get_close_matches(str(key), KEYS, n=1)
+            also = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ConfigError(f"{label}: {where}: unknown key {key!r}{also}")
+
+
+def _host_config(label: str, name: str, raw: dict[str, Any]) -> HostConfig:
+    where = f"{label}: host {name}"
+    resolved = _resolve_refs(where, name, raw)
+    values: dict[str, Any] = {}
+    for key, spec in KEYS.items():
+        if key not in resolved or resolved[key] is None:
+            values[key] = spec.default
+            continue
+        try:
+            values[key] = spec.check(resolved[key])
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {key} {exc}") from None
+    if values["deploy_path"] is None:
+        raise ConfigError(f"{where}: deploy_path is missing (set it under config: or the host)")
+    needs_user = values["writable_mode"] in ("acl", "chown") and values["writable_dirs"]
+    if needs_user and not values["http_user"]:
+        raise ConfigError(f"{where}: http_user is required with writable_mode {values['writable_mode']}")  # noqa: E501
+    for item in values["shared_dirs"] + values["shared_files"]:
+        others = [o for o in values["shared_dirs"] if o != item and item.startswith(o + "/")]
+        if others:
+            raise ConfigError(f"{where}: shared path {item!r} is inside shared dir {others[0]!r}")
+    values["hostname"] = values["hostname"] or name
+    for key in ("identity_file", "ssh_config", "known_hosts"):
+        if values[key]:
+            values[key] = os.path.expanduser(values[key])
+    return HostConfig(name=name, **values)
+
+
+def _resolve_refs(where: str, name: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """Expand `{{key}}` in string values (also inside lists and maps) from other keys."""
+    scope = {"alias": name, **raw}
+    if scope.get("hostname") is None:
+        scope["hostname"] = name
+    cache: dict[str, str] = {}
+
+    def scalar(key: str, chain: tuple[str, ...]) -> str:
+        if key in chain:
+            raise ConfigError(f"{where}: {{{{{key}}}}} refers to itself ({' -> '.join((*chain, key))})")  # noqa: E501
+        if key not in cache:
+            if key not in scope or scope[key] is None:
+                raise ConfigError(f"{where}: {{{{{key}}}}} refers to a key that is not set")
+            value = scope[key]
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                raise ConfigError(f"{where}: {{{{{key}}}}} must refer to a string or number")
+            cache[key] = expand(str(value), (*chain, key))
+        return cache[key]
+
+    def expand(value: Any, chain: tuple[str, ...]) -> Any:
+        if isinstance(value, str):
+            return _REF.sub(lambda m: scalar(m.group(1), chain), value)
+        if isinstance(value, list):
+            return [expand(v, chain) for v in value]
+        if isinstance(value, dict):
+            return {k: expand(v, chain) for k, v in value.items()}
+        return value
+
+    return {key: expand(value, (key,)) for key, value in raw.items()}

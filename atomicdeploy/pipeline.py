@@ -1,0 +1,291 @@
+"""What a deploy and a rollback do, phase by phase, on every host of a stage.
+
+Deploy:   setup+lock -> (name the release) -> prepare: release, upload, shared, writable
+          -> barrier -> go live: switch -> finish: cleanup, unlock.
+Rollback: setup+lock -> (choose targets; all must exist) -> go live: switch -> unlock.
+Nothing goes live anywhere unless every host has prepared; a failure before the
+switch removes the new release and releases the lock on every host.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from fabric import Config as FabricConfig
+
+from .config import Config, RunInfo
+from .errors import EXIT_PARTIAL, AtomicDeployError, ConfigError, FleetError
+from .inventory import HostConfig
+from .releases import FAILED, GOOD, LIVE, ROLLED_BACK, HostState, new_release_name
+from .remote import Remote
+from .report import Reporter
+from .runner import Fleet
+from .steps import cleanup, lock, release, setup, shared, switch, upload, writable
+
+
+@dataclass(frozen=True)
+class Options:
+    stage: str
+    source: str | None = None  # overrides the inventory's `source`
+    release: str | None = None  # rollback: the release to go back to
+    parallel: int | None = None
+
+
+@dataclass
+class Outcome:
+    """What happened on each host, for the summary and for tests."""
+
+    release: dict[str, str] = field(default_factory=dict)
+    previous: dict[str, str | None] = field(default_factory=dict)
+    uploads: dict[str, object] = field(default_factory=dict)
+    removed: dict[str, list[str]] = field(default_factory=dict)
+
+
+def run_info(stage: str, source: str = "") -> RunInfo:
+    return RunInfo(
+        stage=stage,
+        user=_deploying_user(),
+        local_host=socket.gethostname(),
+        pid=os.getpid(),
+        started=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        token=uuid.uuid4().hex,
+        source=source,
+    )
+
+
+def _deploying_user() -> str:
+    for var in ("ATOMICDEPLOY_USER", "GITHUB_ACTOR", "GITLAB_USER_LOGIN"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def resolve_source(hosts: Sequence[HostConfig], inventory_dir: Path, override: str | None) -> str:
+    """The local directory to upload: checked before any host is contacted."""
+    sources = {override} if override else {h.source for h in hosts}
+    if len(sources) > 1:
+        raise ConfigError(f"hosts of one stage must share one source, found {sorted(sources)}")
+    raw = sources.pop()
+    base = Path.cwd() if override else inventory_dir
+    path = (base / os.path.expanduser(raw)).resolve()
+    if not path.is_dir():
+        where = "--source" if override else "source"
+        raise ConfigError(f"{where}: local directory {raw!r} does not exist ({path})")
+    return str(path)
+
+
+def _fail(phase: str, failures: dict[str, BaseException], total: int, **kw) -> FleetError:
+    names = ", ".join(failures)
+    return FleetError(f"{phase} failed on {len(failures)}/{total} host(s): {names}", failures, **kw)
+
+
+def _lock_and_read(fleet: Fleet, cfgs: dict[str, Config]):
+    """setup + lock + read state on every host; on any failure release the locks we took."""
+
+    def work(r: Remote) -> HostState:
+        cfg = cfgs[r.name]
+        setup.setup(r, cfg)
+        lock.lock(r, cfg)
+        try:
+            return setup.read_state(r, cfg)
+        except BaseException:
+            lock.unlock(r, cfg)
+            raise
+
+    states, failures = fleet.each(work)
+    if failures:
+        _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), states)
+        raise _fail("lock", failures, len(cfgs))
+    return states
+
+
+def _best_effort(fleet: Fleet, fn: Callable[[Remote], object], names) -> None:
+    _, failures = fleet.each(fn, names)
+    for name, exc in failures.items():
+        fleet.reporter.warn(name, f"clean-up after failure: {exc}")
+
+
+def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, source: str,
+           fabric_config: FabricConfig | None = None) -> Outcome:  # fmt: skip
+    """Build a release on every host, then switch every host to it."""
+    run = run_info(opts.stage, source)
+    cfgs = {h.name: Config(host=h, run=run) for h in hosts}
+    outcome = Outcome()
+    fleet = Fleet(hosts, reporter, parallel=opts.parallel, fabric_config=fabric_config)
+    try:
+        states = _lock_and_read(fleet, cfgs)
+        taken = {r.name for s in states.values() for r in s.releases}
+        name = new_release_name(datetime.now(timezone.utc), taken)
+        cfgs = {n: replace(c, release=name, previous=states[n].current) for n, c in cfgs.items()}
+        for n, c in cfgs.items():
+            outcome.release[n], outcome.previous[n] = name, c.previous
+        reporter.line(f"deploying release {name} to {opts.stage}: {', '.join(cfgs)}")
+
+        created: set[str] = set()
+
+        def prepare(r: Remote) -> object:
+            cfg = cfgs[r.name]
+            release.create(r, cfg)
+            created.add(r.name)
+            stats = upload.upload(r, cfg)
+            reporter.host(r.name, f"uploaded {stats.files_transferred} changed file(s),"
+                                  f" {stats.bytes_sent} bytes")  # fmt: skip
+            shared.link_shared(r, cfg)
+            writable.make_writable(r, cfg)
+            release.mark(r, cfg, name, "complete")
+            return stats
+
+        uploads, failures = _guard(fleet, prepare, cfgs, created, name)
+        outcome.uploads.update(uploads)
+        if failures:
+            _abort(fleet, cfgs, created, "another host failed" if uploads else "failed")
+            raise _fail("prepare", failures, len(cfgs))
+
+        def go_live(r: Remote) -> None:
+            cfg = cfgs[r.name]
+            switch.switch(r, cfg, name)
+            release.mark(r, cfg, name, LIVE)
+            reporter.host(r.name, f"live: current -> releases/{name}")
+
+        _, failures = fleet.each(go_live)
+        if failures:
+            for exc in failures.values():
+                if isinstance(exc, AtomicDeployError):
+                    exc.live = False
+            _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), cfgs)
+            live = [n for n in cfgs if n not in failures]
+            raise _fail("go-live", failures, len(cfgs),
+                        exit_code=EXIT_PARTIAL if live else 1)  # fmt: skip
+
+        def finish(r: Remote) -> None:
+            cfg = cfgs[r.name]
+            try:
+                removed = cleanup.cleanup(r, cfg)
+                outcome.removed[r.name] = removed
+                if removed:
+                    reporter.host(r.name, f"cleanup: removed {', '.join(removed)}")
+            except AtomicDeployError as exc:
+                # The release is live: housekeeping trouble is a warning, not a failed deploy.
+                reporter.warn(r.name, f"cleanup failed (the deploy is live): {exc.message}")
+            lock.unlock(r, cfg)
+
+        _, failures = fleet.each(finish)
+        for n, exc in failures.items():
+            reporter.warn(n, f"after go-live: {exc}")
+        return outcome
+    finally:
+        fleet.close()
+
+
+def _guard(fleet: Fleet, prepare, cfgs, created, name):
+    """Run prepare everywhere; an interrupt still removes what was built, then re-raises."""
+    try:
+        return fleet.each(prepare)
+    except KeyboardInterrupt:
+        _abort(fleet, cfgs, created, "interrupted")
+        raise
+
+
+def _abort(fleet: Fleet, cfgs: dict[str, Config], created: set[str], why: str) -> None:
+    """Nothing went live: remove the unactivated release and release every lock we took."""
+
+    def undo(r: Remote) -> None:
+        cfg = cfgs[r.name]
+        if r.name in created:
+            release.remove(r, cfg, FAILED, why)
+        lock.unlock(r, cfg)
+
+    _best_effort(fleet, undo, cfgs)
+
+
+def rollback(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *,
+             fabric_config: FabricConfig | None = None) -> Outcome:  # fmt: skip
+    """Switch every host back to its previous complete release (or to `opts.release`)."""
+    run = run_info(opts.stage)
+    cfgs = {h.name: Config(host=h, run=run) for h in hosts}
+    outcome = Outcome()
+    fleet = Fleet(hosts, reporter, parallel=opts.parallel, fabric_config=fabric_config)
+    try:
+        states = _lock_and_read(fleet, cfgs)
+        problems: dict[str, BaseException] = {}
+        for n, state in states.items():
+            try:
+                target = _rollback_target(state, opts.release)
+            except AtomicDeployError as exc:
+                exc.host, exc.step = n, "rollback"
+                problems[n] = exc
+                continue
+            cfgs[n] = replace(cfgs[n], release=target, previous=state.current)
+            outcome.release[n], outcome.previous[n] = target, state.current
+        if problems:
+            _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), cfgs)
+            raise _fail("rollback", problems, len(cfgs))
+
+        def go_back(r: Remote) -> None:
+            cfg = cfgs[r.name]
+            if cfg.release == cfg.previous:
+                reporter.host(r.name, f"already live: releases/{cfg.release}")
+                return
+            switch.switch(r, cfg, cfg.release)
+            if cfg.previous:
+                release.mark(r, cfg, cfg.previous, ROLLED_BACK, f"rolled back to {cfg.release}")
+            release.mark(r, cfg, cfg.release, LIVE, "rollback")
+            reporter.host(r.name, f"rolled back: current -> releases/{cfg.release}"
+                                  f" (was {cfg.previous})")  # fmt: skip
+
+        _, failures = fleet.each(go_back)
+        _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), cfgs)
+        if failures:
+            live = [n for n in cfgs if n not in failures]
+            raise _fail("rollback", failures, len(cfgs),
+                        exit_code=EXIT_PARTIAL if live else 1)  # fmt: skip
+        return outcome
+    finally:
+        fleet.close()
+
+
+def _rollback_target(state: HostState, wanted: str | None) -> str:
+    from .releases import rollback_target
+
+    if wanted:
+        info = state.get(wanted)
+        if info is None:
+            raise AtomicDeployError(f"release {wanted} does not exist on this host")
+        if info.state not in (*GOOD, ROLLED_BACK):
+            raise AtomicDeployError(f"release {wanted} is {info.state}, not complete: refusing")
+        return wanted
+    target = rollback_target(list(state.releases), state.current)
+    if target is None:
+        raise AtomicDeployError(f"no complete release older than {state.current} to roll back to")
+    return target
+
+
+def read_states(hosts: Sequence[HostConfig], reporter: Reporter, *, stage: str,
+                fabric_config: FabricConfig | None = None):  # fmt: skip
+    """Every host's releases and lock, read without taking the lock."""
+    cfgs = {h.name: Config(host=h, run=run_info(stage)) for h in hosts}
+    fleet = Fleet(hosts, reporter, fabric_config=fabric_config)
+    try:
+        return fleet.each(lambda r: setup.read_state(r, cfgs[r.name]))
+    finally:
+        fleet.close()
+
+
+def force_unlock(hosts: Sequence[HostConfig], reporter: Reporter, *, stage: str,
+                 fabric_config: FabricConfig | None = None):  # fmt: skip
+    cfgs = {h.name: Config(host=h, run=run_info(stage)) for h in hosts}
+    fleet = Fleet(hosts, reporter, fabric_config=fabric_config)
+    try:
+        return fleet.each(lambda r: lock.force_unlock(r, cfgs[r.name]))
+    finally:
+        fleet.close()

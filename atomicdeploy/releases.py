@@ -1,0 +1,185 @@
+"""Release names and the releases log: parse, render, decide. Pure.
+
+The log (`.dep/releases.log`) is append-only JSON lines, one per state change.
+A release's state is its last line. Rollback and cleanup decide from these states
+(never from directory mtimes), so a half-built release is never mistaken for a good one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+BUILDING = "building"
+COMPLETE = "complete"
+LIVE = "live"
+FAILED = "failed"
+ROLLED_BACK = "rolled back"
+STATES = (BUILDING, COMPLETE, LIVE, FAILED, ROLLED_BACK)
+# States of a release that was fully built and may be switched to.
+GOOD = (COMPLETE, LIVE)
+
+NAME_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
+def new_release_name(now: datetime, taken: Iterable[str] = ()) -> str:
+    """A sortable UTC name, computed once on the controller for every host.
+
+    If a host already has that name (two deploys in the same second), a two-digit
+    suffix keeps names unique and still sorted.
+    """
+    base = now.astimezone(timezone.utc).strftime(NAME_FORMAT)
+    taken = set(taken)
+    if base not in taken:
+        return base
+    for n in range(1, 100):
+        name = f"{base}.{n:02d}"
+        if name not in taken:
+            return name
+    raise ValueError(f"no free release name for {base}")
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    release: str
+    state: str
+    time: str
+    user: str = ""
+    revision: str = ""
+    note: str = ""
+
+    def render(self) -> str:
+        data = {"release": self.release, "state": self.state, "time": self.time}
+        for key in ("user", "revision", "note"):
+            if getattr(self, key):
+                data[key] = getattr(self, key)
+        return json.dumps(data, sort_keys=True, ensure_ascii=True)
+
+
+def parse_log(text: str) -> list[LogEntry]:
+    """Parse the log, skipping lines a crash may have left torn."""
+    entries = []
+    for line in text.splitlines():
+        try:
+            data = json.loads(line)
+            entries.append(
+                LogEntry(
+                    release=str(data["release"]),
+                    state=str(data["state"]),
+                    time=str(data.get("time", "")),
+                    user=str(data.get("user", "")),
+                    revision=str(data.get("revision", "")),
+                    note=str(data.get("note", "")),
+                )
+            )
+        except (ValueError, KeyError, TypeError):
+            continue
+    return entries
+
+
+@dataclass(frozen=True)
+class ReleaseInfo:
+    """What one host knows about one release directory."""
+
+    name: str
+    state: str  # last state in the log, or "unknown" for a directory the log never saw
+    revision: str = ""
+    user: str = ""
+    created: str = ""
+    live: bool = False
+
+    @property
+    def good(self) -> bool:
+        return self.state in GOOD
+
+
+def fold(names_on_disk: Iterable[str], entries: Iterable[LogEntry], current: str | None):
+    """Join the directories on a host with their logged states, oldest first."""
+    last: dict[str, LogEntry] = {}
+    first: dict[str, LogEntry] = {}
+    revision: dict[str, str] = {}
+    for entry in entries:
+        last[entry.release] = entry
+        first.setdefault(entry.release, entry)
+        if entry.revision:
+            revision[entry.release] = entry.revision
+    infos = []
+    for name in sorted(set(names_on_disk)):
+        entry = last.get(name)
+        state = entry.state if entry else "unknown"
+        if state == LIVE and name != current:
+            state = COMPLETE  # was live once, superseded since
+        if name == current and state in GOOD:
+            state = LIVE
+        infos.append(
+            ReleaseInfo(
+                name=name,
+                state=state,
+                revision=revision.get(name, ""),
+                user=first[name].user if name in first else "",
+                created=first[name].time if name in first else "",
+                live=name == current,
+            )
+        )
+    return infos
+
+
+def rollback_target(infos: list[ReleaseInfo], current: str | None) -> str | None:
+    """The newest good release older than the live one (Deployer skips bad ones too)."""
+    older = [i for i in infos if i.good and not i.live and (current is None or i.name < current)]
+    return older[-1].name if older else None
+
+
+def cleanup_victims(infos: list[ReleaseInfo], keep: int, current: str | None) -> list[str]:
+    """Releases cleanup may delete.
+
+    Keeps the newest `keep` good releases, the live one and the rollback target
+    whatever `keep` says; deletes failed, rolled-back and stale half-built ones.
+    Directories the log never saw are left alone: somebody else put them there.
+    """
+    protected = {current, rollback_target(infos, current)}
+    good = [i.name for i in infos if i.good]
+    protected.update(good[-keep:] if keep > 0 else good)
+    victims = []
+    for info in infos:
+        if info.name in protected or info.state == "unknown":
+            continue
+        victims.append(info.name)
+    return victims
+
+
+@dataclass(frozen=True)
+class HostState:
+    """What `commands.read_state` reports about a host."""
+
+    current: str | None  # name of the live release, or None
+    releases: tuple[ReleaseInfo, ...]
+    lock_owner: str | None  # raw owner record, if a lock is held
+    entries: tuple[LogEntry, ...] = ()
+
+    def get(self, name: str) -> ReleaseInfo | None:
+        return next((r for r in self.releases if r.name == name), None)
+
+
+def parse_state(text: str, markers: tuple[str, str, str, str]) -> HostState:
+    sections: dict[str, list[str]] = {m: [] for m in markers}
+    where: str | None = None
+    for line in text.splitlines():
+        if line in sections:
+            where = line
+        elif where is not None:
+            sections[where].append(line)
+    cur, rel, log, lock = markers
+    target = next((ln for ln in sections[cur] if ln.strip()), "")
+    current = target.rstrip("/").rsplit("/", 1)[-1] if target else None
+    entries = parse_log("\n".join(sections[log]))
+    names = [n for n in sections[rel] if n and n not in (".", "..")]
+    owner = "\n".join(sections[lock]).strip() or None
+    return HostState(
+        current=current,
+        releases=tuple(fold(names, entries, current)),
+        lock_owner=owner,
+        entries=tuple(entries),
+    )

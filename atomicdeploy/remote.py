@@ -1,0 +1,195 @@
+"""The only I/O with a host: run one command, transfer files with rsync.
+
+Every error names the host and the step. Host keys are checked the way OpenSSH's
+`StrictHostKeyChecking=accept-new` does (Fabric alone accepts any key): a new host's
+key is recorded, a changed key is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import subprocess
+import threading
+from dataclasses import dataclass
+
+import paramiko
+from fabric import Config as FabricConfig
+from fabric import Connection
+from invoke.exceptions import CommandTimedOut
+
+from . import commands
+from .errors import RemoteError
+from .inventory import HostConfig
+
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+
+
+class KnownHosts:
+    """Appends newly seen host keys to one known_hosts file, one writer at a time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def record(self, path: str, hostname: str, key: paramiko.PKey) -> None:
+        with self._lock:
+            os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+            with open(path, "a", encoding="ascii") as fh:
+                fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+class _AcceptNew(paramiko.MissingHostKeyPolicy):
+    def __init__(self, known_hosts: KnownHosts, path: str) -> None:
+        self.known_hosts = known_hosts
+        self.path = path
+
+    def missing_host_key(self, client, hostname, key) -> None:  # type: ignore[no-untyped-def]
+        self.known_hosts.record(self.path, hostname, key)
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+def connect(host: HostConfig, base: FabricConfig, known_hosts: KnownHosts) -> Connection:
+    """A Connection of its own for one host (never shared between threads)."""
+    config = base.clone()
+    config.run.in_stream = False  # never read the local terminal; CI has none
+    if host.ssh_config:
+        config.set_runtime_ssh_path(host.ssh_config)
+        config.load_ssh_config()
+    kwargs: dict = {}
+    if host.identity_file:
+        kwargs = {"key_filename": [host.identity_file], "look_for_keys": False}
+    conn = Connection(
+        host.hostname,
+        user=host.remote_user,
+        port=host.port,
+        config=config,
+        connect_timeout=host.connect_timeout,
+        forward_agent=host.forward_agent,
+        connect_kwargs=kwargs,
+    )
+    if os.path.exists(SYSTEM_KNOWN_HOSTS):
+        conn.client.load_system_host_keys(SYSTEM_KNOWN_HOSTS)
+    if os.path.exists(host.known_hosts):
+        conn.client.load_host_keys(host.known_hosts)
+    conn.client.set_missing_host_key_policy(_AcceptNew(known_hosts, host.known_hosts))
+    return conn
+
+
+@dataclass(frozen=True)
+class RsyncStats:
+    files_transferred: int
+    bytes_sent: int
+    files_total: int
+
+
+def parse_rsync_stats(text: str) -> RsyncStats:
+    def number(label: str) -> int:
+        match = re.search(rf"^{label}: ([\d,]+)", text, re.M)
+        return int(match.group(1).replace(",", "")) if match else 0
+
+    return RsyncStats(
+        files_transferred=number("Number of regular files transferred"),
+        bytes_sent=number("Total bytes sent"),
+        files_total=number("Number of files"),
+    )
+
+
+class Remote:
+    """One host's connection, with errors that say which host and step failed."""
+
+    def __init__(self, host: HostConfig, conn: Connection) -> None:
+        self.host = host
+        self.name = host.name
+        self.conn = conn
+
+    def run(self, script: str, step: str, *, ok: tuple[int, ...] = (0,)) -> tuple[int, str]:
+        """Run a script from `commands`; return (exit status, stdout). Raise on other statuses."""
+        command = commands.remote(script)
+        try:
+            result = self.conn.run(command, hide=True, warn=True, in_stream=False, pty=False)
+        except CommandTimedOut as exc:
+            raise RemoteError(f"timed out after {exc.timeout}s", host=self.name, step=step,
+                              command=script) from exc  # fmt: skip
+        except Exception as exc:  # connection-level: refused, auth, host key, DNS
+            raise RemoteError(describe_connect_error(self.host, exc), host=self.name, step=step,
+                              command=script) from exc  # fmt: skip
+        if result.exited not in ok:
+            raise RemoteError(
+                f"{last_line(result.stderr) or last_line(result.stdout) or 'failed'}"
+                f" (exit {result.exited})",
+                host=self.name, step=step, command=script, exit_status=result.exited,
+                stderr=result.stderr, stdout=result.stdout,
+            )  # fmt: skip
+        return result.exited, result.stdout
+
+    def rsync(self, argv: list[str], step: str, timeout: float | None = None) -> RsyncStats:
+        """Run rsync locally (it speaks to the host over OpenSSH); stdin closed."""
+        try:
+            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                  timeout=timeout, check=False)  # fmt: skip
+        except FileNotFoundError:
+            raise RemoteError("rsync is not installed on this machine", host=self.name,
+                              step=step) from None  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise RemoteError(f"rsync timed out after {timeout}s", host=self.name,
+                              step=step) from None  # fmt: skip
+        if proc.returncode != 0:
+            raise RemoteError(
+                f"rsync failed: {rsync_reason(proc.stderr)} (exit {proc.returncode})",
+                host=self.name, step=step, command=" ".join(argv),
+                exit_status=proc.returncode, stderr=proc.stderr,
+            )  # fmt: skip
+        return parse_rsync_stats(proc.stdout)
+
+    def ssh_argv(self) -> list[str]:
+        """The OpenSSH command rsync uses, from the same settings as the Fabric connection."""
+        keys = self.conn.connect_kwargs.get("key_filename") or []
+        if isinstance(keys, str):
+            keys = [keys]
+        return commands.ssh_argv(
+            port=self.conn.port,
+            user=self.conn.user,
+            identity_files=list(dict.fromkeys(keys)),
+            known_hosts=self.host.known_hosts,
+            ssh_config=self.host.ssh_config,
+            connect_timeout=self.host.connect_timeout,
+        )
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def rsync_reason(stderr: str) -> str:
+    """rsync's most telling line: the first error, not the protocol noise after it."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for line in lines:
+        if not line.startswith("rsync error:") and "connection unexpectedly closed" not in line:
+            return line
+    return lines[-1] if lines else "no output"
+
+
+def describe_connect_error(host: HostConfig, exc: BaseException) -> str:
+    where = f"{host.hostname}:{host.port or 22}"
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return (
+            f"host key of {where} has changed (known_hosts: {host.known_hosts}); refusing to"
+            f" connect. If the change is expected, remove the old key with"
+            f" ssh-keygen -R '[{host.hostname}]:{host.port or 22}' -f {host.known_hosts}"
+        )
+    if isinstance(exc, paramiko.AuthenticationException):
+        return f"cannot log in to {where}: {exc}"
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        return f"cannot connect to {where}: connection refused"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve {host.hostname}: {exc.strerror}"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return f"cannot connect to {where}: timed out"
+    return f"cannot use {where}: {type(exc).__name__}: {exc}"

@@ -1,0 +1,85 @@
+"""The fleet: a bounded pool over the hosts of a stage, phase by phase.
+
+Fabric's ThreadingGroup starts one thread per host with no bound and keys results
+by resolved address, merging hosts that share one; here each host gets its own
+Connection (never used by two threads at once), at most `parallel` hosts work at
+a time, and results are keyed by inventory name. A phase returns only when every
+host has finished it: that is the barrier between phases.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import TypeVar
+
+from fabric import Config as FabricConfig
+
+from .inventory import HostConfig
+from .remote import KnownHosts, Remote, connect
+from .report import Reporter
+
+T = TypeVar("T")
+
+
+class Fleet:
+    def __init__(
+        self,
+        hosts: Sequence[HostConfig],
+        reporter: Reporter,
+        *,
+        parallel: int | None = None,
+        fabric_config: FabricConfig | None = None,
+    ) -> None:
+        self.hosts = {h.name: h for h in hosts}
+        self.reporter = reporter
+        self.parallel = max(1, parallel or min(h.parallel for h in hosts))
+        # Cloned before any Connection exists: a shared Config accumulates key files.
+        self._base = (fabric_config or FabricConfig()).clone()
+        self._known_hosts = KnownHosts()
+        self._remotes: dict[str, Remote] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.hosts)
+
+    def remote(self, name: str) -> Remote:
+        with self._lock:
+            if name not in self._remotes:
+                host = self.hosts[name]
+                self._remotes[name] = Remote(host, connect(host, self._base, self._known_hosts))
+            return self._remotes[name]
+
+    def each(
+        self, fn: Callable[[Remote], T], names: Iterable[str] | None = None
+    ) -> tuple[dict[str, T], dict[str, BaseException]]:
+        """Run `fn` on each host (at most `parallel` at once); wait for all of them."""
+        names = list(self.hosts if names is None else names)
+        results: dict[str, T] = {}
+        failures: dict[str, BaseException] = {}
+        if not names:
+            return results, failures
+        with ThreadPoolExecutor(max_workers=min(self.parallel, len(names)),
+                                thread_name_prefix="atomicdeploy") as pool:  # fmt: skip
+            futures = {pool.submit(self._call, fn, name): name for name in names}
+            for future in as_completed(futures):
+                name = futures[future]
+                try:
+                    results[name] = future.result()
+                except Exception as exc:
+                    failures[name] = exc
+        # Keep inventory order, whatever order the hosts finished in.
+        return ({n: results[n] for n in names if n in results},
+                {n: failures[n] for n in names if n in failures})  # fmt: skip
+
+    def _call(self, fn: Callable[[Remote], T], name: str) -> T:
+        return fn(self.remote(name))
+
+    def close(self) -> None:
+        for remote in self._remotes.values():
+            with contextlib.suppress(Exception):
+                remote.close()
+        self._remotes.clear()

@@ -1,0 +1,32 @@
+"""release: create the new release directory and record every state change in the log."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from .. import commands
+from ..config import Config
+from ..releases import BUILDING, LogEntry
+from ..remote import Remote
+
+
+def log_line(cfg: Config, release: str, state: str, note: str = "") -> str:
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return LogEntry(release=release, state=state, time=now, user=cfg.run.user,
+                    revision=cfg.run.revision, note=note).render()  # fmt: skip
+
+
+def create(remote: Remote, cfg: Config) -> None:
+    """mkdir the release (an existing one is an error) and log it as building."""
+    line = log_line(cfg, cfg.release, BUILDING)
+    remote.run(commands.create_release(cfg.layout, cfg.release, line), "release")
+
+
+def mark(remote: Remote, cfg: Config, release: str, state: str, note: str = "") -> None:
+    remote.run(commands.append_log(cfg.layout, log_line(cfg, release, state, note)), "log")
+
+
+def remove(remote: Remote, cfg: Config, state: str, note: str = "") -> None:
+    """Remove the unactivated release and log why; refuses if it is somehow live."""
+    line = log_line(cfg, cfg.release, state, note)
+    remote.run(commands.remove_release(cfg.layout, cfg.release, line), "remove")

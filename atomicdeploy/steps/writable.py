@@ -1,0 +1,18 @@
+"""writable: let the web server write to writable_dirs (chmod, acl, chown or skip)."""
+
+from __future__ import annotations
+
+from .. import commands
+from ..config import Config
+from ..remote import Remote
+
+
+def make_writable(remote: Remote, cfg: Config) -> None:
+    host = cfg.host
+    script = commands.make_writable(
+        cfg.layout, cfg.release, host.writable_dirs, host.writable_mode,
+        chmod_mode=host.writable_chmod_mode, http_user=host.http_user,
+        recursive=host.writable_recursive,
+    )  # fmt: skip
+    if script:
+        remote.run(script, "writable")

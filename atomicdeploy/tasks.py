@@ -1,0 +1,214 @@
+"""The Fabric layer: stage tasks from the inventory, and deploy, rollback, releases, unlock.
+
+Each task parses its options, loads the inventory once, calls the pipeline and
+turns an expected failure into one line and an exit code (never a traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fabric import Connection
+from invoke import Collection, Context, Exit, Task, task
+
+from . import inventory as inventory_mod
+from . import pipeline
+from .errors import EXIT_FAILED, EXIT_USAGE, AtomicDeployError, FleetError
+from .inventory import HostConfig, Inventory
+from .report import Reporter
+from .steps.lock import describe_owner
+
+ENV_INVENTORY = "ATOMICDEPLOY_INVENTORY"
+DEFAULT_INVENTORY = "inventory.yml"
+
+
+def default_inventory_path() -> Path:
+    return Path(os.environ.get(ENV_INVENTORY) or DEFAULT_INVENTORY)
+
+
+def _selection(c: Context, stage: str | None, inventory: str | None) -> tuple[Inventory, str]:
+    """Which inventory and stage this task runs on: options first, then the stage task."""
+    if isinstance(c, Connection):
+        raise Exit("atomicdeploy takes its hosts from the inventory: do not combine it with -H",
+                   code=EXIT_USAGE)  # fmt: skip
+    chosen = c.config.get("atomicdeploy") or {}
+    path = Path(inventory or chosen.get("inventory") or default_inventory_path())
+    stage = stage or chosen.get("stage")
+    try:
+        inv = inventory_mod.load(path)
+    except AtomicDeployError as exc:
+        raise Exit(str(exc), code=exc.exit_code) from None
+    if not stage:
+        stages = ", ".join(sorted(inv.stages)) or "none defined"
+        raise Exit(f"no stage selected: run e.g. `fab {next(iter(sorted(inv.stages)), 'prod')}"
+                   f" deploy` (stages: {stages})", code=EXIT_USAGE)  # fmt: skip
+    return inv, stage
+
+
+def _hosts(inv: Inventory, stage: str) -> tuple[HostConfig, ...]:
+    try:
+        return inv.stage(stage)
+    except AtomicDeployError as exc:
+        raise Exit(str(exc), code=exc.exit_code) from None
+
+
+def _report_failure(reporter: Reporter, exc: AtomicDeployError) -> None:
+    if isinstance(exc, FleetError):
+        for name, err in exc.failures.items():
+            reporter.error(_one_line(name, err))
+    reporter.error(f"atomicdeploy: {exc.message if isinstance(exc, FleetError) else exc}")
+
+
+def _one_line(name: str, err: BaseException) -> str:
+    if isinstance(err, AtomicDeployError):
+        where = f" at step '{err.step}'" if err.step else ""
+        live = "live" if err.live else "not live"
+        return f"[{name}] failed{where} ({live}): {err.message}"
+    return f"[{name}] failed: {type(err).__name__}: {err}"
+
+
+def _guarded(body: Callable[[Reporter], Any]) -> Any:
+    reporter = Reporter()
+    try:
+        return body(reporter)
+    except AtomicDeployError as exc:
+        _report_failure(reporter, exc)
+        raise Exit(code=exc.exit_code) from None
+
+
+@task(help={
+    "source": "local directory to upload (default: the inventory's `source`)",
+    "stage": "stage to deploy, instead of `fab STAGE deploy`",
+    "inventory": f"inventory file (default: ${ENV_INVENTORY} or {DEFAULT_INVENTORY})",
+    "parallel": "hosts worked on at once (default: the inventory's `parallel`)",
+})  # fmt: skip
+def deploy(c, source=None, stage=None, inventory=None, parallel=0):
+    """Build a new release on every host of the stage, then switch them all to it."""
+    inv, stage = _selection(c, stage, inventory)
+    hosts = _hosts(inv, stage)
+
+    def body(reporter: Reporter) -> None:
+        src = pipeline.resolve_source(hosts, inv.path.resolve().parent, source)
+        opts = pipeline.Options(stage=stage, source=src, parallel=parallel or None)
+        out = pipeline.deploy(hosts, opts, reporter, source=src, fabric_config=c.config)
+        name = next(iter(out.release.values()))
+        reporter.line(f"deployed {name} to {stage} ({len(hosts)} host(s))")
+
+    _guarded(body)
+
+
+@task(help={
+    "release": "release to go back to (default: the previous complete release on each host)",
+    "stage": "stage to roll back, instead of `fab STAGE rollback`",
+    "inventory": f"inventory file (default: ${ENV_INVENTORY} or {DEFAULT_INVENTORY})",
+    "parallel": "hosts worked on at once",
+})  # fmt: skip
+def rollback(c, release=None, stage=None, inventory=None, parallel=0):
+    """Switch every host of the stage back to its previous complete release."""
+    inv, stage = _selection(c, stage, inventory)
+    hosts = _hosts(inv, stage)
+
+    def body(reporter: Reporter) -> None:
+        opts = pipeline.Options(stage=stage, release=release, parallel=parallel or None)
+        out = pipeline.rollback(hosts, opts, reporter, fabric_config=c.config)
+        targets = sorted(set(out.release.values()))
+        reporter.line(f"rolled back {stage} to {', '.join(targets)} ({len(hosts)} host(s))")
+
+    _guarded(body)
+
+
+@task(help={"stage": "stage to list", "inventory": "inventory file"})
+def releases(c, stage=None, inventory=None):
+    """List each host's releases: name, state, revision, time, and which one is live."""
+    inv, stage = _selection(c, stage, inventory)
+    hosts = _hosts(inv, stage)
+
+    def body(reporter: Reporter) -> None:
+        states, failures = pipeline.read_states(hosts, reporter, stage=stage,
+                                                fabric_config=c.config)  # fmt: skip
+        for name, state in states.items():
+            reporter.line(f"{name}:")
+            rows = [(r.name + (" *" if r.live else ""), r.state, r.revision or "-",
+                     r.created or "-", r.user or "-") for r in state.releases]  # fmt: skip
+            if rows:
+                reporter.table(("release", "state", "revision", "created", "user"), rows)
+            else:
+                reporter.line("  no releases")
+            if state.lock_owner:
+                reporter.line(f"  locked by {describe_owner(state.lock_owner)}")
+        if failures:
+            raise FleetError(f"could not read {len(failures)} host(s)", failures)
+
+    _guarded(body)
+
+
+@task(help={"stage": "stage to unlock", "inventory": "inventory file"})
+def unlock(c, stage=None, inventory=None):
+    """Remove the deploy lock on every host of the stage (after a deploy that died)."""
+    inv, stage = _selection(c, stage, inventory)
+    hosts = _hosts(inv, stage)
+
+    def body(reporter: Reporter) -> None:
+        owners, failures = pipeline.force_unlock(hosts, reporter, stage=stage,
+                                                 fabric_config=c.config)  # fmt: skip
+        for name, owner in owners.items():
+            held = f"removed the lock of {describe_owner(owner)}" if owner else "was not locked"
+            reporter.host(name, held)
+        if failures:
+            raise FleetError(f"unlock failed on {len(failures)} host(s)", failures)
+
+    _guarded(body)
+
+
+def stage_task(name: str, hosts: tuple[str, ...], inventory: Path) -> Task:
+    """`fab NAME ...`: select a stage for the tasks that follow on the command line."""
+
+    def select(c):
+        c.config.atomicdeploy = {"stage": name, "inventory": str(inventory)}
+
+    select.__doc__ = f"Select stage {name}: {', '.join(hosts)}."
+    select.__name__ = name
+    return Task(select, name=name)
+
+
+TASKS = (deploy, rollback, releases, unlock)
+
+
+def stage_tasks(inventory: str | os.PathLike[str] | None = None) -> list[Task]:
+    """One task per `labels.stage` in the inventory; none if there is no inventory file.
+
+    An inventory that exists but is invalid stops `fab` at once with its one-line error:
+    every task would fail on it anyway.
+    """
+    path = Path(inventory) if inventory else default_inventory_path()
+    if not path.exists():
+        return []
+    try:
+        inv = inventory_mod.load(path)
+    except AtomicDeployError as exc:
+        print(f"atomicdeploy: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    return [stage_task(name, hosts, path.resolve()) for name, hosts in inv.stages.items()]
+
+
+def namespace(inventory: str | os.PathLike[str] | None = None) -> Collection:
+    """A ready Collection: the tasks plus a stage task per stage of the inventory."""
+    ns = Collection()
+    install(ns, inventory)
+    return ns
+
+
+def install(ns: Collection, inventory: str | os.PathLike[str] | None = None) -> Collection:
+    """Add atomicdeploy's tasks and stage tasks to an existing fabfile's root collection."""
+    for t in TASKS:
+        ns.add_task(t)
+    for t in stage_tasks(inventory):
+        ns.add_task(t)
+    return ns
+
+
+__all__ = ["EXIT_FAILED", "deploy", "install", "namespace", "releases", "rollback", "unlock"]

@@ -1,0 +1,202 @@
+"""Real OpenSSH `sshd` processes on 127.0.0.1, one per fake host.
+
+Each host has its own port, host key, client key and deploy path. Works as root
+(sshd then needs /run/sshd) and as a normal user (sshd only lets that user in).
+Stopped by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/bin/sshd")
+
+
+def find_sshd() -> str:
+    for path in SSHD_CANDIDATES:
+        if os.access(path, os.X_OK):
+            return path
+    found = shutil.which("sshd")
+    if not found:
+        raise RuntimeError("OpenSSH server not found: apt-get install openssh-server")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def keygen(path: Path) -> None:
+    if not path.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "atomicdeploy-test",
+                        "-f", str(path)], check=True, stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+@dataclass
+class LocalHost:
+    """One fake host: an sshd on 127.0.0.1:port letting `user` in with `key`."""
+
+    name: str
+    port: int
+    dir: Path
+    key: Path
+    deploy_path: Path
+    user: str
+    proc: subprocess.Popen | None = None
+
+    def inventory_entry(self, stage: str = "test", **extra) -> dict:
+        return {
+            "hostname": "127.0.0.1",
+            "port": self.port,
+            "remote_user": self.user,
+            "identity_file": str(self.key),
+            "deploy_path": str(self.deploy_path),
+            "labels": {"stage": stage},
+            **extra,
+        }
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self, sshd: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        keygen(self.dir / "host_key")
+        keygen(self.key)
+        (self.dir / "authorized_keys").write_text(Path(f"{self.key}.pub").read_text())
+        (self.dir / "sshd_config").write_text(
+            "\n".join([
+                f"Port {self.port}",
+                "ListenAddress 127.0.0.1",
+                f"HostKey {self.dir / 'host_key'}",
+                f"PidFile {self.dir / 'sshd.pid'}",
+                f"AuthorizedKeysFile {self.dir / 'authorized_keys'}",
+                "PubkeyAuthentication yes",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "StrictModes no",
+                "UsePAM no",
+                "PermitRootLogin prohibit-password",
+                f"AllowUsers {self.user}",
+                "Subsystem sftp internal-sftp",
+                "MaxStartups 200:30:400",
+                "MaxSessions 100",
+                "LogLevel ERROR",
+                "",
+            ])
+        )  # fmt: skip
+        if os.geteuid() == 0:
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+        log = open(self.dir / "sshd.log", "ab")  # noqa: SIM115 - lives as long as sshd
+        self.proc = subprocess.Popen(
+            [sshd, "-D", "-e", "-f", str(self.dir / "sshd_config")],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        wait_for_ssh(self.port, self.proc)
+
+    def stop(self) -> None:
+        """Stop this sshd by PID (and its session children: a killed connection dies too)."""
+        if self.proc and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.proc = None
+
+    def restart(self, sshd: str | None = None) -> None:
+        self.stop()
+        self.start(sshd or find_sshd())
+
+
+def wait_for_ssh(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sshd on port {port} exited with status {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                if s.recv(4).startswith(b"SSH-"):
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"sshd on port {port} did not answer within {timeout}s")
+
+
+class LocalHosts:
+    """N hosts under one directory: `with LocalHosts(base, 3) as hosts: ...`."""
+
+    def __init__(self, base: Path, count: int, *, prefix: str = "web",
+                 ports: Iterable[int] | None = None) -> None:  # fmt: skip
+        self.base = Path(base)
+        self.user = getpass.getuser()
+        port_list = list(ports) if ports is not None else [free_port() for _ in range(count)]
+        self.hosts = [
+            LocalHost(
+                name=f"{prefix}{i + 1}",
+                port=port_list[i],
+                dir=self.base / "hosts" / f"{prefix}{i + 1}",
+                key=self.base / "hosts" / f"{prefix}{i + 1}" / "client_key",
+                deploy_path=self.base / "srv" / f"{prefix}{i + 1}" / "app",
+                user=self.user,
+            )
+            for i in range(count)
+        ]
+        self.known_hosts = self.base / "known_hosts"
+
+    def start(self) -> LocalHosts:
+        sshd = find_sshd()
+        try:
+            for host in self.hosts:
+                host.start(sshd)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for host in self.hosts:
+            host.stop()
+
+    def __enter__(self) -> LocalHosts:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __iter__(self):
+        return iter(self.hosts)
+
+    def __len__(self) -> int:
+        return len(self.hosts)
+
+    def __getitem__(self, i: int) -> LocalHost:
+        return self.hosts[i]
+
+
+def write_inventory(path: Path, hosts: Iterable[LocalHost], *, stage: str = "test",
+                    known_hosts: Path | None = None, **config) -> Path:  # fmt: skip
+    """An inventory.yml for these hosts; `config` goes under `config:`."""
+    cfg = dict(config)
+    if known_hosts:
+        cfg.setdefault("known_hosts", str(known_hosts))
+    data = {"config": cfg, "hosts": {h.name: h.inventory_entry(stage) for h in hosts}}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
