@@ -23,11 +23,19 @@ from fabric import Config as FabricConfig
 from .config import Config, RunInfo
 from .errors import EXIT_PARTIAL, AtomicDeployError, ConfigError, FleetError
 from .inventory import HostConfig
-from .releases import FAILED, GOOD, LIVE, ROLLED_BACK, HostState, new_release_name
+from .releases import (
+    FAILED,
+    GOOD,
+    LIVE,
+    ROLLED_BACK,
+    HostState,
+    new_release_name,
+    rollback_target,
+)
 from .remote import Remote
 from .report import Reporter
 from .runner import Fleet
-from .steps import cleanup, lock, release, setup, shared, switch, upload, writable
+from .steps import build, cleanup, lock, release, setup, switch, upload
 
 
 @dataclass(frozen=True)
@@ -89,20 +97,9 @@ def _fail(phase: str, failures: dict[str, BaseException], total: int, **kw) -> F
     return FleetError(f"{phase} failed on {len(failures)}/{total} host(s): {names}", failures, **kw)
 
 
-def _lock_and_read(fleet: Fleet, cfgs: dict[str, Config]):
-    """setup + lock + read state on every host; on any failure release the locks we took."""
-
-    def work(r: Remote) -> HostState:
-        cfg = cfgs[r.name]
-        setup.setup(r, cfg)
-        lock.lock(r, cfg)
-        try:
-            return setup.read_state(r, cfg)
-        except BaseException:
-            lock.unlock(r, cfg)
-            raise
-
-    states, failures = fleet.each(work)
+def _lock_and_read(fleet: Fleet, cfgs: dict[str, Config]) -> dict[str, HostState]:
+    """setup + lock + state on every host; if any host fails, release the locks we took."""
+    states, failures = fleet.each(lambda r: setup.begin(r, cfgs[r.name]))
     if failures:
         _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), states)
         raise _fail("lock", failures, len(cfgs))
@@ -140,12 +137,14 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
             stats = upload.upload(r, cfg)
             reporter.host(r.name, f"uploaded {stats.files_transferred} changed file(s),"
                                   f" {stats.bytes_sent} bytes")  # fmt: skip
-            shared.link_shared(r, cfg)
-            writable.make_writable(r, cfg)
-            release.mark(r, cfg, name, "complete")
+            build.build(r, cfg)
             return stats
 
-        uploads, failures = _guard(fleet, prepare, cfgs, created, name)
+        try:
+            uploads, failures = fleet.each(prepare)
+        except KeyboardInterrupt:
+            _abort(fleet, cfgs, created, "interrupted")
+            raise
         outcome.uploads.update(uploads)
         if failures:
             _abort(fleet, cfgs, created, "another host failed" if uploads else "failed")
@@ -153,15 +152,11 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
 
         def go_live(r: Remote) -> None:
             cfg = cfgs[r.name]
-            switch.switch(r, cfg, name)
-            release.mark(r, cfg, name, LIVE)
+            switch.switch(r, cfg, name, [release.log_line(cfg, name, LIVE)])
             reporter.host(r.name, f"live: current -> releases/{name}")
 
         _, failures = fleet.each(go_live)
         if failures:
-            for exc in failures.values():
-                if isinstance(exc, AtomicDeployError):
-                    exc.live = False
             _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), cfgs)
             live = [n for n in cfgs if n not in failures]
             raise _fail("go-live", failures, len(cfgs),
@@ -169,15 +164,16 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
 
         def finish(r: Remote) -> None:
             cfg = cfgs[r.name]
+            victims = cleanup.victims_after_go_live(states[r.name], cfg)
             try:
-                removed = cleanup.cleanup(r, cfg)
-                outcome.removed[r.name] = removed
-                if removed:
-                    reporter.host(r.name, f"cleanup: removed {', '.join(removed)}")
+                cleanup.cleanup_and_unlock(r, cfg, victims)
             except AtomicDeployError as exc:
                 # The release is live: housekeeping trouble is a warning, not a failed deploy.
                 reporter.warn(r.name, f"cleanup failed (the deploy is live): {exc.message}")
-            lock.unlock(r, cfg)
+                return
+            outcome.removed[r.name] = victims
+            if victims:
+                reporter.host(r.name, f"cleanup: removed {', '.join(victims)}")
 
         _, failures = fleet.each(finish)
         for n, exc in failures.items():
@@ -185,15 +181,6 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
         return outcome
     finally:
         fleet.close()
-
-
-def _guard(fleet: Fleet, prepare, cfgs, created, name):
-    """Run prepare everywhere; an interrupt still removes what was built, then re-raises."""
-    try:
-        return fleet.each(prepare)
-    except KeyboardInterrupt:
-        _abort(fleet, cfgs, created, "interrupted")
-        raise
 
 
 def _abort(fleet: Fleet, cfgs: dict[str, Config], created: set[str], why: str) -> None:
@@ -234,17 +221,18 @@ def rollback(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *,
         def go_back(r: Remote) -> None:
             cfg = cfgs[r.name]
             if cfg.release == cfg.previous:
+                lock.unlock(r, cfg)
                 reporter.host(r.name, f"already live: releases/{cfg.release}")
                 return
-            switch.switch(r, cfg, cfg.release)
+            lines = [release.log_line(cfg, cfg.release, LIVE, "rollback")]
             if cfg.previous:
-                release.mark(r, cfg, cfg.previous, ROLLED_BACK, f"rolled back to {cfg.release}")
-            release.mark(r, cfg, cfg.release, LIVE, "rollback")
+                note = f"rolled back to {cfg.release}"
+                lines.insert(0, release.log_line(cfg, cfg.previous, ROLLED_BACK, note))
+            switch.switch(r, cfg, cfg.release, lines, unlock=True)
             reporter.host(r.name, f"rolled back: current -> releases/{cfg.release}"
                                   f" (was {cfg.previous})")  # fmt: skip
 
         _, failures = fleet.each(go_back)
-        _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), cfgs)
         if failures:
             live = [n for n in cfgs if n not in failures]
             raise _fail("rollback", failures, len(cfgs),
@@ -255,8 +243,6 @@ def rollback(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *,
 
 
 def _rollback_target(state: HostState, wanted: str | None) -> str:
-    from .releases import rollback_target
-
     if wanted:
         info = state.get(wanted)
         if info is None:

@@ -117,11 +117,12 @@ class Remote:
             raise RemoteError(describe_connect_error(self.host, exc), host=self.name, step=step,
                               command=script) from exc  # fmt: skip
         if result.exited not in ok:
+            failed_step, stderr = split_step_marker(result.stderr)
             raise RemoteError(
-                f"{last_line(result.stderr) or last_line(result.stdout) or 'failed'}"
+                f"{last_line(stderr) or last_line(result.stdout) or 'failed'}"
                 f" (exit {result.exited})",
-                host=self.name, step=step, command=script, exit_status=result.exited,
-                stderr=result.stderr, stdout=result.stdout,
+                host=self.name, step=failed_step or step, command=script,
+                exit_status=result.exited, stderr=stderr, stdout=result.stdout,
             )  # fmt: skip
         return result.exited, result.stdout
 
@@ -160,6 +161,18 @@ class Remote:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def split_step_marker(stderr: str) -> tuple[str | None, str]:
+    """`commands.sequence` names the part that failed on stderr; take it out of the text."""
+    step = None
+    kept = []
+    for line in (stderr or "").splitlines():
+        if line.startswith(commands.STEP_MARKER):
+            step = line[len(commands.STEP_MARKER):].strip()
+        else:
+            kept.append(line)
+    return step, "\n".join(kept)
 
 
 def last_line(text: str) -> str:

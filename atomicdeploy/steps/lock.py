@@ -1,4 +1,7 @@
-"""lock: one deploy or rollback at a time per host, taken atomically with mkdir."""
+"""lock: one deploy or rollback at a time per host, taken atomically with mkdir.
+
+Taking the lock is part of `setup.begin`; this module describes owners and releases locks.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import json
 
 from .. import commands
 from ..config import Config
-from ..errors import LockHeld, RemoteError
 from ..remote import Remote
 
 
@@ -28,20 +30,6 @@ def describe_owner(raw: str | None) -> str:
         return f"{data['user']} on {data['host']} (pid {data['pid']}) since {data['time']}"
     except (ValueError, KeyError, TypeError, IndexError):
         return raw.splitlines()[0][:200]
-
-
-def lock(remote: Remote, cfg: Config) -> None:
-    try:
-        remote.run(commands.lock(cfg.layout, owner_record(cfg)), "lock")
-    except RemoteError as exc:
-        if exc.exit_status != commands.LOCK_HELD:
-            raise
-        # The held-lock branch prints the owner record on stdout.
-        raise LockHeld(
-            f"locked by {describe_owner(exc.stdout or None)}:"
-            f" if that deploy is dead, run `fab {cfg.run.stage} unlock`",
-            host=remote.name, step="lock",
-        ) from exc  # fmt: skip
 
 
 def unlock(remote: Remote, cfg: Config) -> None:

@@ -22,8 +22,8 @@ def create(remote: Remote, cfg: Config) -> None:
     remote.run(commands.create_release(cfg.layout, cfg.release, line), "release")
 
 
-def mark(remote: Remote, cfg: Config, release: str, state: str, note: str = "") -> None:
-    remote.run(commands.append_log(cfg.layout, log_line(cfg, release, state, note)), "log")
+def mark_script(cfg: Config, release: str, state: str, note: str = "") -> str:
+    return commands.append_log(cfg.layout, log_line(cfg, release, state, note))
 
 
 def remove(remote: Remote, cfg: Config, state: str, note: str = "") -> None:

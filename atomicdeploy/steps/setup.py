@@ -1,16 +1,42 @@
-"""setup: the directories every deploy needs, and what the host has now."""
+"""setup: the directories every deploy needs, the lock, and what the host has now.
+
+Done in one round trip: setup, lock and read state are one script.
+"""
 
 from __future__ import annotations
 
 from .. import commands
 from ..config import Config
+from ..errors import LockHeld, RemoteError
 from ..releases import HostState, parse_state
 from ..remote import Remote
+from .lock import describe_owner, owner_record
 
 
-def setup(remote: Remote, cfg: Config) -> None:
-    """Idempotent mkdirs. Refuses a real directory at `current`, which could not be swapped."""
-    remote.run(commands.setup(cfg.layout), "setup")
+def begin(remote: Remote, cfg: Config) -> HostState:
+    """Idempotent mkdirs, take the lock, read the state.
+
+    Refuses a real directory at `current` (it could not be swapped atomically) and
+    a lock held by someone else (with who and since when).
+    """
+    layout = cfg.layout
+    script = commands.sequence([
+        ("setup", commands.setup(layout)),
+        ("lock", commands.lock(layout, owner_record(cfg))),
+        ("state", commands.read_state(layout)),
+    ])  # fmt: skip
+    try:
+        _, out = remote.run(script, "setup")
+    except RemoteError as exc:
+        if exc.exit_status == commands.LOCK_HELD:
+            # The held-lock branch prints the owner record on stdout.
+            raise LockHeld(
+                f"locked by {describe_owner(exc.stdout or None)}:"
+                f" if that deploy is dead, run `fab {cfg.run.stage} unlock`",
+                host=remote.name, step="lock",
+            ) from exc  # fmt: skip
+        raise
+    return parse_state(out, commands.STATE_MARKERS)
 
 
 def read_state(remote: Remote, cfg: Config) -> HostState:

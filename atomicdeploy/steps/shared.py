@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from .. import commands
 from ..config import Config
-from ..remote import Remote
 
 
-def link_shared(remote: Remote, cfg: Config) -> None:
-    """One round trip for all items; a shared file missing everywhere fails, naming it."""
-    scripts = [commands.link_shared_dir(cfg.layout, cfg.release, d) for d in cfg.host.shared_dirs]
-    scripts += [
-        commands.link_shared_file(cfg.layout, cfg.release, f) for f in cfg.host.shared_files
-    ]
-    if scripts:
-        remote.run(" && ".join(f"{{ {s}; }}" for s in scripts), "shared")
+def script(cfg: Config) -> str | None:
+    """All items in one script; a shared file missing everywhere fails, naming it."""
+    parts = [commands.link_shared_dir(cfg.layout, cfg.release, d) for d in cfg.host.shared_dirs]
+    parts += [commands.link_shared_file(cfg.layout, cfg.release, f) for f in cfg.host.shared_files]
+    return " && ".join(f"{{ {p}; }}" for p in parts) or None

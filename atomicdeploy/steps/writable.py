@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from .. import commands
 from ..config import Config
-from ..remote import Remote
 
 
-def make_writable(remote: Remote, cfg: Config) -> None:
+def script(cfg: Config) -> str | None:
     host = cfg.host
-    script = commands.make_writable(
+    return commands.make_writable(
         cfg.layout, cfg.release, host.writable_dirs, host.writable_mode,
         chmod_mode=host.writable_chmod_mode, http_user=host.http_user,
         recursive=host.writable_recursive,
     )  # fmt: skip
-    if script:
-        remote.run(script, "writable")

@@ -1,0 +1,21 @@
+"""build: everything between upload and a complete release, in one round trip."""
+
+from __future__ import annotations
+
+from .. import commands
+from ..config import Config
+from ..releases import COMPLETE
+from ..remote import Remote
+from . import release, shared, writable
+
+
+def build(remote: Remote, cfg: Config) -> None:
+    """Link shared paths, make dirs writable, then log the release complete."""
+    remote.run(
+        commands.sequence([
+            ("shared", shared.script(cfg)),
+            ("writable", writable.script(cfg)),
+            ("log", release.mark_script(cfg, cfg.release, COMPLETE)),
+        ]),
+        "build",
+    )  # fmt: skip

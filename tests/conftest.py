@@ -1,0 +1,1 @@
+"""Shared pytest setup: in CI a missing service fails the run; it never skips."""

@@ -1,0 +1,120 @@
+"""Failures before the switch change nothing that is served, and say where they happened."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from atomicdeploy.testing import LocalHosts
+
+from .conftest import write_app
+
+pytestmark = pytest.mark.integration
+
+
+def snapshot(project):
+    return {h.name: (project.current(h.name), project.releases(h.name)) for h in project.hosts}
+
+
+def test_missing_shared_file_fails_before_the_switch_everywhere(project):
+    project.ok("test", "deploy")
+    before = snapshot(project)
+    project.config["shared_files"] = [".env", "config/secrets.php"]
+    write_app(project.app, "2")
+    proc = project.fab("test", "deploy")
+    assert proc.returncode == 1
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("[")]
+    assert len(lines) == 3
+    assert all("at step 'shared' (not live): shared file config/secrets.php is missing" in ln
+               for ln in lines)  # fmt: skip
+    assert "Traceback" not in proc.stderr
+    assert snapshot(project) == before
+    for h in project.hosts:
+        assert project.served(h.name) == "<?php echo 'version 1';\n"
+        assert not project.locked(h.name)
+        assert project.log(h.name)[-1]["state"] == "failed"
+
+
+def test_one_host_failing_means_no_host_goes_live(project):
+    first_release = project.ok("test", "deploy")
+    before = snapshot(project)
+    bad = project.hosts[1].name
+    # Break one host only: its shared .env disappears and the new release has none.
+    (project.deploy_path(bad) / "shared" / ".env").unlink()
+    (project.app / ".env").unlink()
+    write_app(project.app, "2")
+    proc = project.fab("test", "deploy")
+    assert proc.returncode == 1
+    assert f"[{bad}] failed at step 'shared'" in proc.stderr
+    assert "prepare failed on 1/3 host(s)" in proc.stderr
+    assert snapshot(project) == before
+    assert "deployed" in first_release.stdout
+    for h in project.hosts:
+        assert project.served(h.name) == "<?php echo 'version 1';\n"
+        assert not project.locked(h.name)
+
+
+def test_a_held_lock_stops_the_deploy_with_its_owner_and_changes_nothing(project):
+    project.ok("test", "deploy")
+    before = snapshot(project)
+    held = project.deploy_path(project.hosts[2].name) / ".dep" / "deploy.lock"
+    held.mkdir()
+    (held / "owner").write_text(json.dumps({"user": "alice", "host": "laptop", "pid": 42,
+                                            "time": "2026-11-22T10:15:00Z"}))  # fmt: skip
+    write_app(project.app, "2")
+    proc = project.fab("test", "deploy")
+    assert proc.returncode == 1
+    assert "locked by alice on laptop (pid 42) since 2026-11-22T10:15:00Z" in proc.stderr
+    assert "fab test unlock" in proc.stderr
+    assert snapshot(project) == before
+    # Our own locks on the other hosts were released; alice's lock was not touched.
+    assert [project.locked(h.name) for h in project.hosts] == [False, False, True]
+    out = project.ok("test", "unlock").stdout
+    assert "removed the lock of alice on laptop" in out
+    project.ok("test", "deploy")
+
+
+def test_rollback_takes_the_lock_too(project):
+    project.ok("test", "deploy")
+    write_app(project.app, "2")
+    project.ok("test", "deploy")
+    (project.deploy_path(project.hosts[0].name) / ".dep" / "deploy.lock").mkdir()
+    proc = project.fab("test", "rollback")
+    assert proc.returncode == 1 and "locked by" in proc.stderr
+    assert all(project.served(h.name) == "<?php echo 'version 2';\n" for h in project.hosts)
+
+
+def test_current_as_a_real_directory_is_refused(project):
+    path = project.deploy_path(project.hosts[0].name)
+    (path / "current").mkdir(parents=True)
+    proc = project.fab("test", "deploy")
+    assert proc.returncode == 1
+    assert "is a real directory" in proc.stderr
+    assert all(project.current(h.name) is None for h in project.hosts[1:])
+
+
+def test_an_unreachable_host_stops_the_deploy_before_anything_changes(project, tmp_path):
+    project.ok("test", "deploy")
+    before = snapshot(project)
+    with LocalHosts(tmp_path / "extra", 1, prefix="down") as extra:
+        project.hosts.append(extra[0])
+        project.write_inventory()
+    # sshd of "down1" is stopped now.
+    write_app(project.app, "2")
+    proc = project.fab("test", "deploy")
+    assert proc.returncode == 1
+    assert re.search(r"\[down1\] failed at step 'setup' \(not live\): cannot connect to"
+                     r" 127\.0\.0\.1:\d+: connection refused", proc.stderr)  # fmt: skip
+    project.hosts.pop()
+    assert snapshot(project) == before
+    assert not any(project.locked(h.name) for h in project.hosts)
+
+
+def test_source_missing_is_a_usage_error_and_contacts_no_host(project):
+    project.config["source"] = "build"
+    proc = project.fab("test", "deploy")
+    assert proc.returncode == 2
+    assert "source: local directory 'build' does not exist" in proc.stderr
+    assert all(not project.deploy_path(h.name).exists() for h in project.hosts)
