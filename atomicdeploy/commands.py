@@ -76,7 +76,8 @@ def read_state(layout: Layout) -> str:
             f"find {q(layout.releases)} -mindepth 1 -maxdepth 1 -type d -printf '%f\\n'"
             " 2>/dev/null",
             f"echo {q(log)}",
-            f"cat -- {q(layout.log)} 2>/dev/null",
+            # `echo` ends a last line torn by a crash, so the next marker stays whole.
+            f"cat -- {q(layout.log)} 2>/dev/null; echo",
             f"echo {q(lock)}",
             f"cat -- {q(layout.lock_info)} 2>/dev/null",
             "true",
@@ -98,8 +99,16 @@ def lock(layout: Layout, owner_json: str) -> str:
 def unlock_own(layout: Layout, token: str) -> str:
     """Release the lock only if it carries our token: never someone else's."""
     return (
-        f"if grep -qsF -- {q(token)} {q(layout.lock_info)}; then rm -rf -- {q(layout.lock)}; fi"
+        f"if grep -qsF -- {q(_token_field(token))} {q(layout.lock_info)};"
+        f" then rm -rf -- {q(layout.lock)}; fi"
     )
+
+
+def _token_field(token: str) -> str:
+    """The exact JSON field the owner record holds (json.dumps, sort_keys)."""
+    if not token or not token.isalnum():
+        raise ValueError("a lock token must be a non-empty alphanumeric string")
+    return f'"token": "{token}"'
 
 
 def force_unlock(layout: Layout) -> str:
@@ -108,8 +117,11 @@ def force_unlock(layout: Layout) -> str:
 
 
 def append_log(layout: Layout, line: str) -> str:
-    """One short append with O_APPEND: concurrent writers cannot interleave within a line."""
-    return f"printf '%s\\n' {q(line)} >> {q(layout.log)}"
+    """One short append with O_APPEND: concurrent writers cannot interleave within a line.
+
+    The leading newline ends a line torn by a crash, so this entry is never glued to it.
+    """
+    return f"printf '\\n%s\\n' {q(line)} >> {q(layout.log)}"
 
 
 def create_release(layout: Layout, name: str, log_line: str) -> str:
@@ -118,8 +130,9 @@ def create_release(layout: Layout, name: str, log_line: str) -> str:
 
 
 def _refuse_if_live(layout: Layout, name: str) -> str:
+    # -ef compares inodes, so an absolute `current` link (left by another tool) counts too.
     return (
-        f"if [ \"$(readlink -- {q(layout.current)})\" = {q(layout.current_target(name))} ]; then"
+        f"if [ {q(layout.current)} -ef {q(layout.release(name))} ]; then"
         f" echo {q('refusing to remove the live release ' + name)} >&2; exit {REFUSED}; fi"
     )
 
@@ -257,13 +270,22 @@ def ssh_argv(
     if identity_files:
         argv += ["-o", "IdentitiesOnly=yes"]
     argv += [
-        "-o", f"UserKnownHostsFile={known_hosts}",
+        "-o", f"UserKnownHostsFile={_ssh_option_value(known_hosts)}",
         "-o", "StrictHostKeyChecking=accept-new",
         "-o", "BatchMode=yes",
         "-o", f"ConnectTimeout={connect_timeout}",
         "-o", "ForwardAgent=no",
     ]  # fmt: skip
     return argv
+
+
+def _ssh_option_value(value: str) -> str:
+    """OpenSSH splits an option's value on whitespace unless it is double-quoted."""
+    if any(c.isspace() for c in value) or '"' in value:
+        if '"' in value:
+            raise ValueError(f"OpenSSH cannot take a path with a double quote: {value!r}")
+        return f'"{value}"'
+    return value
 
 
 def rsync_argv(

@@ -90,7 +90,7 @@ def _choice(*choices: str) -> Callable[[Any], str]:
 
 def _user(value: Any) -> str:
     value = _str(value)
-    if value and not _USER_NAME.match(value):
+    if value and not _USER_NAME.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid user name")
     return value
 
@@ -212,6 +212,12 @@ class Inventory:
 # --- loading ----------------------------------------------------------------------------------
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    def __init__(self, key: Any, mark: yaml.Mark) -> None:
+        super().__init__(None, None, f"duplicate key {key!r}", mark)
+        self.key = key
+
+
 class _StrictLoader(yaml.SafeLoader):
     """Safe loading, and a duplicate key is an error (PyYAML keeps the last one silently)."""
 
@@ -228,9 +234,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
                 None, None, "a key must be a plain value", key_node.start_mark
             ) from None
         if duplicate:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise _DuplicateKey(key, key_node.start_mark)
         seen[key] = True
     return loader.construct_mapping_plain(node, deep=deep)
 
@@ -259,7 +263,11 @@ def load(path: str | os.PathLike[str]) -> Inventory:
 def parse(text: str, path: Path = Path("inventory.yml")) -> Inventory:
     label = path.name
     try:
-        data = yaml.load(text, Loader=_StrictLoader)
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no Python tags
+    except _DuplicateKey as exc:
+        line = exc.problem_mark.line
+        where = _section_at(text, line)
+        raise ConfigError(f"{label}: {where}duplicate key {exc.key!r} at line {line + 1}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -283,7 +291,7 @@ def parse(text: str, path: Path = Path("inventory.yml")) -> Inventory:
     _check_keys(label, "config", defaults)
     configs = []
     for name, overrides in hosts.items():
-        if not isinstance(name, str) or not _HOST_NAME.match(name):
+        if not isinstance(name, str) or not _HOST_NAME.fullmatch(name):
             raise ConfigError(f"{label}: host {name!r}: a host name must be letters, digits, '.', '_' or '-'")  # noqa: E501
         overrides = overrides if overrides is not None else {}
         if not isinstance(overrides, dict):
@@ -294,6 +302,27 @@ def parse(text: str, path: Path = Path("inventory.yml")) -> Inventory:
         if "stage" in host.labels and not host.labels["stage"].strip():
             raise ConfigError(f"{label}: host {host.name}: labels.stage is empty")
     return Inventory(path=path, hosts=tuple(configs))
+
+
+def _section_at(text: str, line: int) -> str:
+    """`host web1: ` or `config: ` for the map holding `line` (0-based), for error messages."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return ""
+    if not isinstance(root, yaml.MappingNode):
+        return ""
+    for key, value in root.value:
+        inside = value.start_mark.line <= line <= value.end_mark.line
+        if key.value == "config" and inside:
+            return "config: "
+        if key.value == "hosts" and isinstance(value, yaml.MappingNode):
+            for host, body in value.value:
+                if isinstance(body, yaml.MappingNode) and (
+                    body.start_mark.line <= line <= body.end_mark.line
+                ):
+                    return f"host {host.value}: "
+    return ""
 
 
 def _check_keys(label: str, where: str, values: dict) -> None:

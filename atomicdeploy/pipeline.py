@@ -98,8 +98,17 @@ def _fail(phase: str, failures: dict[str, BaseException], total: int, **kw) -> F
 
 
 def _lock_and_read(fleet: Fleet, cfgs: dict[str, Config]) -> dict[str, HostState]:
-    """setup + lock + state on every host; if any host fails, release the locks we took."""
-    states, failures = fleet.each(lambda r: setup.begin(r, cfgs[r.name]))
+    """setup + lock + state on every host; if any host fails, release the locks we took.
+
+    The stage's first host is locked alone, before the others: of two deploys started
+    at the same moment, the one that gets it gets every host, and the other stops
+    there. (Locking all hosts at once, each could win some hosts and both would fail.)
+    """
+    names = list(cfgs)
+    states, failures = fleet.each(lambda r: setup.begin(r, cfgs[r.name]), names[:1])
+    if not failures:
+        rest, failures = fleet.each(lambda r: setup.begin(r, cfgs[r.name]), names[1:])
+        states.update(rest)
     if failures:
         _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), states)
         raise _fail("lock", failures, len(cfgs))

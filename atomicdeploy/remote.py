@@ -21,7 +21,7 @@ from fabric import Connection
 from invoke.exceptions import CommandTimedOut
 
 from . import commands
-from .errors import RemoteError
+from .errors import ConfigError, RemoteError
 from .inventory import HostConfig
 
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -56,8 +56,13 @@ def connect(host: HostConfig, base: FabricConfig, known_hosts: KnownHosts) -> Co
     config = base.clone()
     config.run.in_stream = False  # never read the local terminal; CI has none
     if host.ssh_config:
-        config.set_runtime_ssh_path(host.ssh_config)
-        config.load_ssh_config()
+        # A cloned Config carries its parsed ssh_config as an explicit object, so
+        # load_ssh_config() would not read the file: parse it and set it ourselves.
+        try:
+            parsed = paramiko.SSHConfig.from_path(host.ssh_config)
+        except OSError as exc:
+            raise ConfigError(f"ssh_config {host.ssh_config}: {exc.strerror}") from None
+        config._set(base_ssh_config=parsed)
     kwargs: dict = {}
     if host.identity_file:
         kwargs = {"key_filename": [host.identity_file], "look_for_keys": False}

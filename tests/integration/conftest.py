@@ -85,7 +85,8 @@ class Project:
         import json
 
         f = self.deploy_path(name) / ".dep" / "releases.log"
-        return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
+        lines = f.read_text().splitlines() if f.exists() else []
+        return [json.loads(line) for line in lines if line.strip()]
 
     def locked(self, name: str) -> bool:
         return (self.deploy_path(name) / ".dep" / "deploy.lock").exists()

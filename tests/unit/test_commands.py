@@ -1,0 +1,1024 @@
+"""commands: the exact shell text, and what that text really does when `sh` runs it.
+
+The behaviour tests run every script locally with `sh -c` inside `tmp_path`, under deploy
+paths full of spaces, quotes, `$(...)`, backticks and unicode. Nothing here uses SSH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from atomicdeploy import commands
+from atomicdeploy.config import Config, RunInfo
+from atomicdeploy.errors import ConfigError
+from atomicdeploy.inventory import HostConfig
+from atomicdeploy.layout import Layout, check_relative_path, check_release_name
+from atomicdeploy.releases import LogEntry, parse_log, parse_state
+from atomicdeploy.steps.lock import describe_owner, owner_record
+
+q = shlex.quote
+APP = Layout("/srv/app")
+HOSTILE = Layout("/srv/my app/it's $(x)")
+
+# Last components of a deploy path, each a way to break naive quoting. `touch pwned`
+# (cwd is tmp_path) is how a successful injection would show itself.
+HOSTILE_DIRS = [
+    "app",
+    "my app",
+    "it's",
+    'say "hi"',
+    "$(touch pwned)",
+    "`touch pwned`",
+    "ünïcødé ☃ 日本",
+    "-rf --no-preserve-root",
+    "a;b&&c|d>e<f*?[x]{y}~!#%",
+    "tab\there $HOME \\ back\\'slash",
+    "nest/my app/it's \"q\" $(touch pwned) `touch pwned` ü; touch pwned",
+]
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _env(home: Path) -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8",
+            "HOME": str(home)}  # fmt: skip
+
+
+def sh(script: str, cwd: Path, *, via: str = "sh") -> subprocess.CompletedProcess:
+    """Run a script the way it would run on a host.
+
+    `sh`: `sh -c SCRIPT`; `remote-sh`/`remote-bash`: the `commands.remote()` line, as a
+    login shell (dash or bash) on the host would parse it.
+    """
+    if via == "sh":
+        argv = ["sh", "-c", script]
+    elif via == "remote-sh":
+        argv = ["sh", "-c", commands.remote(script)]
+    elif via == "remote-bash":
+        argv = ["bash", "-c", commands.remote(script)]
+    else:  # pragma: no cover
+        raise AssertionError(via)
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=_env(cwd),
+                          stdin=subprocess.DEVNULL, timeout=60, check=False)  # fmt: skip
+
+
+def pwned_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.startswith("pwned")]
+
+
+def _outside_single_quotes(script: str) -> str:
+    """The text of a sh script that the shell interprets: single-quoted text is dropped.
+
+    Enough of a sh lexer for the scripts commands emits: single quotes, double quotes,
+    backslashes and `$( ... )` (which starts unquoted context again inside double quotes).
+    """
+    out: list[str] = []
+    stack = ["top"]
+    i = 0
+    while i < len(script):
+        ch, ctx = script[i], stack[-1]
+        if ctx == "dq":
+            if ch == "\\":
+                out.append(script[i : i + 2])
+                i += 2
+            elif script.startswith("$(", i):
+                stack.append("sub")
+                out.append("$(")
+                i += 2
+            else:
+                if ch == '"':
+                    stack.pop()
+                out.append(ch)
+                i += 1
+            continue
+        if ch == "'":
+            end = script.index("'", i + 1)
+            out.append("\x00")  # placeholder for the quoted text
+            i = end + 1
+        elif ch == "\\":
+            out.append(script[i : i + 2])
+            i += 2
+        elif ch == '"':
+            stack.append("dq")
+            out.append(ch)
+            i += 1
+        elif script.startswith("$(", i):
+            stack.append("sub")
+            out.append("$(")
+            i += 2
+        else:
+            if ch == ")" and ctx == "sub":
+                stack.pop()
+            out.append(ch)
+            i += 1
+    assert stack == ["top"], f"unbalanced quoting in {script!r}"
+    return "".join(out)
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    """tmp_path as cwd for every script; afterwards no injected `touch pwned` ran anywhere."""
+    yield tmp_path
+    assert pwned_files(tmp_path) == [], "a command substitution in a path was executed"
+
+
+@pytest.fixture(params=HOSTILE_DIRS)
+def layout(request, sandbox) -> Layout:
+    """A layout under a hostile deploy path inside the sandbox, with setup done."""
+    deploy = sandbox / "srv" / request.param
+    deploy.parent.mkdir(parents=True, exist_ok=True)
+    lay = Layout(str(deploy))
+    res = sh(commands.setup(lay), sandbox)
+    assert res.returncode == 0, res.stderr
+    return lay
+
+
+def make_release(lay: Layout, name: str, files: dict[str, str] | None = None) -> Path:
+    root = Path(lay.release(name))
+    root.mkdir(parents=True)
+    for rel, text in (files or {}).items():
+        f = root / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(text)
+    return root
+
+
+def point_current(lay: Layout, name: str) -> None:
+    os.symlink(lay.current_target(name), lay.current)
+
+
+def make_cfg(deploy_path: str, *, token: str = "tok-0123456789abcdef", user: str = "alice"):
+    host = HostConfig(name="web1", deploy_path=deploy_path, hostname="web1")
+    run = RunInfo(stage="prod", user=user, local_host="laptop", pid=42,
+                  started="2026-11-22T10:15:00Z", token=token)  # fmt: skip
+    return Config(host=host, run=run)
+
+
+def test_the_injection_detector_works(tmp_path):
+    """Guard for the guards: an unquoted path really would leave a `pwned` file behind."""
+    res = sh("ls -d /tmp/$(touch pwned) `touch pwned2` >/dev/null", tmp_path)
+    assert res.returncode == 0
+    assert sorted(p.name for p in pwned_files(tmp_path)) == ["pwned", "pwned2"]
+    assert _outside_single_quotes("ls /tmp/$(x)") == "ls /tmp/$(x)"
+    assert "$(x)" not in _outside_single_quotes(f"ls {q('/tmp/$(x)')}")
+    for f in pwned_files(tmp_path):
+        f.unlink()
+
+
+# --- exact strings for /srv/app ---------------------------------------------------------------
+
+
+def test_switch_exact():
+    assert commands.switch(APP, "R1") == (
+        "test -d /srv/app/releases/R1 && ln -sfn -- releases/R1 /srv/app/.current.tmp"
+        " && mv -fT -- /srv/app/.current.tmp /srv/app/current && readlink -- /srv/app/current"
+    )
+
+
+def test_setup_exact():
+    assert commands.setup(APP) == (
+        "mkdir -p -- /srv/app/releases /srv/app/shared /srv/app/.dep"
+        " && if [ -d /srv/app/current ] && [ ! -L /srv/app/current ]; then"
+        " echo '/srv/app/current is a real directory: move it away so that it can be an atomic"
+        " symlink' >&2; exit 76; fi"
+    )
+
+
+def test_lock_exact():
+    assert commands.lock(APP, '{"token": "t1"}') == (
+        "if mkdir -- /srv/app/.dep/deploy.lock 2>/dev/null; then"
+        " printf '%s\\n' '{\"token\": \"t1\"}' > /srv/app/.dep/deploy.lock/owner;"
+        " elif [ -d /srv/app/.dep/deploy.lock ]; then"
+        " cat -- /srv/app/.dep/deploy.lock/owner 2>/dev/null; exit 75;"
+        " else mkdir -- /srv/app/.dep/deploy.lock; fi"
+    )
+
+
+def test_unlock_own_exact():
+    assert commands.unlock_own(APP, "t1") == (
+        "if grep -qsF -- '\"token\": \"t1\"' /srv/app/.dep/deploy.lock/owner;"
+        " then rm -rf -- /srv/app/.dep/deploy.lock; fi"
+    )
+
+
+def test_force_unlock_exact():
+    assert commands.force_unlock(APP) == (
+        "cat -- /srv/app/.dep/deploy.lock/owner 2>/dev/null; rm -rf -- /srv/app/.dep/deploy.lock"
+    )
+
+
+def test_append_log_exact():
+    assert commands.append_log(APP, '{"a": 1}') == (
+        "printf '\\n%s\\n' '{\"a\": 1}' >> /srv/app/.dep/releases.log"
+    )
+
+
+def test_create_release_exact():
+    assert commands.create_release(APP, "R1", "LINE") == (
+        "mkdir -- /srv/app/releases/R1 && printf '\\n%s\\n' LINE >> /srv/app/.dep/releases.log"
+    )
+
+
+def test_remove_release_exact():
+    guard = (
+        "if [ /srv/app/current -ef /srv/app/releases/R1 ]; then"
+        " echo 'refusing to remove the live release R1' >&2; exit 78; fi"
+    )
+    assert commands.remove_release(APP, "R1") == f"{guard}; rm -rf -- /srv/app/releases/R1"
+    assert commands.remove_release(APP, "R1", "LINE") == (
+        f"{guard}; rm -rf -- /srv/app/releases/R1"
+        " && printf '\\n%s\\n' LINE >> /srv/app/.dep/releases.log"
+    )
+
+
+def test_remove_releases_structure():
+    script = commands.remove_releases(APP, ["R1", "R2"])
+    blocks = script.split("; }; { ")
+    assert len(blocks) == 2
+    assert script.startswith("{ if [ ") and script.endswith("; }")
+    for name, block in zip(["R1", "R2"], blocks, strict=True):
+        assert f"-ef /srv/app/releases/{name} ]" in block
+        assert f"exit {commands.REFUSED}" in block
+        assert f"rm -rf -- /srv/app/releases/{name}" in block
+    assert commands.remove_releases(APP, []) == ""
+
+
+def test_link_shared_dir_exact():
+    assert commands.link_shared_dir(APP, "R1", "storage") == (
+        "if [ ! -e /srv/app/shared/storage ]; then mkdir -p -- /srv/app/shared &&"
+        " if [ -d /srv/app/releases/R1/storage ] && [ ! -L /srv/app/releases/R1/storage ];"
+        " then cp -a -- /srv/app/releases/R1/storage /srv/app/shared/storage;"
+        " else mkdir -p -- /srv/app/shared/storage; fi; fi"
+        " && rm -rf -- /srv/app/releases/R1/storage"
+        " && mkdir -p -- /srv/app/releases/R1"
+        " && ln -s -- ../../shared/storage /srv/app/releases/R1/storage"
+    )
+
+
+def test_link_shared_dir_nested_structure():
+    script = commands.link_shared_dir(APP, "R1", "a/b")
+    assert script.endswith("ln -s -- ../../../shared/a/b /srv/app/releases/R1/a/b")
+    assert "mkdir -p -- /srv/app/releases/R1/a &&" in script
+    assert "mkdir -p -- /srv/app/shared/a &&" in script
+
+
+def test_link_shared_file_structure():
+    script = commands.link_shared_file(APP, "R1", "config/.env")
+    assert script.endswith("ln -s -- ../../../shared/config/.env /srv/app/releases/R1/config/.env")
+    assert f"exit {commands.SHARED_MISSING}" in script
+    assert "'shared file config/.env is missing: create /srv/app/shared/config/.env on the host'" \
+        in script
+    assert "[ -f /srv/app/releases/R1/config/.env ] && [ ! -L /srv/app/releases/R1/config/.env ]" \
+        in script
+    assert "touch" not in script  # a missing file is an error, never an empty file
+
+
+def test_make_writable_chmod_exact():
+    dirs = ["storage", "bootstrap/cache"]
+    assert commands.make_writable(APP, "R1", dirs, "chmod") == (
+        "mkdir -p -- /srv/app/releases/R1/storage /srv/app/releases/R1/bootstrap/cache"
+        " && chmod -R ug+rwX -- /srv/app/releases/R1/storage/ /srv/app/releases/R1/bootstrap/cache/"
+    )
+    assert commands.make_writable(APP, "R1", ["storage"], "chmod", chmod_mode="0775",
+                                  recursive=False) == (
+        "mkdir -p -- /srv/app/releases/R1/storage && chmod 0775 -- /srv/app/releases/R1/storage"
+    )  # fmt: skip
+
+
+def test_make_writable_chown_structure():
+    script = commands.make_writable(APP, "R1", ["storage"], "chown", http_user="www-data")
+    assert script == (
+        "mkdir -p -- /srv/app/releases/R1/storage"
+        " && sudo -n chown -L -R www-data -- /srv/app/releases/R1/storage"
+    )
+    flat = commands.make_writable(APP, "R1", ["storage"], "chown", http_user="www-data",
+                                  recursive=False)  # fmt: skip
+    assert "-R" not in flat and "sudo -n chown -L www-data --" in flat
+
+
+def test_make_writable_acl_structure():
+    script = commands.make_writable(APP, "R1", ["storage"], "acl", http_user="www-data")
+    spec = 'u:www-data:rwX,u:"$(id -un)":rwX'
+    assert script == (
+        "mkdir -p -- /srv/app/releases/R1/storage"
+        f" && setfacl -L -R -m {spec} -- /srv/app/releases/R1/storage"
+        f" && setfacl -L -R -d -m {spec} -- /srv/app/releases/R1/storage"
+    )
+    # `$(id -un)` is the one expansion that happens on the host, on purpose.
+    assert "$(id -un)" in _outside_single_quotes(script)
+
+
+def test_make_writable_skip_and_nothing_to_do():
+    assert commands.make_writable(APP, "R1", ["storage"], "skip") is None
+    assert commands.make_writable(APP, "R1", [], "chmod") is None
+
+
+def test_make_writable_unknown_mode():
+    with pytest.raises(ValueError, match="unknown writable mode"):
+        commands.make_writable(APP, "R1", ["storage"], "sudo-chmod")
+
+
+def test_read_state_structure():
+    script = commands.read_state(APP)
+    positions = [script.index(f"echo {m}") for m in commands.STATE_MARKERS]
+    assert positions == sorted(positions)
+    assert "readlink -- /srv/app/current" in script
+    assert "find /srv/app/releases -mindepth 1 -maxdepth 1 -type d" in script
+    assert script.endswith("; true")
+
+
+def test_remote_is_one_quoted_argument_with_stdin_closed():
+    script = commands.switch(HOSTILE, "R1")
+    line = commands.remote(script)
+    assert line.endswith(" </dev/null")
+    assert shlex.split(line) == ["sh", "-c", script, "</dev/null"]
+
+
+def test_commands_refuse_hostile_names_and_items():
+    for bad in ("../x", "-rf", "", "a/b", ".."):
+        with pytest.raises(ConfigError):
+            commands.switch(APP, bad)
+        with pytest.raises(ConfigError):
+            commands.remove_release(APP, bad)
+    for bad in ("../x", "/etc", "", "a/../../b"):
+        with pytest.raises(ConfigError):
+            commands.link_shared_dir(APP, "R1", bad)
+        with pytest.raises(ConfigError):
+            commands.link_shared_file(APP, "R1", bad)
+        with pytest.raises(ConfigError):
+            commands.make_writable(APP, "R1", [bad], "chmod")
+
+
+# --- hostile deploy path: structure -----------------------------------------------------------
+
+HOSTILE_SCRIPTS = {
+    "setup": lambda lay: commands.setup(lay),
+    "read_state": lambda lay: commands.read_state(lay),
+    "lock": lambda lay: commands.lock(lay, '{"user": "o\'brien $(id)"}'),
+    "unlock_own": lambda lay: commands.unlock_own(lay, "t1"),
+    "force_unlock": lambda lay: commands.force_unlock(lay),
+    "append_log": lambda lay: commands.append_log(lay, '{"note": "it\'s `x`"}'),
+    "create_release": lambda lay: commands.create_release(lay, "R1", "L"),
+    "remove_release": lambda lay: commands.remove_release(lay, "R1", "L"),
+    "remove_releases": lambda lay: commands.remove_releases(lay, ["R1", "R2"]),
+    "link_shared_dir": lambda lay: commands.link_shared_dir(lay, "R1", "storage"),
+    "link_shared_file": lambda lay: commands.link_shared_file(lay, "R1", ".env"),
+    "chmod": lambda lay: commands.make_writable(lay, "R1", ["storage"], "chmod"),
+    "chown": lambda lay: commands.make_writable(lay, "R1", ["storage"], "chown", http_user="w"),
+    "acl": lambda lay: commands.make_writable(lay, "R1", ["storage"], "acl", http_user="w"),
+    "switch": lambda lay: commands.switch(lay, "R1"),
+}
+
+
+@pytest.mark.parametrize("what", sorted(HOSTILE_SCRIPTS))
+def test_hostile_deploy_path_is_always_quoted(what):
+    script = HOSTILE_SCRIPTS[what](HOSTILE)
+    exposed = _outside_single_quotes(script)
+    for fragment in ("$(x)", "my app", "it's", "o'brien", "`x`"):
+        assert fragment not in exposed, f"{what}: {fragment!r} reaches the shell unquoted"
+    assert q(HOSTILE.deploy_path) not in script  # every path is quoted whole, suffix included
+    plain = _outside_single_quotes(HOSTILE_SCRIPTS[what](APP))
+    assert "/srv/app/" in plain  # the lexer does see unquoted text
+
+
+def test_hostile_deploy_path_quotes_each_full_path():
+    assert q(HOSTILE.release("R1")) in commands.switch(HOSTILE, "R1")
+    assert q(HOSTILE.current_tmp) in commands.switch(HOSTILE, "R1")
+    assert q(HOSTILE.lock_info) in commands.lock(HOSTILE, "{}")
+    assert q(HOSTILE.log) in commands.append_log(HOSTILE, "x")
+    assert q(HOSTILE.shared_item("storage")) in commands.link_shared_dir(HOSTILE, "R1", "storage")
+    assert q(HOSTILE.release_item("R1", "storage") + "/") in commands.make_writable(
+        HOSTILE, "R1", ["storage"], "chmod"
+    )
+
+
+# --- ssh and rsync argv -----------------------------------------------------------------------
+
+
+def test_ssh_argv_full():
+    argv = commands.ssh_argv(port=2222, user="deploy", identity_files=["/k/id", "/k/id2"],
+                             known_hosts="/k/known_hosts", ssh_config="/k/config",
+                             connect_timeout=7)  # fmt: skip
+    assert argv == [
+        "ssh", "-F", "/k/config", "-p", "2222", "-l", "deploy", "-i", "/k/id", "-i", "/k/id2",
+        "-o", "IdentitiesOnly=yes", "-o", "UserKnownHostsFile=/k/known_hosts",
+        "-o", "StrictHostKeyChecking=accept-new", "-o", "BatchMode=yes",
+        "-o", "ConnectTimeout=7", "-o", "ForwardAgent=no",
+    ]  # fmt: skip
+
+
+def test_ssh_argv_minimal():
+    argv = commands.ssh_argv(port=None, user=None, identity_files=[], known_hosts="/kh",
+                             ssh_config=None, connect_timeout=10)  # fmt: skip
+    assert argv == [
+        "ssh", "-o", "UserKnownHostsFile=/kh", "-o", "StrictHostKeyChecking=accept-new",
+        "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ForwardAgent=no",
+    ]  # fmt: skip
+
+
+def test_ssh_argv_known_hosts_with_space_is_one_file():
+    argv = commands.ssh_argv(port=None, user=None, identity_files=[],
+                             known_hosts="/home/John Smith/.ssh/known_hosts", ssh_config=None,
+                             connect_timeout=10)  # fmt: skip
+    option = next(a for a in argv if a.startswith("UserKnownHostsFile="))
+    # OpenSSH splits this option's value into words (honouring quotes) like a shell would.
+    assert shlex.split(option.split("=", 1)[1]) == ["/home/John Smith/.ssh/known_hosts"]
+
+
+def test_ssh_argv_known_hosts_with_spaces_as_openssh_reads_it(tmp_path):
+    kh = str(tmp_path / "my known" / "hosts")
+    argv = commands.ssh_argv(port=2222, user="u", identity_files=[], known_hosts=kh,
+                             ssh_config=None, connect_timeout=5)  # fmt: skip
+    # `ssh -G` prints the resolved configuration and connects to nothing.
+    out = subprocess.run([*argv, "-G", "127.0.0.1"], capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL, check=True).stdout  # fmt: skip
+    line = next(ln for ln in out.splitlines() if ln.startswith("userknownhostsfile "))
+    assert line.split(" ", 1)[1].strip('"') == kh
+
+
+def test_rsync_argv_exact():
+    ssh = ["ssh", "-p", "2222", "-o", "UserKnownHostsFile=/k h/kh"]
+    argv = commands.rsync_argv("/src", "web1.example", "/srv/app/releases/R2", ssh=ssh,
+                               exclude=[".git", "node_modules"],
+                               copy_dest="/srv/app/releases/R1")  # fmt: skip
+    assert argv == [
+        "rsync", "--archive", "--delete", "--delete-excluded", "-s", "--stats",
+        "--rsh", "ssh -p 2222 -o 'UserKnownHostsFile=/k h/kh'",
+        "--exclude", ".git", "--exclude", "node_modules",
+        "--copy-dest", "/srv/app/releases/R1",
+        "--", "/src/", "web1.example:/srv/app/releases/R2/",
+    ]  # fmt: skip
+
+
+def test_rsync_argv_variants():
+    argv = commands.rsync_argv("/src/", "::1", "/srv/my app/releases/R2", ssh=["ssh"])
+    assert argv[-3:] == ["--", "/src/", "[::1]:/srv/my app/releases/R2/"]  # no double slash
+    assert "--copy-dest" not in argv and "--exclude" not in argv
+    assert argv[argv.index("--rsh") + 1] == "ssh"
+
+
+FAKE_SSH = """#!/bin/sh
+# Stand-in for ssh: drop the options and the host, run the command locally, like sshd would.
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -F|-p|-l|-i|-o) shift 2 ;;
+    -*) shift ;;
+    *) shift; break ;;
+  esac
+done
+exec sh -c "$*"
+"""
+
+
+@pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed")
+def test_rsync_argv_uploads_into_hostile_paths(sandbox):
+    """rsync parses --rsh itself and -s keeps the remote shell off the paths: run it for real."""
+    bindir = sandbox / "bin dir it's $(touch pwned)"
+    bindir.mkdir()
+    fake = bindir / "ssh"
+    fake.write_text(FAKE_SSH)
+    fake.chmod(0o755)
+    src = sandbox / "src it's `touch pwned`"
+    (src / "public").mkdir(parents=True)
+    (src / "public" / "index.php").write_text("version 2")
+    (src / ".git").mkdir()
+    lay = Layout(str(sandbox / "srv" / "my app\"s $(touch pwned)"))
+    assert sh(commands.setup(lay), sandbox).returncode == 0
+    old = make_release(lay, "R1", {"public/index.php": "v1", "public/same.css": "css"})
+    (src / "public" / "same.css").write_text("css")
+    os.utime(src / "public" / "same.css", (1_000_000, 1_000_000))
+    os.utime(old / "public" / "same.css", (1_000_000, 1_000_000))
+    Path(lay.release("R2")).mkdir()
+    ssh = commands.ssh_argv(port=2222, user=None, identity_files=[str(sandbox / "id it's")],
+                            known_hosts=str(sandbox / "kh"), ssh_config=None,
+                            connect_timeout=5)  # fmt: skip
+    ssh[0] = str(fake)
+    argv = commands.rsync_argv(str(src), "fakehost", lay.release("R2"), ssh=ssh,
+                               exclude=[".git"], copy_dest=lay.release("R1"))  # fmt: skip
+    res = subprocess.run(argv, cwd=sandbox, capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL, env=_env(sandbox), check=False)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    new = Path(lay.release("R2"))
+    assert (new / "public" / "index.php").read_text() == "version 2"
+    assert (new / "public" / "same.css").read_text() == "css"
+    assert not (new / ".git").exists()
+    assert "Number of files:" in res.stdout
+
+
+# --- behaviour: switch ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("via", ["sh", "remote-sh", "remote-bash"])
+def test_switch_makes_current_a_relative_symlink(layout, sandbox, via):
+    make_release(layout, "20260101T000000Z", {"index.php": "v1"})
+    res = sh(commands.switch(layout, "20260101T000000Z"), sandbox, via=via)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "releases/20260101T000000Z\n"
+    current = Path(layout.current)
+    assert current.is_symlink()
+    assert os.readlink(current) == "releases/20260101T000000Z"
+    assert (current / "index.php").read_text() == "v1"
+    assert not os.path.lexists(layout.current_tmp)
+
+
+def test_switch_replaces_the_live_link(layout, sandbox):
+    make_release(layout, "R1", {"v": "1"})
+    make_release(layout, "R2", {"v": "2"})
+    assert sh(commands.switch(layout, "R1"), sandbox).returncode == 0
+    res = sh(commands.switch(layout, "R2"), sandbox)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "releases/R2\n"
+    assert (Path(layout.current) / "v").read_text() == "2"
+    # Back again (a rollback uses the same primitive), and nothing left behind.
+    assert sh(commands.switch(layout, "R1"), sandbox).stdout == "releases/R1\n"
+    assert sorted(os.listdir(layout.deploy_path)) == [".dep", "current", "releases", "shared"]
+
+
+def test_switch_to_a_missing_release_fails_and_keeps_current(layout, sandbox):
+    make_release(layout, "R1")
+    assert sh(commands.switch(layout, "R1"), sandbox).returncode == 0
+    res = sh(commands.switch(layout, "R9"), sandbox)
+    assert res.returncode != 0
+    assert os.readlink(layout.current) == "releases/R1"
+    assert not os.path.lexists(layout.current_tmp)
+
+
+# --- behaviour: setup -------------------------------------------------------------------------
+
+
+def test_setup_is_idempotent(sandbox):
+    lay = Layout(str(sandbox / "srv" / "it's $(touch pwned)"))
+    for _ in range(2):
+        res = sh(commands.setup(lay), sandbox)
+        assert res.returncode == 0, res.stderr
+    for d in (lay.releases, lay.shared, lay.dep):
+        assert os.path.isdir(d)
+    assert not os.path.lexists(lay.current)
+
+
+def test_setup_accepts_current_symlink(layout, sandbox):
+    make_release(layout, "R1")
+    point_current(layout, "R1")
+    res = sh(commands.setup(layout), sandbox)
+    assert res.returncode == 0, res.stderr
+
+
+def test_setup_refuses_current_real_directory(layout, sandbox):
+    os.mkdir(layout.current)
+    res = sh(commands.setup(layout), sandbox)
+    assert res.returncode == commands.CURRENT_IS_DIR
+    assert "is a real directory" in res.stderr
+    assert layout.current in res.stderr
+
+
+# --- behaviour: lock --------------------------------------------------------------------------
+
+
+def test_lock_once_then_held(layout, sandbox):
+    cfg = make_cfg(layout.deploy_path, user="o'brien $(touch pwned) `touch pwned`")
+    record = owner_record(cfg)
+    first = sh(commands.lock(layout, record), sandbox)
+    assert first.returncode == 0, first.stderr
+    assert Path(layout.lock_info).read_text() == record + "\n"
+    second = sh(commands.lock(layout, owner_record(make_cfg(layout.deploy_path, user="bob"))),
+                sandbox)  # fmt: skip
+    assert second.returncode == commands.LOCK_HELD
+    assert second.stdout == record + "\n"
+    assert describe_owner(second.stdout) == (
+        "o'brien $(touch pwned) `touch pwned` on laptop (pid 42) since 2026-11-22T10:15:00Z"
+    )
+    assert Path(layout.lock_info).read_text() == record + "\n"  # the holder's record is kept
+
+
+def test_lock_without_dep_dir_fails_without_claiming_lock_held(sandbox):
+    lay = Layout(str(sandbox / "srv" / "never set up"))
+    res = sh(commands.lock(lay, "{}"), sandbox)
+    assert res.returncode not in (0, commands.LOCK_HELD)
+    assert "deploy.lock" in res.stderr
+
+
+def test_unlock_own_wrong_token_keeps_lock_right_token_removes(layout, sandbox):
+    cfg = make_cfg(layout.deploy_path, token="4f1c0ffee")
+    assert sh(commands.lock(layout, owner_record(cfg)), sandbox).returncode == 0
+    res = sh(commands.unlock_own(layout, "deadbeef"), sandbox)
+    assert res.returncode == 0
+    assert os.path.isdir(layout.lock)
+    res = sh(commands.unlock_own(layout, "4f1c0ffee"), sandbox)
+    assert res.returncode == 0, res.stderr
+    assert not os.path.lexists(layout.lock)
+    # Nothing to release is not an error either.
+    assert sh(commands.unlock_own(layout, "4f1c0ffee"), sandbox).returncode == 0
+
+
+def test_force_unlock_prints_owner_and_removes(layout, sandbox):
+    record = owner_record(make_cfg(layout.deploy_path))
+    assert sh(commands.lock(layout, record), sandbox).returncode == 0
+    res = sh(commands.force_unlock(layout), sandbox)
+    assert res.returncode == 0
+    assert res.stdout == record + "\n"
+    assert not os.path.lexists(layout.lock)
+    again = sh(commands.force_unlock(layout), sandbox)
+    assert again.returncode == 0 and again.stdout == ""
+
+
+def test_describe_owner():
+    record = owner_record(make_cfg("/srv/app"))
+    assert json.loads(record)["token"] == "tok-0123456789abcdef"
+    assert describe_owner(record) == "alice on laptop (pid 42) since 2026-11-22T10:15:00Z"
+    assert describe_owner(None) == "an unknown deploy (no owner record yet)"
+    assert describe_owner("") == "an unknown deploy (no owner record yet)"
+    assert describe_owner("not json\nsecond") == "not json"
+    assert describe_owner('{"user": "x"}') == '{"user": "x"}'
+    assert describe_owner("x" * 500) == "x" * 200
+
+
+# --- behaviour: releases log, create and remove -----------------------------------------------
+
+
+def test_create_release_and_append_log(layout, sandbox):
+    line = LogEntry("R1", "building", "2026-01-01T00:00:00Z", user="o'b $(touch pwned)").render()
+    assert sh(commands.create_release(layout, "R1", line), sandbox).returncode == 0
+    assert os.path.isdir(layout.release("R1"))
+    again = sh(commands.create_release(layout, "R1", line), sandbox)
+    assert again.returncode != 0  # an existing release is never reused
+    done = LogEntry("R1", "complete", "2026-01-01T00:00:01Z").render()
+    assert sh(commands.append_log(layout, done), sandbox).returncode == 0
+    entries = parse_log(Path(layout.log).read_text())
+    assert [(e.release, e.state) for e in entries] == [("R1", "building"), ("R1", "complete")]
+    assert entries[0].user == "o'b $(touch pwned)"
+
+
+def test_remove_release_refuses_live_and_removes_others(layout, sandbox):
+    make_release(layout, "R1", {"f": "1"})
+    make_release(layout, "R2", {"f": "2"})
+    point_current(layout, "R2")
+    res = sh(commands.remove_release(layout, "R2", "LOGGED"), sandbox)
+    assert res.returncode == commands.REFUSED
+    assert "refusing to remove the live release R2" in res.stderr
+    assert os.path.isdir(layout.release("R2"))
+    assert not os.path.exists(layout.log)  # nothing logged for a refusal
+    res = sh(commands.remove_release(layout, "R1", "LOGGED"), sandbox)
+    assert res.returncode == 0, res.stderr
+    assert not os.path.lexists(layout.release("R1"))
+    assert Path(layout.log).read_text().strip() == "LOGGED"
+    # Removing what is already gone is fine (a re-run after a crash).
+    assert sh(commands.remove_release(layout, "R1"), sandbox).returncode == 0
+
+
+def test_remove_release_does_not_follow_links_out(layout, sandbox):
+    outside = sandbox / "precious"
+    outside.mkdir()
+    (outside / "keep").write_text("k")
+    rel = make_release(layout, "R1")
+    os.symlink(outside, rel / "storage")
+    assert sh(commands.remove_release(layout, "R1"), sandbox).returncode == 0
+    assert (outside / "keep").read_text() == "k"
+
+
+def test_remove_release_refuses_live_when_current_is_absolute(sandbox):
+    lay = Layout(str(sandbox / "srv" / "absolute app"))
+    assert sh(commands.setup(lay), sandbox).returncode == 0
+    make_release(lay, "R1", {"index.php": "live"})
+    os.symlink(lay.release("R1"), lay.current)  # e.g. a host migrated from Deployer
+    # The rest of atomicdeploy does treat this link as pointing at R1:
+    state = parse_state(sh(commands.read_state(lay), sandbox).stdout, commands.STATE_MARKERS)
+    assert state.current == "R1"
+    res = sh(commands.remove_release(lay, "R1"), sandbox)
+    assert res.returncode == commands.REFUSED
+    assert os.path.isdir(lay.release("R1"))
+
+
+def test_remove_releases_removes_old_ones(layout, sandbox):
+    for name in ("R1", "R2", "R3"):
+        make_release(layout, name, {"f": name})
+    point_current(layout, "R3")
+    res = sh(commands.remove_releases(layout, ["R1", "R2"]), sandbox)
+    assert res.returncode == 0, res.stderr
+    assert sorted(os.listdir(layout.releases)) == ["R3"]
+
+
+def test_remove_releases_refuses_live(layout, sandbox):
+    for name in ("R1", "R2", "R3"):
+        make_release(layout, name)
+    point_current(layout, "R2")
+    res = sh(commands.remove_releases(layout, ["R1", "R2"]), sandbox)
+    assert res.returncode == commands.REFUSED
+    assert "refusing to remove the live release R2" in res.stderr
+    assert sorted(os.listdir(layout.releases)) == ["R2", "R3"]
+    assert os.readlink(layout.current) == "releases/R2"
+
+
+# --- behaviour: shared dirs and files ---------------------------------------------------------
+
+
+def test_link_shared_dir_seeds_then_keeps_shared(layout, sandbox):
+    make_release(layout, "R1", {"storage/logs/app.log": "first", "index.php": "1"})
+    res = sh(commands.link_shared_dir(layout, "R1", "storage"), sandbox)
+    assert res.returncode == 0, res.stderr
+    link = Path(layout.release_item("R1", "storage"))
+    assert link.is_symlink() and os.readlink(link) == "../../shared/storage"
+    shared = Path(layout.shared_item("storage"))
+    assert shared.is_dir() and not shared.is_symlink()
+    assert (shared / "logs" / "app.log").read_text() == "first"
+    assert (link / "logs" / "app.log").read_text() == "first"
+    (shared / "upload.jpg").write_text("user data")
+
+    make_release(layout, "R2", {"storage/logs/app.log": "second"})
+    res = sh(commands.link_shared_dir(layout, "R2", "storage"), sandbox)
+    assert res.returncode == 0, res.stderr
+    link2 = Path(layout.release_item("R2", "storage"))
+    assert os.readlink(link2) == "../../shared/storage"
+    assert (link2 / "logs" / "app.log").read_text() == "first"  # shared content wins
+    assert (link2 / "upload.jpg").read_text() == "user data"
+    # Re-running the step (a retry) changes nothing.
+    assert sh(commands.link_shared_dir(layout, "R2", "storage"), sandbox).returncode == 0
+    assert (link2 / "upload.jpg").read_text() == "user data"
+
+
+def test_link_shared_dir_nested_and_missing_from_release(layout, sandbox):
+    make_release(layout, "R1")
+    res = sh(commands.link_shared_dir(layout, "R1", "a/b"), sandbox)
+    assert res.returncode == 0, res.stderr
+    link = Path(layout.release_item("R1", "a/b"))
+    assert os.readlink(link) == "../../../shared/a/b"
+    assert Path(layout.shared_item("a/b")).is_dir()
+    assert link.resolve() == Path(layout.shared_item("a/b")).resolve()
+    assert list(Path(layout.shared_item("a/b")).iterdir()) == []
+
+
+def test_link_shared_file_missing_everywhere(layout, sandbox):
+    make_release(layout, "R1")
+    res = sh(commands.link_shared_file(layout, "R1", "config/.env"), sandbox)
+    assert res.returncode == commands.SHARED_MISSING
+    assert "shared file config/.env is missing" in res.stderr
+    assert layout.shared_item("config/.env") in res.stderr
+    assert not os.path.lexists(layout.shared_item("config/.env"))
+    assert not os.path.lexists(layout.release_item("R1", "config/.env"))
+
+
+def test_link_shared_file_seeds_then_keeps_shared(layout, sandbox):
+    make_release(layout, "R1", {".env": "APP_KEY=first"})
+    res = sh(commands.link_shared_file(layout, "R1", ".env"), sandbox)
+    assert res.returncode == 0, res.stderr
+    link = Path(layout.release_item("R1", ".env"))
+    assert os.readlink(link) == "../../shared/.env"
+    assert link.read_text() == "APP_KEY=first"
+    make_release(layout, "R2", {".env": "APP_KEY=from the repo"})
+    res = sh(commands.link_shared_file(layout, "R2", ".env"), sandbox)
+    assert res.returncode == 0, res.stderr
+    assert Path(layout.release_item("R2", ".env")).read_text() == "APP_KEY=first"
+    # Nested: the link is one level deeper.
+    make_release(layout, "R3", {"config/app.ini": "x=1"})
+    res = sh(commands.link_shared_file(layout, "R3", "config/app.ini"), sandbox)
+    assert res.returncode == 0, res.stderr
+    assert os.readlink(layout.release_item("R3", "config/app.ini")) == (
+        "../../../shared/config/app.ini"
+    )
+
+
+def test_shared_step_joins_scripts(layout, sandbox):
+    """steps/shared.py runs `{ a; } && { b; }`: a missing file stops the whole chain."""
+    make_release(layout, "R1", {"storage/x": "x"})
+    scripts = [commands.link_shared_dir(layout, "R1", "storage"),
+               commands.link_shared_file(layout, "R1", ".env"),
+               commands.link_shared_dir(layout, "R1", "cache")]  # fmt: skip
+    res = sh(" && ".join(f"{{ {s}; }}" for s in scripts), sandbox)
+    assert res.returncode == commands.SHARED_MISSING
+    assert os.path.islink(layout.release_item("R1", "storage"))
+    assert not os.path.lexists(layout.shared_item("cache"))
+
+
+# --- behaviour: writable ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("recursive", [True, False])
+def test_make_writable_chmod_follows_shared_link(layout, sandbox, recursive):
+    make_release(layout, "R1", {"storage/logs/app.log": "x"})
+    assert sh(commands.link_shared_dir(layout, "R1", "storage"), sandbox).returncode == 0
+    shared = Path(layout.shared_item("storage"))
+    for p in (shared, shared / "logs"):
+        p.chmod(0o755)
+    (shared / "logs" / "app.log").chmod(0o644)
+    script = commands.make_writable(layout, "R1", ["storage"], "chmod", recursive=recursive)
+    res = sh(script, sandbox)
+    assert res.returncode == 0, res.stderr
+    assert shared.stat().st_mode & stat.S_IWGRP
+    assert Path(layout.release_item("R1", "storage")).is_symlink()  # still the link
+    nested = (shared / "logs").stat().st_mode & stat.S_IWGRP
+    assert bool(nested) is recursive
+    if recursive:
+        assert (shared / "logs" / "app.log").stat().st_mode & 0o777 == 0o664  # X: no exec
+
+
+def test_make_writable_creates_missing_dirs(layout, sandbox):
+    make_release(layout, "R1")
+    res = sh(commands.make_writable(layout, "R1", ["bootstrap/cache"], "chmod"), sandbox)
+    assert res.returncode == 0, res.stderr
+    assert Path(layout.release_item("R1", "bootstrap/cache")).is_dir()
+
+
+@pytest.mark.skipif(shutil.which("setfacl") is None or shutil.which("getfacl") is None,
+                    reason="acl tools not installed")  # fmt: skip
+def test_make_writable_acl(sandbox):
+    lay = Layout(str(sandbox / "srv" / "it's $(touch pwned)"))
+    assert sh(commands.setup(lay), sandbox).returncode == 0
+    make_release(lay, "R1", {"storage/x": "x"})
+    me = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+    res = sh(commands.make_writable(lay, "R1", ["storage"], "acl", http_user=me), sandbox)
+    if "Operation not supported" in res.stderr:
+        pytest.skip("this filesystem has no ACLs")
+    assert res.returncode == 0, res.stderr
+    acl = subprocess.run(["getfacl", "-p", lay.release_item("R1", "storage")],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert f"user:{me}:rwx" in acl
+    assert f"default:user:{me}:rwx" in acl
+
+
+# --- behaviour: read_state --------------------------------------------------------------------
+
+
+def test_read_state_round_trip(layout, sandbox):
+    for name in ("R1", "R2", "R3"):
+        make_release(layout, name)
+    os.symlink(sandbox, Path(layout.releases) / "R9-planted")  # a link is never a release
+    Path(layout.releases, "notes.txt").write_text("a file is not a release either")
+    lines = [
+        LogEntry("R1", "building", "t1", user="alice"),
+        LogEntry("R1", "complete", "t2"),
+        LogEntry("R1", "live", "t3"),
+        LogEntry("R2", "building", "t4", revision="abc123"),
+        LogEntry("R2", "complete", "t5"),
+        LogEntry("R2", "live", "t6"),
+        LogEntry("R3", "building", "t7"),
+        LogEntry("R3", "failed", "t8"),
+    ]
+    for entry in lines:
+        assert sh(commands.append_log(layout, entry.render()), sandbox).returncode == 0
+    with open(layout.log, "a") as fh:
+        fh.write('{"release": "R3", "sta\n')  # garbage line (torn, newline-terminated)
+    record = owner_record(make_cfg(layout.deploy_path))
+    assert sh(commands.lock(layout, record), sandbox).returncode == 0
+    point_current(layout, "R2")
+
+    res = sh(commands.read_state(layout), sandbox, via="remote-sh")
+    assert res.returncode == 0, res.stderr
+    state = parse_state(res.stdout, commands.STATE_MARKERS)
+    assert state.current == "R2"
+    assert [(r.name, r.state, r.live) for r in state.releases] == [
+        ("R1", "complete", False), ("R2", "live", True), ("R3", "failed", False),
+    ]  # fmt: skip
+    assert state.get("R2").revision == "abc123"
+    assert state.get("R1").user == "alice" and state.get("R1").created == "t1"
+    assert state.get("R9-planted") is None
+    assert state.lock_owner == record
+    assert len(state.entries) == len(lines)
+
+
+def _torn_log(sandbox: Path) -> Layout:
+    """A releases log whose last append was cut short by a crash: no trailing newline."""
+    lay = Layout(str(sandbox / "srv" / "it's $(touch pwned)"))
+    assert sh(commands.setup(lay), sandbox).returncode == 0
+    make_release(lay, "R1")
+    good = LogEntry("R1", "complete", "t1").render()
+    Path(lay.log).write_text(good + "\n" + '{"release": "R1", "state": "rol')
+    return lay
+
+
+def test_read_state_after_a_torn_log_line_still_reports_the_lock(sandbox):
+    lay = _torn_log(sandbox)
+    record = owner_record(make_cfg(lay.deploy_path))
+    assert sh(commands.lock(lay, record), sandbox).returncode == 0
+    res = sh(commands.read_state(lay), sandbox)
+    state = parse_state(res.stdout, commands.STATE_MARKERS)
+    assert state.lock_owner == record
+
+
+def test_append_log_after_a_torn_line_keeps_the_new_entry(sandbox):
+    lay = _torn_log(sandbox)
+    entry = LogEntry("R1", "rolled back", "t2")
+    assert sh(commands.append_log(lay, entry.render()), sandbox).returncode == 0
+    assert parse_log(Path(lay.log).read_text())[-1] == entry
+
+
+def test_read_state_of_an_empty_host(sandbox):
+    lay = Layout(str(sandbox / "srv" / "nothing here yet $(touch pwned)"))
+    res = sh(commands.read_state(lay), sandbox)
+    assert res.returncode == 0, res.stderr
+    state = parse_state(res.stdout, commands.STATE_MARKERS)
+    assert state.current is None
+    assert state.releases == ()
+    assert state.lock_owner is None
+
+
+def test_remote_closes_stdin(sandbox):
+    proc = subprocess.run(["sh", "-c", commands.remote("cat; echo done")], cwd=sandbox,
+                          input="would block a remote command forever\n", capture_output=True,
+                          text=True, timeout=30, check=False)  # fmt: skip
+    assert proc.returncode == 0
+    assert proc.stdout == "done\n"
+
+
+# --- properties -------------------------------------------------------------------------------
+
+NASTY_CHARS = " '\"$()`\\;&|<>*?[]{}~#!-=.\t\r\n\0/%^,:@+üé☃日本\u2028\x85"
+nasty_text = st.text(
+    alphabet=st.one_of(st.sampled_from(NASTY_CHARS), st.characters(blacklist_categories=("Cs",))),
+    min_size=0, max_size=24,
+)  # fmt: skip
+names = st.one_of(
+    st.sampled_from(["$(touch pwned)", "`touch pwned`", "it's", 'a"b', "-rf", "--", "..", ".",
+                     "...", " ", "a b", "ü", "R1\n", "a/b", "", "\0", "-", "$HOME", "*"]),
+    nasty_text,
+)  # fmt: skip
+items = st.one_of(
+    st.sampled_from(["storage", "a/b", "a//b/", "./a", "../x", "a/../b", "/abs", "-rf",
+                     "it's/$(touch pwned)", "`touch pwned`/x", " / ", "ü/☃", "."]),
+    nasty_text,
+    st.lists(nasty_text, min_size=1, max_size=3).map("/".join),
+)  # fmt: skip
+deploy_dirs = nasty_text.filter(lambda s: s not in ("", ".", "..") and "/" not in s
+                                and "\0" not in s)  # fmt: skip
+
+PROPERTY = settings(max_examples=50, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@PROPERTY
+@given(deploy_dir=deploy_dirs, name=names)
+def test_switch_property(deploy_dir, name):
+    try:
+        check_release_name(name)
+    except ConfigError as exc:
+        event("release name refused")
+        assert not name or name in (".", "..") or name.startswith("-") or any(
+            c in name for c in "/\0\n"
+        ), exc
+        with pytest.raises(ConfigError):
+            commands.switch(APP, name)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        lay = Layout(str(root / "srv" / deploy_dir))
+        Path(lay.releases).mkdir(parents=True)
+        Path(lay.release(name)).mkdir()
+        before = _tree(root)
+        res = subprocess.run(["sh", "-c", commands.remote(commands.switch(lay, name))],
+                             cwd=root, capture_output=True, timeout=30, env=_env(root),
+                             check=False)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == f"releases/{name}\n".encode()
+        assert os.readlink(lay.current) == f"releases/{name}"
+        assert os.path.samefile(lay.current, lay.release(name))
+        current = str(Path(lay.current).relative_to(root))
+        assert _tree(root) == before | {current}  # no stray file, no .current.tmp, no pwned
+
+
+@PROPERTY
+@given(deploy_dir=deploy_dirs, item=items)
+def test_link_shared_dir_property(deploy_dir, item):
+    try:
+        clean = check_relative_path(item, "shared path")
+    except ConfigError:
+        event("shared path refused")
+        parts = item.strip("/").split("/")
+        assert (not item.strip("/") or item.startswith("/") or "\0" in item or "\n" in item
+                or ".." in parts or not [p for p in parts if p not in ("", ".")])  # fmt: skip
+        with pytest.raises(ConfigError):
+            commands.link_shared_dir(APP, "R1", item)
+        return
+    assert clean and not clean.startswith("/") and ".." not in clean.split("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        lay = Layout(str(root / "srv" / deploy_dir))
+        res = subprocess.run(["sh", "-c", commands.setup(lay)], cwd=root, capture_output=True,
+                             timeout=30, env=_env(root), check=False)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        rel = Path(lay.release("R1"))
+        (rel / clean).mkdir(parents=True)
+        (rel / clean / "seed").write_text("seed")
+        res = subprocess.run(["sh", "-c", commands.link_shared_dir(lay, "R1", item)], cwd=root,
+                             capture_output=True, timeout=30, env=_env(root),
+                             check=False)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        link = rel / clean
+        depth = clean.count("/") + 2
+        assert os.readlink(link) == "../" * depth + "shared/" + clean
+        assert (link / "seed").read_text() == "seed"
+        assert (Path(lay.shared) / clean / "seed").read_text() == "seed"
+        assert pwned_files(root) == []

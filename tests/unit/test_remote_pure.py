@@ -1,0 +1,125 @@
+"""remote: the pure helpers that read rsync's and a command's output."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from atomicdeploy.remote import RsyncStats, last_line, parse_rsync_stats, rsync_reason
+
+STATS = """\
+sending incremental file list
+public/index.php
+
+Number of files: 12,345 (reg: 10,234, dir: 2,111)
+Number of created files: 1,002 (reg: 1,000, dir: 2)
+Number of deleted files: 0
+Number of regular files transferred: 1,234
+Total file size: 98,765,432 bytes
+Total transferred file size: 1,234,567 bytes
+Literal data: 1,234,567 bytes
+Matched data: 0 bytes
+File list size: 262,140
+File list generation time: 0.005 seconds
+File list transfer time: 0.000 seconds
+Total bytes sent: 1,567,890
+Total bytes received: 24,680
+
+sent 1,567,890 bytes  received 24,680 bytes  3,185,140.00 bytes/sec
+total size is 98,765,432  speedup is 62.02
+"""
+
+
+def test_parse_rsync_stats_with_thousands_separators():
+    assert parse_rsync_stats(STATS) == RsyncStats(
+        files_transferred=1234, bytes_sent=1567890, files_total=12345
+    )
+
+
+def test_parse_rsync_stats_small_numbers_and_nothing_changed():
+    text = STATS.replace("1,234\n", "0\n").replace("12,345 (", "3 (")
+    stats = parse_rsync_stats(text)
+    assert (stats.files_transferred, stats.files_total) == (0, 3)
+
+
+def test_parse_rsync_stats_missing_lines_are_zero():
+    assert parse_rsync_stats("") == RsyncStats(0, 0, 0)
+    assert parse_rsync_stats("sent 10 bytes  received 20 bytes\n") == RsyncStats(0, 0, 0)
+
+
+def test_parse_rsync_stats_only_reads_whole_lines():
+    """`Number of files:` must not be confused with `Number of created files:` and the like."""
+    text = "Number of created files: 7\nNumber of deleted files: 9\nNumber of files: 4\n"
+    assert parse_rsync_stats(text).files_total == 4
+    assert parse_rsync_stats("  Total bytes sent: 5\n").bytes_sent == 0
+
+
+@pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed")
+def test_parse_rsync_stats_of_the_local_rsync(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    for i in range(1100):
+        (src / f"f{i}.php").write_text(f"<?php // {i}\n")
+    out = subprocess.run(["rsync", "--archive", "--stats", "--", f"{src}/", f"{dst}/"],
+                         capture_output=True, text=True, check=True,
+                         stdin=subprocess.DEVNULL).stdout  # fmt: skip
+    stats = parse_rsync_stats(out)
+    assert stats.files_transferred == 1100
+    assert stats.files_total == 1101  # the files and the top directory
+    assert stats.bytes_sent > 1000
+
+
+# --- rsync_reason -----------------------------------------------------------------------------
+
+
+def test_rsync_reason_first_meaningful_line():
+    stderr = (
+        'rsync: [Receiver] mkdir "/srv/app/releases/R2" failed: Permission denied (13)\n'
+        "rsync error: error in file IO (code 11) at main.c(791) [Receiver=3.2.7]\n"
+    )
+    assert rsync_reason(stderr) == (
+        'rsync: [Receiver] mkdir "/srv/app/releases/R2" failed: Permission denied (13)'
+    )
+
+
+def test_rsync_reason_skips_connection_noise():
+    stderr = (
+        "\n"
+        "rsync: connection unexpectedly closed (0 bytes received so far) [sender]\n"
+        "  ssh: connect to host web1 port 22: Connection refused  \n"
+        "rsync error: unexplained error (code 255) at io.c(232) [sender=3.2.7]\n"
+    )
+    assert rsync_reason(stderr) == "ssh: connect to host web1 port 22: Connection refused"
+
+
+def test_rsync_reason_falls_back_to_the_last_line():
+    stderr = (
+        "rsync: connection unexpectedly closed (0 bytes received so far) [sender]\n"
+        "rsync error: unexplained error (code 255) at io.c(232) [sender=3.2.7]\n"
+    )
+    assert rsync_reason(stderr) == (
+        "rsync error: unexplained error (code 255) at io.c(232) [sender=3.2.7]"
+    )
+    assert rsync_reason("") == "no output"
+    assert rsync_reason(" \n\t\n") == "no output"
+
+
+# --- last_line --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("", ""),
+        (None, ""),
+        ("\n \n\t\n", ""),
+        ("only", "only"),
+        ("first\nsecond\n", "second"),
+        ("first\n  second  \n\n   \n", "second"),
+        ("a\r\nb\r\n", "b"),
+    ],
+)
+def test_last_line(text, line):
+    assert last_line(text) == line
