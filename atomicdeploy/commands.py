@@ -198,6 +198,7 @@ def make_writable(
     chmod_mode: str = "ug+rwX",
     http_user: str = "",
     recursive: bool = True,
+    use_sudo: bool = False,
 ) -> str | None:
     """Make `dirs` (relative to the release) writable by the web server.
 
@@ -214,7 +215,9 @@ def make_writable(
             # chmod -R does not follow a symlinked top directory: name it with a slash.
             change = shlex.join(["chmod", *rec, chmod_mode, "--", *[p + "/" for p in paths]])
     elif mode == "chown":
-        change = shlex.join(["sudo", "-n", "chown", "-L", *rec, http_user, "--", *paths])
+        # `sudo -n` fails at once instead of prompting for a password nobody can type.
+        sudo = ["sudo", "-n"] if use_sudo else []
+        change = shlex.join([*sudo, "chown", "-L", *rec, http_user, "--", *paths])
     elif mode == "acl":
         # The deploy user keeps access too; `$(id -un)` is expanded on the host on purpose.
         spec = q(f"u:{http_user}:rwX,u:") + '"$(id -un)"' + q(":rwX")

@@ -136,6 +136,7 @@ KEYS: dict[str, Key] = {
     "writable_chmod_mode": Key(_str, "ug+rwX", "mode given to chmod in chmod mode"),
     "writable_recursive": Key(_bool, True, "apply the writable mode recursively"),
     "http_user": Key(_user, "", "web server user, for acl and chown modes"),
+    "writable_use_sudo": Key(_bool, False, "run chown through `sudo -n` (never a prompt)"),
     "parallel": Key(_int(1, 1000), 10, "hosts worked on at the same time"),
     "hostname": Key(_str, None, "address or ssh_config alias (default: the host's name)"),
     "port": Key(_int(1, 65535), None, "SSH port (default: from ssh_config, else 22)"),
@@ -169,6 +170,7 @@ class HostConfig:
     writable_chmod_mode: str = "ug+rwX"
     writable_recursive: bool = True
     http_user: str = ""
+    writable_use_sudo: bool = False
     parallel: int = 10
     port: int | None = None
     remote_user: str | None = None

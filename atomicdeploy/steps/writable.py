@@ -11,5 +11,5 @@ def script(cfg: Config) -> str | None:
     return commands.make_writable(
         cfg.layout, cfg.release, host.writable_dirs, host.writable_mode,
         chmod_mode=host.writable_chmod_mode, http_user=host.http_user,
-        recursive=host.writable_recursive,
+        recursive=host.writable_recursive, use_sudo=host.writable_use_sudo,
     )  # fmt: skip

@@ -29,6 +29,12 @@ def test_deploy_without_a_stage_is_a_usage_error(project):
     assert proc.stderr.strip() == "no stage selected: run e.g. `fab test deploy` (stages: test)"
 
 
+def test_an_unknown_stage_is_a_usage_error_naming_the_stages(project):
+    proc = project.fab("deploy", "--stage", "prod")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "inventory.yml: stage 'prod' has no hosts (stages: test)"
+
+
 def test_dash_h_is_refused(project):
     proc = project.fab("-H", "127.0.0.1", "test", "deploy")
     assert proc.returncode == 2

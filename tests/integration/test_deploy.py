@@ -137,3 +137,32 @@ def test_cleanup_removes_failed_and_stale_releases_but_not_unknown_dirs(project)
     write_app(project.app, "2")
     second = release_of(project.ok("test", "deploy"))
     assert project.releases(host) == sorted([first, second, "handmade"])
+
+
+@pytest.mark.parametrize("mode", ["chmod", "acl", "chown", "skip"])
+def test_writable_modes_make_the_shared_dir_writable_for_the_web_user(project, mode):
+    import os
+    import pwd
+    import subprocess
+
+    project.config.update(writable_mode=mode, http_user="www-data",
+                          writable_dirs=["storage", "storage/cache"])  # fmt: skip
+    project.ok("test", "deploy")
+    www = pwd.getpwnam("www-data")
+    for h in project.hosts:
+        real = project.deploy_path(h.name) / "shared" / "storage"
+        cache = real / "cache"
+        assert cache.is_dir() == (mode != "skip")  # writable_dirs are created when missing
+        st = os.stat(real)
+        if mode == "chmod":
+            assert st.st_mode & 0o070 == 0o070  # ug+rwX
+        elif mode == "chown":
+            assert st.st_uid == www.pw_uid
+            assert os.stat(cache).st_uid == www.pw_uid
+        elif mode == "acl":
+            acl = subprocess.run(["getfacl", "-p", str(real)], capture_output=True,
+                                 text=True, check=True).stdout  # fmt: skip
+            assert "user:www-data:rwx" in acl
+            assert "default:user:www-data:rwx" in acl
+        else:
+            assert st.st_mode & 0o020 == 0  # left as created

@@ -301,10 +301,13 @@ def test_make_writable_chown_structure():
     script = commands.make_writable(APP, "R1", ["storage"], "chown", http_user="www-data")
     assert script == (
         "mkdir -p -- /srv/app/releases/R1/storage"
-        " && sudo -n chown -L -R www-data -- /srv/app/releases/R1/storage"
+        " && chown -L -R www-data -- /srv/app/releases/R1/storage"
     )
+    sudo = commands.make_writable(APP, "R1", ["storage"], "chown", http_user="www-data",
+                                  use_sudo=True)  # fmt: skip
+    assert sudo.endswith(" && sudo -n chown -L -R www-data -- /srv/app/releases/R1/storage")
     flat = commands.make_writable(APP, "R1", ["storage"], "chown", http_user="www-data",
-                                  recursive=False)  # fmt: skip
+                                  recursive=False, use_sudo=True)  # fmt: skip
     assert "-R" not in flat and "sudo -n chown -L www-data --" in flat
 
 
