@@ -325,3 +325,199 @@ def rsync_argv(
     host_part = f"[{host}]" if ":" in host else host
     argv += ["--", src, f"{host_part}:{release_path}/"]
     return argv
+
+
+# --- nginx, opcache, warm-up, health: what makes the switch reach php-fpm ------------------
+
+WARN_MARKER = "@@ad:warn="
+OPCACHE_OK = "atomicdeploy:opcache-reset:ok"
+# Characters nginx takes literally in an unquoted `set` value (no spaces, `$`, `;`, quotes).
+NGINX_SAFE_PATH = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-+@%:,=~"
+)
+
+
+def write_if_changed(path: str, content: str) -> str:
+    """Write `path` atomically (temp file + mv) unless it already holds `content`.
+
+    The previous file is kept as `<path>.prev` so a failed `nginx -t` can put it back.
+    Prints `changed` or `unchanged`.
+    """
+    tmp, prev = f"{path}.tmp", f"{path}.prev"
+    return (
+        f"if [ -f {q(path)} ] && [ \"$(cat -- {q(path)})\" = {q(content)} ]; then echo unchanged;"
+        f" else printf '%s\\n' {q(content)} > {q(tmp)}"
+        f" && {{ [ ! -e {q(path)} ] || cp -p -- {q(path)} {q(prev)}; }}"
+        f" && mv -f -- {q(tmp)} {q(path)} && echo changed; fi"
+    )
+
+
+def restore_previous(path: str) -> str:
+    prev = f"{path}.prev"
+    return f"if [ -e {q(prev)} ]; then mv -f -- {q(prev)} {q(path)}; else rm -f -- {q(path)}; fi"
+
+
+def nginx_check(public_path: str, root_file: str, content: str, test: str) -> str:
+    """Prepare phase: the public dir exists and `nginx -t` accepts the new include.
+
+    nginx only reads the include on reload, so it is written, tested and put back
+    at once: nothing is served from it yet. (`nginx -t` alone accepts a root that
+    does not exist, hence the `test -d`.)
+    """
+    return (
+        f"test -d {q(public_path)} || {{ echo {q('public directory missing: ' + public_path)} >&2;"
+        f" exit 1; }}; state=$({write_if_changed(root_file, content)}) || exit 1;"
+        f" if [ \"$state\" = changed ]; then out=$( ({test}) </dev/null 2>&1); rc=$?;"
+        f" {restore_previous(root_file)};"
+        f" if [ $rc != 0 ]; then printf '%s\\n' \"$out\" | tail -n 3 >&2;"
+        f" echo 'nginx test failed with the new include' >&2; exit $rc; fi; fi"
+    )
+
+
+def nginx_reload_and_wait(reload: str, pid_file: str, timeout: int) -> str:
+    """Reload nginx and return only when its old workers have exited.
+
+    `nginx -s reload` returns before the old workers stop serving the old root
+    (keep-alive connections included). The deploy user cannot signal www-data's
+    workers, but can read /proc: note the master's children before the reload,
+    then wait until none of them is still its child. A timeout is a warning.
+    """
+    warn = q(f"{WARN_MARKER}old nginx workers still running {timeout}s after the reload")
+    return (
+        f"master=$(cat -- {q(pid_file)} 2>/dev/null);"
+        " old=''; if [ -n \"$master\" ]; then"
+        " old=$(cat /proc/$master/task/$master/children 2>/dev/null); fi;"
+        f" ({reload}) </dev/null || exit $?;"
+        " if [ -z \"$master\" ]; then"
+        f" echo {q(WARN_MARKER + 'nginx pid file ' + pid_file + ' not readable: not waiting')};"
+        f" else deadline=$(( $(date +%s) + {int(timeout)} ));"
+        " for p in $old; do"
+        " while [ \"$(cut -d' ' -f4 /proc/$p/stat 2>/dev/null)\" = \"$master\" ]; do"
+        f" if [ $(date +%s) -ge $deadline ]; then echo {warn}; break 2; fi; sleep 0.05;"
+        " done; done; fi"
+    )
+
+
+def _fcgi_env(socket: str, script: str, uri: str, document_root: str) -> str:
+    path, _, query = uri.partition("?")
+    env = {
+        "SCRIPT_FILENAME": script,
+        "SCRIPT_NAME": "/" + script.rsplit("/", 1)[-1],
+        "REQUEST_URI": uri,
+        "DOCUMENT_URI": path,
+        "QUERY_STRING": query,
+        "DOCUMENT_ROOT": document_root,
+        "REQUEST_METHOD": "GET",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "HTTP_HOST": "localhost",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "GATEWAY_INTERFACE": "CGI/1.1",
+        "REDIRECT_STATUS": "200",
+    }
+    pairs = " ".join(q(f"{k}={v}") for k, v in env.items())
+    return f'env -i PATH="$PATH" {pairs} cgi-fcgi -bind -connect {q(socket)}'
+
+
+def fcgi_status(socket: str, script: str, uri: str, document_root: str) -> str:
+    """One FastCGI request to php-fpm (as cachetool makes); fail unless the status is 2xx."""
+    what = q(f"warm-up {uri}")
+    return (
+        f"out=$({_fcgi_env(socket, script, uri, document_root)} </dev/null 2>&1)"
+        f" || {{ echo {what}\": cannot reach php-fpm at \"{q(socket)} >&2; exit 1; }};"
+        " status=$(printf '%s\\n' \"$out\" | tr -d '\\r' | awk '/^$/{exit} /^Status:/{print $2; exit}');"  # noqa: E501
+        " case \"${status:-200}\" in 2??) ;;"
+        f" *) echo {what}\" answered $status\" >&2; exit 1;; esac"
+    )
+
+
+def opcache_reset(strategy: str, *, socket: str = "", dep_dir: str = "", token: str = "",
+                  cachetool: str = "", url: str = "", reload: str = "") -> str | None:  # fmt: skip
+    """Clear php-fpm's opcache; a failure prints a warning marker (the release is live)."""
+    if strategy == "none":
+        return None
+    if strategy == "fcgi":
+        script = f"{dep_dir}/opcache-reset-{token}.php"
+        php = (f"<?php echo function_exists('opcache_reset') && opcache_reset()"
+               f" ? '{OPCACHE_OK}' : 'opcache_reset() failed or opcache is off';")  # fmt: skip
+        work = (
+            f"printf '%s\\n' {q(php)} > {q(script)} && chmod 644 -- {q(script)}"
+            f" && out=$({_fcgi_env(socket, script, '/', dep_dir)} </dev/null 2>&1);"
+            f" rm -f -- {q(script)};"
+            f" case \"$out\" in *{OPCACHE_OK}*) ;;"
+            " *) printf '%s\\n' \"$out\" | tr -d '\\r' | tail -n 1; exit 1;; esac"
+        )
+    elif strategy == "cachetool":
+        work = f"out=$({cachetool} opcache:reset {q('--fcgi=' + socket)} 2>&1) || {{ printf '%s\\n' \"$out\" | tail -n 1; exit 1; }}"  # noqa: E501
+    elif strategy == "http":
+        work = f"out=$(curl -fsS --max-time 10 {q(url)} 2>&1) || {{ printf '%s\\n' \"$out\" | tail -n 1; exit 1; }}"  # noqa: E501
+    elif strategy == "fpm-reload":
+        work = f"out=$( ({reload}) </dev/null 2>&1) || {{ printf '%s\\n' \"$out\" | tail -n 1; exit 1; }}"  # noqa: E501
+    else:
+        raise ValueError(f"unknown opcache strategy {strategy!r}")
+    warn = q(f"{WARN_MARKER}opcache reset ({strategy}) failed: ")
+    return f"msg=$( ( {work} ) 2>&1 ) || echo {warn}\"$(printf '%s' \"$msg\" | tail -n 1)\""
+
+
+def health_check(url: str, status: int, contains: str, timeout: int) -> str:
+    """Request `url` on the host; fail unless the status and body are what we expect."""
+    check_body = (
+        f" printf '%s' \"$out\" | grep -qF -- {q(contains)} ||"
+        f" {{ echo {q('health check: body lacks ' + repr(contains))} >&2; exit 1; }};"
+        if contains else ""
+    )  # fmt: skip
+    return (
+        f"out=$(curl -sS --max-time {int(timeout)} -w '\\n%{{http_code}}' {q(url)} </dev/null 2>&1)"
+        f" || {{ echo \"health check: $(printf '%s' \"$out\" | tail -n 1)\" >&2; exit 1; }};"
+        " code=$(printf '%s\\n' \"$out\" | tail -n 1);"
+        f" [ \"$code\" = {int(status)} ] || {{ echo {q('health check: ' + url)}\" answered $code,"
+        f" expected {int(status)}\" >&2; exit 1; }};{check_body}"
+    )
+
+
+def go_live(
+    layout: Layout,
+    release: str,
+    *,
+    log_lines: Sequence[str] = (),
+    nginx: tuple[str, str, str, str] | None = None,
+    opcache: str | None = None,
+) -> str:
+    """Everything that makes a release live on one host, in one round trip.
+
+    1. switch `current` (the one swap primitive); 2. with `nginx=(root_file,
+    content, test, reload_and_wait)`: write the include, `nginx -t`, reload and
+    wait for the old workers; if nginx refuses, the include and `current` are put
+    back and the host stays on its old release; 3. log; 4. clear the opcache (a
+    failure is a warning: the release is live). The last line printed is what
+    `current` points to.
+    """
+    cur, tmp = q(layout.current), q(layout.current_tmp)
+    revert = (
+        f'if [ -n "$prev" ]; then ln -sfn -- "$prev" {tmp} && mv -fT -- {tmp} {cur};'
+        f" else rm -f -- {cur}; fi"
+    )
+    lines = [f"prev=$(readlink -- {cur} 2>/dev/null)"]
+    lines.append(sequence([("switch", switch(layout, release) + " >/dev/null")]))
+    if nginx:
+        root_file, content, test, reload_and_wait = nginx
+        marker = q(STEP_MARKER + "nginx")
+        lines.append(
+            f"state=$({write_if_changed(root_file, content)}) || {{ {revert}; echo {marker} >&2;"
+            " exit 1; }"
+        )
+        lines.append(
+            f'if [ "$state" = changed ]; then'
+            f" out=$( ({test}) </dev/null 2>&1) || {{ rc=$?; {restore_previous(root_file)};"
+            f" {revert}; printf '%s\\n' \"$out\" | tail -n 3 >&2;"
+            f" echo 'nginx test failed: the include and current were put back' >&2;"
+            f" echo {marker} >&2; exit $rc; }};"
+            f" ( {reload_and_wait} ) || {{ rc=$?; {restore_previous(root_file)}; {revert};"
+            f" echo 'nginx reload failed: the include and current were put back' >&2;"
+            f" echo {marker} >&2; exit $rc; }}; fi"
+        )
+    lines.extend(sequence([("log", append_log(layout, line))]) for line in log_lines)
+    if opcache:
+        lines.append(opcache)
+    lines.append(f"readlink -- {cur}")
+    return "\n".join(lines)

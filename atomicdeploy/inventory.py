@@ -14,7 +14,7 @@ import os
 import posixpath
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,95 @@ def _type_name(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
+OPCACHE_STRATEGIES = ("fcgi", "cachetool", "http", "fpm-reload", "none")
+
+
+@dataclass(frozen=True)
+class NginxConfig:
+    """Point nginx at the release's absolute path through a generated include (seed 000)."""
+
+    root_file: str = ""  # default: {deploy_path}/root_dir.nginx.conf
+    public_dir: str = "public"
+    # {public_path}, {release_path} and {release} are filled in per release.
+    template: str = "set $root_dir {public_path};"
+    test: str = "sudo -n nginx -t"
+    reload: str = "sudo -n nginx -s reload"
+    pid_file: str = "/run/nginx.pid"
+    reload_timeout: int = 60  # seconds to wait for the old workers to finish
+
+
+@dataclass(frozen=True)
+class OpcacheConfig:
+    strategy: str = "none"
+    socket: str = ""  # php-fpm's socket path or host:port
+    cachetool: str = "cachetool"  # binary (or `php /path/cachetool.phar`)
+    url: str = ""  # http strategy
+    reload: str = "sudo -n systemctl reload php8.2-fpm"  # fpm-reload strategy
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    url: str
+    status: int = 200
+    contains: str = ""  # expected text in the body
+    timeout: int = 10
+
+
+def _sub(kind: type, checks: dict[str, Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    """Validate a nested map (e.g. `nginx:`) into a frozen dataclass."""
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError(f"must be a map, not {_type_name(value)}")
+        out = {}
+        for key, item in value.items():
+            if key not in checks:
+                hint = difflib.get_close_matches(str(key), checks, n=1)
+                also = f" (did you mean {hint[0]!r}?)" if hint else ""
+                raise ValueError(f"has an unknown key {key!r}{also}")
+            if item is None:
+                continue
+            try:
+                out[key] = checks[key](item)
+            except ValueError as exc:
+                raise ValueError(f".{key} {exc}") from None
+        try:
+            return kind(**out)
+        except TypeError:
+            missing = [f.name for f in fields(kind) if f.name not in out
+                       and f.default is MISSING and f.default_factory is MISSING]  # fmt: skip
+            raise ValueError(f"needs {', '.join(missing)}") from None
+
+    return check
+
+
+def _opcache(value: Any) -> OpcacheConfig:
+    cfg = _sub(OpcacheConfig, {
+        "strategy": _choice(*OPCACHE_STRATEGIES), "socket": _str, "cachetool": _str,
+        "url": _str, "reload": _str,
+    })(value)  # fmt: skip
+    if cfg.strategy in ("fcgi", "cachetool") and not cfg.socket:
+        raise ValueError(f".socket is required by strategy {cfg.strategy}")
+    if cfg.strategy == "http" and not cfg.url:
+        raise ValueError(".url is required by strategy http")
+    return cfg
+
+
+def _url_paths(value: Any) -> tuple[str, ...]:
+    paths = _str_list(value)
+    for p in paths:
+        if not p.startswith("/") or any(c.isspace() for c in p):
+            raise ValueError(f"paths must start with / and contain no spaces: {p!r}")
+    return paths
+
+
+def _public_dir(value: Any) -> str:
+    try:
+        return check_relative_path(_str(value), "public_dir")
+    except ConfigError as exc:
+        raise ValueError(exc.message) from None
+
+
 @dataclass(frozen=True)
 class Key:
     check: Callable[[Any], Any]
@@ -149,6 +238,16 @@ KEYS: dict[str, Key] = {
     "connect_timeout": Key(_int(1, 3600), 10, "seconds to wait for SSH to connect"),
     "forward_agent": Key(_bool, False, "forward your SSH agent to the host"),
     "labels": Key(_labels, {}, "labels; labels.stage makes the stage task"),
+    "nginx": Key(_sub(NginxConfig, {
+        "root_file": _str, "public_dir": _public_dir, "template": _str, "test": _str,
+        "reload": _str, "pid_file": _str, "reload_timeout": _int(1, 3600),
+    }), None, "point nginx at each release through a generated include"),
+    "opcache": Key(_opcache, OpcacheConfig(), "how to clear php-fpm's opcache after go-live"),
+    "warmup": Key(_url_paths, (), "paths requested through php-fpm on the new release first"),
+    "warmup_script": Key(_str, "index.php", "front controller used for warm-up paths"),
+    "healthcheck": Key(_sub(HealthCheck, {
+        "url": _str, "status": _int(100, 599), "contains": _str, "timeout": _int(1, 600),
+    }), None, "checked on each host after go-live; a failure rolls the stage back"),
 }
 
 
@@ -180,6 +279,11 @@ class HostConfig:
     connect_timeout: int = 10
     forward_agent: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
+    nginx: NginxConfig | None = None
+    opcache: OpcacheConfig = OpcacheConfig()
+    warmup: tuple[str, ...] = ()
+    warmup_script: str = "index.php"
+    healthcheck: HealthCheck | None = None
 
     @property
     def stage(self) -> str | None:
@@ -357,6 +461,12 @@ def _host_config(label: str, name: str, raw: dict[str, Any]) -> HostConfig:
         if others:
             raise ConfigError(f"{where}: shared path {item!r} is inside shared dir {others[0]!r}")
     values["hostname"] = values["hostname"] or name
+    nginx = values["nginx"]
+    if nginx is not None and not nginx.root_file:
+        root_file = posixpath.join(values["deploy_path"], "root_dir.nginx.conf")
+        values["nginx"] = replace(nginx, root_file=root_file)
+    if values["warmup"] and not values["opcache"].socket:
+        raise ConfigError(f"{where}: warmup needs opcache.socket (php-fpm's socket)")
     for key in ("identity_file", "ssh_config", "known_hosts"):
         if values[key]:
             values[key] = os.path.expanduser(values[key])

@@ -35,7 +35,7 @@ from .releases import (
 from .remote import Remote
 from .report import Reporter
 from .runner import Fleet
-from .steps import build, cleanup, lock, release, setup, switch, upload
+from .steps import build, cleanup, health, lock, release, setup, switch, upload
 
 
 @dataclass(frozen=True)
@@ -161,8 +161,10 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
 
         def go_live(r: Remote) -> None:
             cfg = cfgs[r.name]
-            switch.switch(r, cfg, name, [release.log_line(cfg, name, LIVE)])
+            warnings = switch.switch(r, cfg, name, [release.log_line(cfg, name, LIVE)])
             reporter.host(r.name, f"live: current -> releases/{name}")
+            for text in warnings:
+                reporter.warn(r.name, text)
 
         _, failures = fleet.each(go_live)
         if failures:
@@ -170,6 +172,11 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
             live = [n for n in cfgs if n not in failures]
             raise _fail("go-live", failures, len(cfgs),
                         exit_code=EXIT_PARTIAL if live else 1)  # fmt: skip
+
+        _, failures = fleet.each(lambda r: health.check(r, cfgs[r.name]))
+        if failures:
+            _roll_back_after_failed_health(fleet, cfgs, name, reporter)
+            raise _fail("health check", failures, len(cfgs))
 
         def finish(r: Remote) -> None:
             cfg = cfgs[r.name]
@@ -190,6 +197,27 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
         return outcome
     finally:
         fleet.close()
+
+
+def _roll_back_after_failed_health(fleet: Fleet, cfgs: dict[str, Config], name: str,
+                                   reporter: Reporter) -> None:  # fmt: skip
+    """A host answered wrong after go-live: put the whole stage back where it was."""
+
+    def back(r: Remote) -> None:
+        cfg = cfgs[r.name]
+        if not cfg.previous:
+            lock.unlock(r, cfg)
+            reporter.warn(r.name, "health check failed; no earlier release to go back to")
+            return
+        lines = [release.log_line(cfg, name, ROLLED_BACK, "health check failed"),
+                 release.log_line(cfg, cfg.previous, LIVE, "automatic rollback")]  # fmt: skip
+        for text in switch.switch(r, cfg, cfg.previous, lines, unlock=True):
+            reporter.warn(r.name, text)
+        reporter.host(r.name, f"rolled back automatically: current -> releases/{cfg.previous}")
+
+    _, failures = fleet.each(back)
+    for n, exc in failures.items():
+        reporter.warn(n, f"automatic rollback failed: {exc}")
 
 
 def _abort(fleet: Fleet, cfgs: dict[str, Config], created: set[str], why: str) -> None:
@@ -237,9 +265,11 @@ def rollback(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *,
             if cfg.previous:
                 note = f"rolled back to {cfg.release}"
                 lines.insert(0, release.log_line(cfg, cfg.previous, ROLLED_BACK, note))
-            switch.switch(r, cfg, cfg.release, lines, unlock=True)
+            for text in switch.switch(r, cfg, cfg.release, lines, unlock=True):
+                reporter.warn(r.name, text)
             reporter.host(r.name, f"rolled back: current -> releases/{cfg.release}"
                                   f" (was {cfg.previous})")  # fmt: skip
+            health.check(r, cfg)
 
         _, failures = fleet.each(go_back)
         if failures:

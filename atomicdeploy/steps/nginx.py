@@ -1,0 +1,48 @@
+"""nginx: serve each release from its absolute path through a generated include.
+
+php-fpm and opcache key scripts by path. Behind a `current` symlink the path never
+changes, so old code keeps being served (seed 001); with the release's absolute
+path in `set $root_dir ...;` every release has its own keys, and nginx's graceful
+reload hands new requests to new workers while old ones finish (seed 000).
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from .. import commands
+from ..config import Config
+from ..errors import ConfigError
+
+
+def public_path(cfg: Config, release: str) -> str:
+    assert cfg.host.nginx is not None
+    return posixpath.join(cfg.layout.release(release), cfg.host.nginx.public_dir)
+
+
+def include_text(cfg: Config, release: str) -> str:
+    nginx = cfg.host.nginx
+    assert nginx is not None
+    path = public_path(cfg, release)
+    if not set(path) <= commands.NGINX_SAFE_PATH:
+        raise ConfigError(f"{path!r} has characters nginx would not take literally",
+                          host=cfg.host.name, step="nginx")  # fmt: skip
+    return nginx.template.format(public_path=path, release_path=cfg.layout.release(release),
+                                 release=release)  # fmt: skip
+
+
+def check_script(cfg: Config) -> str | None:
+    """Prepare phase: the public dir exists and nginx accepts the include (then put back)."""
+    nginx = cfg.host.nginx
+    if nginx is None:
+        return None
+    return commands.nginx_check(public_path(cfg, cfg.release), nginx.root_file,
+                                include_text(cfg, cfg.release), nginx.test)  # fmt: skip
+
+
+def go_live_parts(cfg: Config, release: str) -> tuple[str, str, str, str] | None:
+    nginx = cfg.host.nginx
+    if nginx is None:
+        return None
+    reload = commands.nginx_reload_and_wait(nginx.reload, nginx.pid_file, nginx.reload_timeout)
+    return nginx.root_file, include_text(cfg, release), nginx.test, reload

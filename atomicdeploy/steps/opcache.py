@@ -1,0 +1,19 @@
+"""opcache: clear php-fpm's opcache after go-live, through its socket.
+
+With absolute release paths the new release's scripts have new opcache keys, so
+a reset is not needed for correctness; it frees the memory the old release's
+scripts hold. See the README for the measured trade-off of each strategy.
+"""
+
+from __future__ import annotations
+
+from .. import commands
+from ..config import Config
+
+
+def script(cfg: Config) -> str | None:
+    oc = cfg.host.opcache
+    return commands.opcache_reset(
+        oc.strategy, socket=oc.socket, dep_dir=cfg.layout.dep, token=cfg.run.token,
+        cachetool=oc.cachetool, url=oc.url, reload=oc.reload,
+    )  # fmt: skip

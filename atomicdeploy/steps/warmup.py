@@ -1,0 +1,30 @@
+"""warmup: request paths through FastCGI on the new release before it goes live (seed 002).
+
+php-fpm compiles and caches the new release's scripts (and the framework builds its
+caches) while traffic still goes to the old one; a non-2xx answer fails the deploy
+before anything goes live.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from .. import commands
+from ..config import Config
+
+
+def script(cfg: Config) -> str | None:
+    host = cfg.host
+    if not host.warmup:
+        return None
+    public = posixpath.join(cfg.layout.release(cfg.release),
+                            host.nginx.public_dir if host.nginx else "public")  # fmt: skip
+    parts = []
+    for uri in host.warmup:
+        path = uri.partition("?")[0]
+        target = path if path.endswith(".php") else "/" + host.warmup_script
+        script_file = posixpath.normpath(public + target)
+        if not script_file.startswith(public + "/"):
+            raise ValueError(f"warm-up path {uri!r} leaves the public directory")
+        parts.append(commands.fcgi_status(host.opcache.socket, script_file, uri, public))
+    return " && ".join(f"{{ {p}; }}" for p in parts)
