@@ -1,0 +1,227 @@
+"""Zero downtime, proven under load with real nginx and php-fpm (opcache on, no timestamp checks).
+
+While keep-alive clients hammer every host, a deploy and a rollback cause no failed
+request, no response that mixes the files of two versions (the example app's
+Email/Notification pair), and no response started after the deploy returned that
+shows the old version.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from atomicdeploy.testing.load import Load, judge
+from atomicdeploy.testing.web import WebHosts
+
+from .conftest import FABFILE, REPO, Project
+
+pytestmark = pytest.mark.integration
+
+STATUS_PHP = """<?php
+$s = opcache_get_status(true);
+header('Content-Type: text/plain');
+echo json_encode(['enabled' => $s['opcache_enabled'],
+    'restarts' => $s['opcache_statistics']['manual_restarts'],
+    'last_restart' => $s['opcache_statistics']['last_restart_time'],
+    'start' => $s['opcache_statistics']['start_time'],
+    'scripts' => array_keys($s['scripts'] ?? [])]);
+"""
+
+
+def set_version(app: Path, version: str) -> None:
+    for name in ("Email.php", "Notification.php"):
+        f = app / "src" / name
+        f.write_text(re.sub(r"const VERSION = '[^']*';", f"const VERSION = '{version}';",
+                            f.read_text()))  # fmt: skip
+
+
+@pytest.fixture
+def site(tmp_path, sshd_hosts):
+    """Two sshd hosts, each with its own nginx + php-fpm serving its deploy path."""
+    d = tmp_path / "project"
+    d.mkdir()
+    (d / "fabfile.py").write_text(FABFILE)
+    shutil.copytree(REPO / "examples" / "app", d / "app")
+    hosts = list(sshd_hosts)[:2]
+    srv = tmp_path / "srv"
+    project = Project(dir=d, hosts=hosts, srv=srv, known_hosts=tmp_path / "known_hosts",
+                      config={"shared_dirs": ["storage"], "shared_files": [".env"],
+                              "writable_dirs": ["storage"], "keep_releases": 3})  # fmt: skip
+    paths = [srv / h.name / "app" for h in hosts]
+    with WebHosts(tmp_path / "web", paths, names=[h.name for h in hosts]) as webs:
+        for h, web in zip(hosts, webs, strict=True):
+            project.overrides[h.name] = {
+                "nginx": {"test": web.nginx_test_command(), "reload": web.nginx_reload_command(),
+                          "pid_file": str(web.nginx_pid_file), "reload_timeout": 30},
+                "opcache": {"strategy": "fcgi", "socket": str(web.fpm_socket)},
+            }  # fmt: skip
+        project.webs = list(webs)
+        yield project
+
+
+def status(web, project: Project, host: str) -> dict:
+    import json
+
+    f = project.deploy_path(host) / "shared" / "opcache-status.php"
+    f.write_text(STATUS_PHP)
+    code, _, body = web.fcgi(str(f))
+    assert code == 200, body
+    return json.loads(body)
+
+
+def pages(project) -> list[str]:
+    import urllib.request
+
+    return [urllib.request.urlopen(w.url("/"), timeout=5).read().decode().strip()
+            for w in project.webs]  # fmt: skip
+
+
+def under_load(project, *fab_args: str, expected: str, clients_per_host: int = 2):
+    loads = [Load(w.url("/"), clients=clients_per_host, max_seconds=60).start()
+             for w in project.webs]  # fmt: skip
+    time.sleep(0.5)
+    proc = project.ok(*fab_args)
+    returned_at = time.monotonic()
+    time.sleep(1.0)
+    samples = [s for load in loads for s in load.stop()]
+    verdict = judge(samples, returned_at=returned_at, expected=expected)
+    print(f"fab {' '.join(fab_args)} under load: {verdict}")
+    return proc, verdict
+
+
+def test_deploy_and_rollback_under_load_fail_nothing_mix_nothing_serve_nothing_stale(site):
+    site.ok("test", "deploy")
+    assert pages(site) == ["version 1 (email v1)"] * 2
+    set_version(site.app, "2")
+    _, verdict = under_load(site, "test", "deploy", expected="2")
+    assert verdict.requests > 100, verdict
+    assert (verdict.failed, verdict.mixed, verdict.stale_after_return) == (0, 0, 0), verdict
+    assert pages(site) == ["version 2 (email v2)"] * 2
+    _, verdict = under_load(site, "test", "rollback", expected="1")
+    assert verdict.requests > 100, verdict
+    assert (verdict.failed, verdict.mixed, verdict.stale_after_return) == (0, 0, 0), verdict
+    assert pages(site) == ["version 1 (email v1)"] * 2
+
+
+def test_nginx_include_points_at_the_release_and_is_not_rewritten_needlessly(site):
+    proc = site.ok("test", "deploy")
+    name = re.search(r"deployed (\S+) to", proc.stdout).group(1)
+    for h in site.hosts:
+        root_file = site.deploy_path(h.name) / "root_dir.nginx.conf"
+        assert root_file.read_text() == (
+            f"set $root_dir {site.deploy_path(h.name)}/releases/{name}/public;\n"
+        )
+        assert not Path(f"{root_file}.tmp").exists()
+
+
+def test_a_failing_nginx_test_keeps_the_old_include_and_site(site):
+    site.ok("test", "deploy")
+    before = {h.name: (site.deploy_path(h.name) / "root_dir.nginx.conf").read_text()
+              for h in site.hosts}  # fmt: skip
+    for h in site.hosts:
+        site.overrides[h.name]["nginx"]["template"] = "set $root_dir {public_path}"  # no ';'
+    set_version(site.app, "2")
+    proc = site.fab("test", "deploy")
+    assert proc.returncode == 1
+    assert "at step 'nginx' (not live)" in proc.stderr
+    assert "nginx test failed with the new include" in proc.stderr
+    for h in site.hosts:
+        assert (site.deploy_path(h.name) / "root_dir.nginx.conf").read_text() == before[h.name]
+    assert pages(site) == ["version 1 (email v1)"] * 2
+
+
+def test_a_missing_public_dir_fails_before_go_live(site):
+    site.ok("test", "deploy")
+    for h in site.hosts:
+        site.overrides[h.name]["nginx"]["public_dir"] = "web"
+    proc = site.fab("test", "deploy")
+    assert proc.returncode == 1
+    assert "public directory missing" in proc.stderr
+    assert pages(site) == ["version 1 (email v1)"] * 2
+
+
+@pytest.mark.parametrize("strategy", ["fcgi", "http", "fpm-reload", "cachetool"])
+def test_each_opcache_strategy_really_resets_the_opcache(site, strategy, tmp_path):
+    (site.app / "public" / "reset-opcache.php").write_text(
+        "<?php echo opcache_reset() ? 'ok' : 'failed';\n")
+    site.ok("test", "deploy")
+    pages(site)  # fills the opcache
+    before = {h.name: status(w, site, h.name) for h, w in zip(site.hosts, site.webs, strict=True)}
+    for h, w in zip(site.hosts, site.webs, strict=True):
+        oc = {"strategy": strategy, "socket": str(w.fpm_socket)}
+        if strategy == "http":
+            oc["url"] = w.url("/reset-opcache.php")
+        if strategy == "fpm-reload":
+            oc["reload"] = w.fpm_reload_command()
+        if strategy == "cachetool":
+            # A stand-in with cachetool's interface: `opcache:reset --fcgi=<socket>`.
+            fake = tmp_path / "cachetool"
+            fake.write_text(
+                "#!/bin/sh\nsock=${2#--fcgi=}\n"
+                f"SCRIPT_FILENAME={site.deploy_path(h.name)}/current/public/reset-opcache.php"
+                " REQUEST_METHOD=GET cgi-fcgi -bind -connect \"$sock\" | grep -q ok\n")
+            fake.chmod(0o755)
+            oc["cachetool"] = str(fake)
+        site.overrides[h.name]["opcache"] = oc
+    set_version(site.app, "2")
+    proc = site.ok("test", "deploy")
+    assert "warning" not in proc.stderr, proc.stderr
+    for h, w in zip(site.hosts, site.webs, strict=True):
+        if strategy == "fpm-reload":
+            time.sleep(0.5)
+        after = status(w, site, h.name)
+        assert after["enabled"]
+        reset = (after["restarts"] > before[h.name]["restarts"]
+                 or after["start"] != before[h.name]["start"])  # fmt: skip
+        assert reset, (before[h.name], after)
+
+
+def test_a_failed_opcache_reset_is_a_warning_naming_the_host(site):
+    site.ok("test", "deploy")
+    for h in site.hosts:
+        site.overrides[h.name]["opcache"]["socket"] = "/nonexistent/php-fpm.sock"
+    set_version(site.app, "2")
+    proc = site.ok("test", "deploy")
+    for h in site.hosts:
+        assert f"[{h.name}] warning: opcache reset (fcgi) failed" in proc.stderr
+    assert pages(site) == ["version 2 (email v2)"] * 2
+
+
+def test_warmup_compiles_the_new_release_before_go_live_and_a_bad_path_stops_it(site):
+    site.ok("test", "deploy")
+    for h in site.hosts:
+        site.overrides[h.name]["opcache"]["strategy"] = "none"
+    site.config["warmup"] = ["/"]
+    set_version(site.app, "2")
+    proc = site.ok("test", "deploy")
+    name = re.search(r"deployed (\S+) to", proc.stdout).group(1)
+    for h, w in zip(site.hosts, site.webs, strict=True):
+        scripts = status(w, site, h.name)["scripts"]
+        assert f"{site.deploy_path(h.name)}/releases/{name}/src/Email.php" in scripts
+    # A warm-up path that fails (the app throws on mixed versions) stops the deploy.
+    (site.app / "src" / "Email.php").write_text(
+        (site.app / "src" / "Email.php").read_text().replace("'2'", "'3'"))
+    proc = site.fab("test", "deploy")
+    assert proc.returncode == 1
+    assert "at step 'warmup' (not live): warm-up / answered 500" in proc.stderr
+    assert pages(site) == ["version 2 (email v2)"] * 2
+
+
+def test_a_failed_health_check_rolls_the_stage_back(site):
+    site.ok("test", "deploy")
+    for h, w in zip(site.hosts, site.webs, strict=True):
+        site.overrides[h.name]["healthcheck"] = {"url": w.url("/"), "contains": "version 2"}
+    set_version(site.app, "2")
+    site.ok("test", "deploy")
+    assert pages(site) == ["version 2 (email v2)"] * 2
+    set_version(site.app, "3")
+    proc = site.fab("test", "deploy")
+    assert proc.returncode == 1
+    assert "health check failed on 2/2 host(s)" in proc.stderr
+    assert "rolled back automatically" in proc.stdout
+    assert pages(site) == ["version 2 (email v2)"] * 2
