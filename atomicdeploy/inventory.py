@@ -134,6 +134,7 @@ class NginxConfig:
 
 @dataclass(frozen=True)
 class OpcacheConfig:
+    # Default: `fcgi` when a socket is set, else `none` (see README: measured, and why).
     strategy: str = "none"
     socket: str = ""  # php-fpm's socket path or host:port
     cachetool: str = "cachetool"  # binary (or `php /path/cachetool.phar`)
@@ -182,6 +183,8 @@ def _opcache(value: Any) -> OpcacheConfig:
         "strategy": _choice(*OPCACHE_STRATEGIES), "socket": _str, "cachetool": _str,
         "url": _str, "reload": _str,
     })(value)  # fmt: skip
+    if "strategy" not in value and cfg.socket:
+        cfg = replace(cfg, strategy="fcgi")
     if cfg.strategy in ("fcgi", "cachetool") and not cfg.socket:
         raise ValueError(f".socket is required by strategy {cfg.strategy}")
     if cfg.strategy == "http" and not cfg.url:
