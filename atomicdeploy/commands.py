@@ -460,14 +460,16 @@ def opcache_reset(strategy: str, *, socket: str = "", dep_dir: str = "", token: 
 
 
 def health_check(url: str, status: int, contains: str, timeout: int) -> str:
-    """Request `url` on the host; fail unless the status and body are what we expect."""
+    """Request `url` on the host; fail unless the status is right and `contains` appears
+    in the response (headers or body: `curl -i`)."""
     check_body = (
         f" printf '%s' \"$out\" | grep -qF -- {q(contains)} ||"
-        f" {{ echo {q('health check: body lacks ' + repr(contains))} >&2; exit 1; }};"
+        f" {{ echo {q('health check: the response lacks ' + repr(contains))} >&2; exit 1; }};"
         if contains else ""
     )  # fmt: skip
     return (
-        f"out=$(curl -sS --max-time {int(timeout)} -w '\\n%{{http_code}}' {q(url)} </dev/null 2>&1)"
+        f"out=$(curl -sS -i --max-time {int(timeout)} -w '\\n%{{http_code}}' {q(url)}"
+        " </dev/null 2>&1)"
         f" || {{ echo \"health check: $(printf '%s' \"$out\" | tail -n 1)\" >&2; exit 1; }};"
         " code=$(printf '%s\\n' \"$out\" | tail -n 1);"
         f" [ \"$code\" = {int(status)} ] || {{ echo {q('health check: ' + url)}\" answered $code,"

@@ -146,7 +146,7 @@ class OpcacheConfig:
 class HealthCheck:
     url: str
     status: int = 200
-    contains: str = ""  # expected text in the body
+    contains: str = ""  # expected text in the response: a header line or the body
     timeout: int = 10
 
 

@@ -28,12 +28,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from atomicdeploy.testing.web import WebHost  # noqa: E402
-
 from atomicdeploy import inventory, pipeline  # noqa: E402
 from atomicdeploy.report import Reporter  # noqa: E402
 from atomicdeploy.testing import LocalHosts, write_inventory  # noqa: E402
 from atomicdeploy.testing.load import Load, Sample, judge  # noqa: E402
+from atomicdeploy.testing.web import WebHost  # noqa: E402
 
 
 def set_version(app: Path, version: str) -> None:

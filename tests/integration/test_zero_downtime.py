@@ -218,6 +218,11 @@ def test_a_failed_health_check_rolls_the_stage_back(site):
         site.overrides[h.name]["healthcheck"] = {"url": w.url("/"), "contains": "version 2"}
     set_version(site.app, "2")
     site.ok("test", "deploy")
+    for h in site.hosts:  # a header line counts too
+        site.overrides[h.name]["healthcheck"]["contains"] = "Content-Type: text/plain"
+    site.ok("test", "deploy")
+    for h in site.hosts:
+        site.overrides[h.name]["healthcheck"]["contains"] = "version 2"
     assert pages(site) == ["version 2 (email v2)"] * 2
     set_version(site.app, "3")
     proc = site.fab("test", "deploy")
