@@ -85,6 +85,18 @@ class WebHost:
     def nginx_pid_file(self) -> Path:
         return self.base / "nginx.pid"
 
+    @property
+    def nginx_error_log(self) -> Path:
+        return self.base / "nginx-error.log"
+
+    @property
+    def fpm_error_log(self) -> Path:
+        return self.base / "php-fpm-error.log"
+
+    @property
+    def php_error_log(self) -> Path:
+        return self.base / "php-errors.log"
+
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
@@ -112,12 +124,15 @@ class WebHost:
             args = [PHP_FPM, "-F", "-O", "-y", str(self.fpm_conf)]
             if os.geteuid() == 0:
                 args.append("-R")
-            for key, value in {**OPCACHE, "error_log": str(self.base / "php-errors.log")}.items():
+            for key, value in {**OPCACHE, "error_log": str(self.php_error_log)}.items():
                 args += ["-d", f"{key}={value}"]
             self._spawn(args, "php-fpm.log")
-            self._wait(lambda: _accepts_unix(self.fpm_socket), "php-fpm", "php-fpm.log")
+            self._wait(lambda: _accepts_unix(self.fpm_socket), "php-fpm",
+                       ["php-fpm.log", self.fpm_error_log.name])  # fmt: skip
             self._spawn([NGINX, "-c", str(self.nginx_conf)], "nginx.log")
-            self._wait(lambda: _accepts_tcp(self.port), "nginx", "nginx-error.log")
+            # Config errors go to stderr (nginx.log): error_log is not open yet.
+            self._wait(lambda: _accepts_tcp(self.port), "nginx",
+                       ["nginx.log", self.nginx_error_log.name])  # fmt: skip
         except BaseException:
             self.stop()
             raise
@@ -194,7 +209,7 @@ class WebHost:
                                             stderr=out, start_new_session=True))  # fmt: skip
         out.close()
 
-    def _wait(self, ready, what: str, log: str, timeout: float = 15.0) -> None:
+    def _wait(self, ready, what: str, logs: list[str], timeout: float = 15.0) -> None:
         proc = self._procs[-1]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -204,8 +219,9 @@ class WebHost:
                 return
             time.sleep(0.05)
         tail = ""
-        with contextlib.suppress(OSError):
-            tail = (self.base / log).read_text(errors="replace")[-800:]
+        for log in logs:
+            with contextlib.suppress(OSError):
+                tail += (self.base / log).read_text(errors="replace")[-800:]
         raise RuntimeError(f"{what} for {self.name} did not start: {tail}")
 
     def _write_fpm_conf(self) -> None:
@@ -216,8 +232,11 @@ class WebHost:
         self.fpm_conf.write_text(
             "[global]\n"
             f"pid = {self.fpm_pid_file}\n"
-            f"error_log = {self.base / 'php-fpm-error.log'}\n"
-            "daemonize = no\n\n"
+            f"error_log = {self.fpm_error_log}\n"
+            "daemonize = no\n"
+            # USR2 (fpm_reload_command) waits this long for busy workers; with the default 0
+            # it kills them at once and nginx answers 502 to the requests they had accepted.
+            "process_control_timeout = 10s\n\n"
             "[www]\n"
             f"{user}"
             f"listen = {self.fpm_socket}\n"
@@ -243,7 +262,7 @@ class WebHost:
 master_process on;
 worker_processes {self.nginx_workers};
 {user}pid {self.nginx_pid_file};
-error_log {self.base / 'nginx-error.log'} warn;
+error_log {self.nginx_error_log} warn;
 events {{ worker_connections 512; }}
 http {{
     access_log off;
