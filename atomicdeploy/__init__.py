@@ -12,7 +12,7 @@ single tasks (`from atomicdeploy import deploy`) and run `fab deploy --stage pro
 from .config import Config, RunInfo
 from .errors import AtomicDeployError, ConfigError, FleetError, LockHeld, RemoteError
 from .inventory import HostConfig, Inventory, load
-from .tasks import deploy, install, namespace, releases, rollback, stage_tasks, unlock
+from .tasks import deploy, install, namespace, releases, rollback, stage_tasks, switch, unlock
 
 __version__ = "0.1.0"
 
@@ -33,5 +33,6 @@ __all__ = [
     "releases",
     "rollback",
     "stage_tasks",
+    "switch",
     "unlock",
 ]

@@ -330,6 +330,7 @@ def rsync_argv(
 # --- nginx, opcache, warm-up, health: what makes the switch reach php-fpm ------------------
 
 WARN_MARKER = "@@ad:warn="
+SWITCHED_MARKER = "@@ad:switched="
 OPCACHE_OK = "atomicdeploy:opcache-reset:ok"
 # Characters nginx takes literally in an unquoted `set` value (no spaces, `$`, `;`, quotes).
 NGINX_SAFE_PATH = frozenset(
@@ -501,6 +502,8 @@ def go_live(
     )
     lines = [f"prev=$(readlink -- {cur} 2>/dev/null)"]
     lines.append(sequence([("switch", switch(layout, release) + " >/dev/null")]))
+    # The host's own clock right after the rename: the fleet's switch skew is measured from it.
+    lines.append(f"echo {SWITCHED_MARKER}$(date +%s.%N)")
     if nginx:
         root_file, content, test, reload_and_wait = nginx
         marker = q(STEP_MARKER + "nginx")

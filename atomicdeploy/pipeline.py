@@ -9,9 +9,12 @@ switch removes the new release and releases the lock on every host.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
+import signal
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -44,6 +47,8 @@ class Options:
     source: str | None = None  # overrides the inventory's `source`
     release: str | None = None  # rollback: the release to go back to
     parallel: int | None = None
+    allow_partial: bool = False  # keep the hosts that went live if others fail at go-live
+    switch_only: bool = False  # `fab STAGE switch`: go to `release`, the old one is not "bad"
 
 
 @dataclass
@@ -54,6 +59,15 @@ class Outcome:
     previous: dict[str, str | None] = field(default_factory=dict)
     uploads: dict[str, object] = field(default_factory=dict)
     removed: dict[str, list[str]] = field(default_factory=dict)
+    switched_at: dict[str, float] = field(default_factory=dict)  # host clock after the rename
+    result: dict[str, str] = field(default_factory=dict)  # per host, for the summary
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def skew(self) -> float | None:
+        """Seconds between the first and the last host's switch, from the hosts' clocks."""
+        times = list(self.switched_at.values())
+        return max(times) - min(times) if len(times) > 1 else (0.0 if times else None)
 
 
 def run_info(stage: str, source: str = "") -> RunInfo:
@@ -92,9 +106,75 @@ def resolve_source(hosts: Sequence[HostConfig], inventory_dir: Path, override: s
     return str(path)
 
 
-def _fail(phase: str, failures: dict[str, BaseException], total: int, **kw) -> FleetError:
+def _fail(phase: str, failures: dict[str, BaseException], total: int, note: str = "",
+          **kw) -> FleetError:  # fmt: skip
     names = ", ".join(failures)
-    return FleetError(f"{phase} failed on {len(failures)}/{total} host(s): {names}", failures, **kw)
+    return FleetError(f"{phase} failed on {len(failures)}/{total} host(s): {names}{note}",
+                      failures, **kw)  # fmt: skip
+
+
+def _switch_back(fleet: Fleet, cfgs: dict[str, Config], names: list[str], name: str, why: str,
+                 outcome: Outcome) -> None:  # fmt: skip
+    """Switch `names` back to the release each had before `name`, through the same steps."""
+
+    def back(r: Remote) -> None:
+        cfg = cfgs[r.name]
+        if not cfg.previous:
+            outcome.result[r.name] = "live (nothing to revert to)"
+            lock.unlock(r, cfg)
+            fleet.reporter.warn(r.name, f"{why}; no earlier release to go back to")
+            return
+        lines = [release.log_line(cfg, name, ROLLED_BACK, why),
+                 release.log_line(cfg, cfg.previous, LIVE, "reverted")]  # fmt: skip
+        for text in switch.switch(r, cfg, cfg.previous, lines, unlock=True).warnings:
+            fleet.reporter.warn(r.name, text)
+        outcome.result[r.name] = f"reverted to {cfg.previous}"
+        fleet.reporter.host(r.name, f"reverted: current -> releases/{cfg.previous} ({why})")
+
+    _, failures = fleet.each(back, names, phase="revert")
+    for n, exc in failures.items():
+        outcome.result[n] = "live (revert failed)"
+        fleet.reporter.warn(n, f"revert failed, this host stays on the new release: {exc}")
+
+
+@contextlib.contextmanager
+def deferred_interrupts():
+    """Hold SIGINT/SIGTERM during the block: a go-live is finished (or reverted) whole.
+
+    Yields the list of signals that arrived; the caller finishes its work (unlock)
+    and then raises KeyboardInterrupt. Only the main thread can install handlers.
+    """
+    pending: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield pending
+        return
+
+    def hold(signum, frame):
+        pending.append(signum)
+
+    old = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield pending
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _summary(reporter: Reporter, fleet: Fleet, outcome: Outcome) -> None:
+    """One table at the end: host, release, result, seconds per phase; then the skew."""
+    outcome.timings = fleet.timings
+    phases = [p for p in ("lock", "prepare", "go-live", "revert", "finish")
+              if any(p in t for t in fleet.timings.values())]  # fmt: skip
+    rows = []
+    for host in fleet.names:
+        t = fleet.timings.get(host, {})
+        rows.append([host, outcome.release.get(host, "-"), outcome.result.get(host, "-"),
+                     *[f"{t[p]:.2f}" if p in t else "-" for p in phases]])  # fmt: skip
+    reporter.line("")
+    reporter.table(["host", "release", "result", *[f"{p} s" for p in phases]], rows, indent="")
+    if outcome.skew is not None and len(outcome.switched_at) > 1:
+        reporter.line(f"switch skew: {outcome.skew * 1000:.0f} ms between the first and the"
+                      f" last host's switch ({len(outcome.switched_at)} hosts)")  # fmt: skip
 
 
 def _lock_and_read(fleet: Fleet, cfgs: dict[str, Config]) -> dict[str, HostState]:
@@ -105,9 +185,10 @@ def _lock_and_read(fleet: Fleet, cfgs: dict[str, Config]) -> dict[str, HostState
     there. (Locking all hosts at once, each could win some hosts and both would fail.)
     """
     names = list(cfgs)
-    states, failures = fleet.each(lambda r: setup.begin(r, cfgs[r.name]), names[:1])
+    states, failures = fleet.each(lambda r: setup.begin(r, cfgs[r.name]), names[:1], phase="lock")
     if not failures:
-        rest, failures = fleet.each(lambda r: setup.begin(r, cfgs[r.name]), names[1:])
+        rest, failures = fleet.each(lambda r: setup.begin(r, cfgs[r.name]), names[1:],
+                                    phase="lock")  # fmt: skip
         states.update(rest)
     if failures:
         _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), states)
@@ -150,7 +231,7 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
             return stats
 
         try:
-            uploads, failures = fleet.each(prepare)
+            uploads, failures = fleet.each(prepare, phase="prepare")
         except KeyboardInterrupt:
             _abort(fleet, cfgs, created, "interrupted")
             raise
@@ -161,15 +242,39 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
 
         def go_live(r: Remote) -> None:
             cfg = cfgs[r.name]
-            warnings = switch.switch(r, cfg, name, [release.log_line(cfg, name, LIVE)])
+            done = switch.switch(r, cfg, name, [release.log_line(cfg, name, LIVE)])
+            if done.at is not None:
+                outcome.switched_at[r.name] = done.at
             reporter.host(r.name, f"live: current -> releases/{name}")
-            for text in warnings:
+            for text in done.warnings:
                 reporter.warn(r.name, text)
 
-        _, failures = fleet.each(go_live)
+        with deferred_interrupts() as interrupted:
+            _, failures = fleet.each(go_live, phase="go-live")
+            if failures:
+                live = [n for n in cfgs if n not in failures]
+                if live and not opts.allow_partial:
+                    _switch_back(fleet, cfgs, live, name, "another host failed at go-live",
+                                 outcome)  # fmt: skip
+                    live_reverted = live
+                else:
+                    live_reverted = []
         if failures:
-            _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), cfgs)
             live = [n for n in cfgs if n not in failures]
+            if interrupted:
+                reporter.error("interrupted during go-live: finished it first")
+            for n in failures:
+                outcome.result[n] = "failed at go-live"
+            if live_reverted:
+                # The stage was never left split: the hosts that went live were put back.
+                _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), failures)
+                _summary(reporter, fleet, outcome)
+                raise _fail("go-live", failures, len(cfgs),
+                            note=f"; reverted {', '.join(live)} to their previous release")
+            for n in live:
+                outcome.result[n] = "live"
+            _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), cfgs)
+            _summary(reporter, fleet, outcome)
             raise _fail("go-live", failures, len(cfgs),
                         exit_code=EXIT_PARTIAL if live else 1)  # fmt: skip
 
@@ -191,9 +296,15 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
             if victims:
                 reporter.host(r.name, f"cleanup: removed {', '.join(victims)}")
 
-        _, failures = fleet.each(finish)
+        _, failures = fleet.each(finish, phase="finish")
         for n, exc in failures.items():
             reporter.warn(n, f"after go-live: {exc}")
+        for n in cfgs:
+            outcome.result[n] = "live"
+        _summary(reporter, fleet, outcome)
+        if interrupted:
+            reporter.error("interrupted during go-live: every host went live before stopping")
+            raise KeyboardInterrupt
         return outcome
     finally:
         fleet.close()
@@ -211,7 +322,7 @@ def _roll_back_after_failed_health(fleet: Fleet, cfgs: dict[str, Config], name: 
             return
         lines = [release.log_line(cfg, name, ROLLED_BACK, "health check failed"),
                  release.log_line(cfg, cfg.previous, LIVE, "automatic rollback")]  # fmt: skip
-        for text in switch.switch(r, cfg, cfg.previous, lines, unlock=True):
+        for text in switch.switch(r, cfg, cfg.previous, lines, unlock=True).warnings:
             reporter.warn(r.name, text)
         reporter.host(r.name, f"rolled back automatically: current -> releases/{cfg.previous}")
 
@@ -261,20 +372,32 @@ def rollback(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *,
                 lock.unlock(r, cfg)
                 reporter.host(r.name, f"already live: releases/{cfg.release}")
                 return
-            lines = [release.log_line(cfg, cfg.release, LIVE, "rollback")]
-            if cfg.previous:
+            lines = [release.log_line(cfg, cfg.release, LIVE,
+                                      "switch" if opts.switch_only else "rollback")]  # fmt: skip
+            if cfg.previous and not opts.switch_only:
                 note = f"rolled back to {cfg.release}"
                 lines.insert(0, release.log_line(cfg, cfg.previous, ROLLED_BACK, note))
-            for text in switch.switch(r, cfg, cfg.release, lines, unlock=True):
+            done = switch.switch(r, cfg, cfg.release, lines, unlock=True)
+            if done.at is not None:
+                outcome.switched_at[r.name] = done.at
+            for text in done.warnings:
                 reporter.warn(r.name, text)
-            reporter.host(r.name, f"rolled back: current -> releases/{cfg.release}"
+            verb = "switched" if opts.switch_only else "rolled back"
+            reporter.host(r.name, f"{verb}: current -> releases/{cfg.release}"
                                   f" (was {cfg.previous})")  # fmt: skip
             health.check(r, cfg)
 
-        _, failures = fleet.each(go_back)
+        with deferred_interrupts() as interrupted:
+            _, failures = fleet.each(go_back, phase="go-live")
+        for n in cfgs:
+            outcome.result[n] = "failed" if n in failures else f"live on {cfgs[n].release}"
+        _summary(reporter, fleet, outcome)
+        if interrupted:
+            reporter.error("interrupted during go-live: finished it first")
+            raise KeyboardInterrupt
         if failures:
             live = [n for n in cfgs if n not in failures]
-            raise _fail("rollback", failures, len(cfgs),
+            raise _fail("switch" if opts.switch_only else "rollback", failures, len(cfgs),
                         exit_code=EXIT_PARTIAL if live else 1)  # fmt: skip
         return outcome
     finally:

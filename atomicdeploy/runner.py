@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TypeVar
@@ -41,6 +42,8 @@ class Fleet:
         self._known_hosts = KnownHosts()
         self._remotes: dict[str, Remote] = {}
         self._lock = threading.Lock()
+        # seconds each host spent in each phase, for the summary table
+        self.timings: dict[str, dict[str, float]] = {name: {} for name in self.hosts}
 
     @property
     def names(self) -> list[str]:
@@ -54,7 +57,7 @@ class Fleet:
             return self._remotes[name]
 
     def each(
-        self, fn: Callable[[Remote], T], names: Iterable[str] | None = None
+        self, fn: Callable[[Remote], T], names: Iterable[str] | None = None, *, phase: str = ""
     ) -> tuple[dict[str, T], dict[str, BaseException]]:
         """Run `fn` on each host (at most `parallel` at once); wait for all of them."""
         names = list(self.hosts if names is None else names)
@@ -62,21 +65,34 @@ class Fleet:
         failures: dict[str, BaseException] = {}
         if not names:
             return results, failures
-        with ThreadPoolExecutor(max_workers=min(self.parallel, len(names)),
-                                thread_name_prefix="atomicdeploy") as pool:  # fmt: skip
-            futures = {pool.submit(self._call, fn, name): name for name in names}
+        pool = ThreadPoolExecutor(max_workers=min(self.parallel, len(names)),
+                                  thread_name_prefix="atomicdeploy")  # fmt: skip
+        try:
+            futures = {pool.submit(self._call, fn, name, phase): name for name in names}
             for future in as_completed(futures):
                 name = futures[future]
                 try:
                     results[name] = future.result()
                 except Exception as exc:
                     failures[name] = exc
+        except BaseException:
+            # Interrupted: hosts not started yet are not started; running ones finish
+            # their current step (a thread cannot be killed), then the caller cleans up.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
         # Keep inventory order, whatever order the hosts finished in.
         return ({n: results[n] for n in names if n in results},
                 {n: failures[n] for n in names if n in failures})  # fmt: skip
 
-    def _call(self, fn: Callable[[Remote], T], name: str) -> T:
-        return fn(self.remote(name))
+    def _call(self, fn: Callable[[Remote], T], name: str, phase: str) -> T:
+        start = time.monotonic()
+        try:
+            return fn(self.remote(name))
+        finally:
+            if phase:
+                spent = time.monotonic() - start
+                self.timings[name][phase] = self.timings[name].get(phase, 0.0) + spent
 
     def close(self) -> None:
         for remote in self._remotes.values():

@@ -7,7 +7,9 @@ turns an expected failure into one line and an exit code (never a traceback).
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from invoke import Collection, Context, Exit, Task, task
 
 from . import inventory as inventory_mod
 from . import pipeline
-from .errors import EXIT_FAILED, EXIT_USAGE, AtomicDeployError, FleetError
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, AtomicDeployError, FleetError
 from .inventory import HostConfig, Inventory
 from .report import Reporter
 from .steps.lock import describe_owner
@@ -72,12 +74,35 @@ def _one_line(name: str, err: BaseException) -> str:
 
 
 def _guarded(body: Callable[[Reporter], Any]) -> Any:
+    """Run a task body: expected failures become one line per host and an exit code.
+
+    SIGTERM (a cancelled CI job) is handled like Ctrl-C: the pipeline cleans up what
+    it started (or finishes a go-live it began) and we exit 130.
+    """
     reporter = Reporter()
+    old = _sigterm_as_interrupt()
     try:
         return body(reporter)
     except AtomicDeployError as exc:
         _report_failure(reporter, exc)
         raise Exit(code=exc.exit_code) from None
+    except KeyboardInterrupt:
+        reporter.error("atomicdeploy: interrupted; unactivated releases were removed and our"
+                       " locks released (see the lines above)")  # fmt: skip
+        raise Exit(code=EXIT_INTERRUPTED) from None
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _sigterm_as_interrupt():
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 @task(help={
@@ -85,15 +110,18 @@ def _guarded(body: Callable[[Reporter], Any]) -> Any:
     "stage": "stage to deploy, instead of `fab STAGE deploy`",
     "inventory": f"inventory file (default: ${ENV_INVENTORY} or {DEFAULT_INVENTORY})",
     "parallel": "hosts worked on at once (default: the inventory's `parallel`)",
+    "allow_partial": "if go-live fails on some hosts, keep the others on the new release"
+                     " (default: switch them back, so the stage is never split)",
 })  # fmt: skip
-def deploy(c, source=None, stage=None, inventory=None, parallel=0):
+def deploy(c, source=None, stage=None, inventory=None, parallel=0, allow_partial=False):
     """Build a new release on every host of the stage, then switch them all to it."""
     inv, stage = _selection(c, stage, inventory)
     hosts = _hosts(inv, stage)
 
     def body(reporter: Reporter) -> None:
         src = pipeline.resolve_source(hosts, inv.path.resolve().parent, source)
-        opts = pipeline.Options(stage=stage, source=src, parallel=parallel or None)
+        opts = pipeline.Options(stage=stage, source=src, parallel=parallel or None,
+                                allow_partial=allow_partial)  # fmt: skip
         out = pipeline.deploy(hosts, opts, reporter, source=src, fabric_config=c.config)
         name = next(iter(out.release.values()))
         reporter.line(f"deployed {name} to {stage} ({len(hosts)} host(s))")
@@ -117,6 +145,35 @@ def rollback(c, release=None, stage=None, inventory=None, parallel=0):
         out = pipeline.rollback(hosts, opts, reporter, fabric_config=c.config)
         targets = sorted(set(out.release.values()))
         reporter.line(f"rolled back {stage} to {', '.join(targets)} ({len(hosts)} host(s))")
+
+    _guarded(body)
+
+
+@task(help={
+    "release": "release to point the hosts at (already uploaded; nothing is uploaded)",
+    "hosts": "comma-separated host names (default: every host of the stage)",
+    "stage": "stage, instead of `fab STAGE switch`",
+    "inventory": "inventory file",
+})  # fmt: skip
+def switch(c, release=None, hosts=None, stage=None, inventory=None):
+    """Point some hosts at an already-uploaded release (seed 002's A/B), through the same
+    switch, nginx and opcache steps as a deploy."""
+    inv, stage = _selection(c, stage, inventory)
+    if not release:
+        raise Exit("switch needs --release NAME (see `fab STAGE releases`)", code=EXIT_USAGE)
+    chosen = _hosts(inv, stage)
+    if hosts:
+        wanted = [h.strip() for h in hosts.split(",") if h.strip()]
+        unknown = [h for h in wanted if h not in {x.name for x in chosen}]
+        if unknown:
+            raise Exit(f"--hosts: {', '.join(unknown)} not in stage {stage}"
+                       f" ({', '.join(x.name for x in chosen)})", code=EXIT_USAGE)  # fmt: skip
+        chosen = tuple(x for x in chosen if x.name in wanted)
+
+    def body(reporter: Reporter) -> None:
+        opts = pipeline.Options(stage=stage, release=release, switch_only=True)
+        pipeline.rollback(chosen, opts, reporter, fabric_config=c.config)
+        reporter.line(f"switched {', '.join(x.name for x in chosen)} to {release}")
 
     _guarded(body)
 
@@ -175,7 +232,7 @@ def stage_task(name: str, hosts: tuple[str, ...], inventory: Path) -> Task:
     return Task(select, name=name)
 
 
-TASKS = (deploy, rollback, releases, unlock)
+TASKS = (deploy, rollback, switch, releases, unlock)
 
 
 def stage_tasks(inventory: str | os.PathLike[str] | None = None) -> list[Task]:
@@ -211,4 +268,5 @@ def install(ns: Collection, inventory: str | os.PathLike[str] | None = None) -> 
     return ns
 
 
-__all__ = ["EXIT_FAILED", "deploy", "install", "namespace", "releases", "rollback", "unlock"]
+__all__ = ["EXIT_FAILED", "deploy", "install", "namespace", "releases", "rollback", "switch",
+           "unlock"]  # fmt: skip

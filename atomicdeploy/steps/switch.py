@@ -7,6 +7,7 @@ and wait for its old workers, log, clear the opcache.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .. import commands
 from ..config import Config
@@ -15,9 +16,15 @@ from ..remote import Remote
 from . import nginx, opcache
 
 
+@dataclass(frozen=True)
+class Switched:
+    warnings: tuple[str, ...]  # e.g. "opcache reset (fcgi) failed: ..."
+    at: float | None  # the host's clock (epoch seconds) right after the rename
+
+
 def switch(remote: Remote, cfg: Config, release: str, log_lines: Sequence[str] = (),
-           *, unlock: bool = False) -> list[str]:  # fmt: skip
-    """Make `release` live on this host; return the warnings (e.g. opcache reset failed).
+           *, unlock: bool = False) -> Switched:  # fmt: skip
+    """Make `release` live on this host.
 
     `readlink` then reports what is live, and we check it is what we asked for.
     With `unlock`, our lock is released in the same round trip, whatever happened.
@@ -30,12 +37,20 @@ def switch(remote: Remote, cfg: Config, release: str, log_lines: Sequence[str] =
     if unlock:
         script = commands.then_unlock(script, layout, cfg.run.token)
     _, out = remote.run(script, "switch")
-    warnings = [ln[len(commands.WARN_MARKER):] for ln in out.splitlines()
-                if ln.startswith(commands.WARN_MARKER)]  # fmt: skip
-    rest = [ln for ln in out.splitlines() if ln.strip() and not ln.startswith(commands.WARN_MARKER)]
+    warnings, rest, at = [], [], None
+    for line in out.splitlines():
+        if line.startswith(commands.WARN_MARKER):
+            warnings.append(line[len(commands.WARN_MARKER):])
+        elif line.startswith(commands.SWITCHED_MARKER):
+            try:
+                at = float(line[len(commands.SWITCHED_MARKER):])
+            except ValueError:
+                at = None
+        elif line.strip():
+            rest.append(line.strip())
     expected = layout.current_target(release)
-    live = rest[-1].strip() if rest else ""
+    live = rest[-1] if rest else ""
     if live != expected:
         raise RemoteError(f"current points to {live!r}, expected {expected!r}",
                           host=remote.name, step="switch")  # fmt: skip
-    return warnings
+    return Switched(tuple(warnings), at)

@@ -1,0 +1,95 @@
+"""Benchmark: deploys to 1, 10 and 30 loopback sshd hosts, parallel and one at a time.
+
+For each fleet size, in one run: a first deploy of a 2,000-file app, an incremental
+deploy (one file changed), a rollback, and the switch skew (first to last host's
+switch, from the hosts' clocks); then the same with `parallel=1` as the baseline.
+Prints a table. Not a test: it prints figures.
+Usage: python bench/fleet.py [--sizes 1,10,30] [--files 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from atomicdeploy import inventory, pipeline  # noqa: E402
+from atomicdeploy.report import Reporter  # noqa: E402
+from atomicdeploy.testing import LocalHosts, write_inventory  # noqa: E402
+
+
+def make_app(app: Path, files: int) -> None:
+    (app / "public").mkdir(parents=True)
+    (app / "public" / "index.php").write_text("<?php echo 'version 1';\n")
+    for i in range(files - 1):
+        f = app / "src" / f"d{i // 100}" / f"f{i}.php"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(f"<?php // file {i}\n" + "x" * 200 + "\n")
+
+
+def run(base: Path, hosts, app: Path, parallel: int | None) -> dict[str, float]:
+    tag = f"p{parallel or 'default'}"
+    srv = base / "srv" / tag
+    inv = write_inventory(base / f"inventory-{len(hosts)}-{tag}.yml", hosts, stage="bench",
+                          known_hosts=base / "known_hosts", source=str(app))  # fmt: skip
+    text = inv.read_text()
+    for h in hosts:
+        text = text.replace(f"deploy_path: {h.deploy_path}", f"deploy_path: {srv / h.name}")
+    inv.write_text(text)
+    stage = inventory.load(inv).stage("bench")
+    quiet = Reporter(io.StringIO(), io.StringIO())
+    opts = pipeline.Options(stage="bench", parallel=parallel)
+
+    def timed(fn):
+        start = time.monotonic()
+        out = fn()
+        return time.monotonic() - start, out
+
+    first, _ = timed(lambda: pipeline.deploy(stage, opts, quiet, source=str(app)))
+    (app / "public" / "index.php").write_text(f"<?php echo 'version {time.time()}';\n")
+    incr, out = timed(lambda: pipeline.deploy(stage, opts, quiet, source=str(app)))
+    sent = max(getattr(s, "files_transferred", 0) for s in out.uploads.values())
+    back, rb = timed(lambda: pipeline.rollback(stage, opts, quiet))
+    return {"first deploy s": first, "incremental s": incr, "files sent": sent,
+            "rollback s": back, "deploy skew ms": (out.skew or 0) * 1000,
+            "rollback skew ms": (rb.skew or 0) * 1000}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sizes", default="1,10,30")
+    ap.add_argument("--files", type=int, default=2000)
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    base = Path(tempfile.mkdtemp(prefix="atomicdeploy-fleet-"))
+    app = base / "app"
+    make_app(app, args.files)
+    rows = []
+    with LocalHosts(base / "sshd", max(sizes), prefix="n") as all_hosts:
+        for n in sizes:
+            hosts = list(all_hosts)[:n]
+            for parallel in (None, 1):
+                if n == 1 and parallel == 1:
+                    continue
+                label = f"{n} host(s), parallel={'default' if parallel is None else parallel}"
+                rows.append((label, run(base, hosts, app, parallel)))
+    cols = ["first deploy s", "incremental s", "files sent", "rollback s", "deploy skew ms",
+            "rollback skew ms"]  # fmt: skip
+    print(f"| hosts | {' | '.join(cols)} |")
+    print("|---|" + "---|" * len(cols))
+    for label, r in rows:
+        cells = [f"{r[c]:.0f}" if c.endswith("ms") or c == "files sent" else f"{r[c]:.2f}"
+                 for c in cols]  # fmt: skip
+        print(f"| {label} | {' | '.join(cells)} |")
+    shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

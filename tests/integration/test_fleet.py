@@ -1,0 +1,153 @@
+"""Fleet semantics on 10+ real sshd hosts: barrier, bounded pool, revert, interrupts."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from atomicdeploy.testing import LocalHosts
+
+from .conftest import FAB, write_app
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def fleet_hosts(tmp_path_factory):
+    with LocalHosts(tmp_path_factory.mktemp("fleet"), 10, prefix="node") as hosts:
+        yield hosts
+
+
+@pytest.fixture
+def fleet(project, fleet_hosts):
+    project.hosts = list(fleet_hosts)
+    project.config["parallel"] = 4
+    return project
+
+
+def state(project):
+    return {h.name: (project.current(h.name), tuple(project.releases(h.name)),
+                     project.locked(h.name)) for h in project.hosts}  # fmt: skip
+
+
+def test_ten_hosts_go_live_together_with_a_summary_and_the_switch_skew(fleet):
+    proc = fleet.ok("test", "deploy")
+    name = re.search(r"deployed (\S+) to", proc.stdout).group(1)
+    assert {fleet.current(h.name) for h in fleet.hosts} == {f"releases/{name}"}
+    assert re.search(r"^host\s+release\s+result\s+lock s\s+prepare s\s+go-live s\s+finish s",
+                     proc.stdout, re.M)  # fmt: skip
+    for h in fleet.hosts:
+        assert re.search(rf"^{h.name}\s+{name}\s+live\s+[\d.]+", proc.stdout, re.M)
+    assert re.search(r"switch skew: \d+ ms between the first and the last host's switch"
+                     r" \(10 hosts\)", proc.stdout)  # fmt: skip
+
+
+def test_a_stopped_host_means_nothing_goes_live_anywhere(fleet, tmp_path):
+    fleet.ok("test", "deploy")
+    with LocalHosts(tmp_path / "down", 1, prefix="down") as extra:
+        fleet.hosts.append(extra[0])
+        fleet.ok("test", "deploy")
+    before = state(fleet)  # down1's sshd is stopped now
+    write_app(fleet.app, "2")
+    proc = fleet.fab("test", "deploy")
+    assert proc.returncode == 1
+    assert "[down1] failed at step 'setup' (not live): cannot connect" in proc.stderr
+    assert state(fleet) == before
+
+
+def test_one_failing_upload_removes_the_new_release_everywhere(fleet, tmp_path):
+    fleet.ok("test", "deploy")
+    before = state(fleet)
+    bad = fleet.hosts[3]
+    # paramiko ignores RemoteCommand; OpenSSH (rsync's transport) refuses to run with it.
+    cfg = tmp_path / "bad_ssh_config"
+    cfg.write_text("Host *\n  RemoteCommand false\n")
+    fleet.overrides = {bad.name: {"ssh_config": str(cfg)}}
+    write_app(fleet.app, "2")
+    proc = fleet.fab("test", "deploy")
+    assert proc.returncode == 1
+    assert f"[{bad.name}] failed at step 'upload' (not live): rsync failed" in proc.stderr
+    assert "prepare failed on 1/10 host(s)" in proc.stderr
+    assert state(fleet) == before
+    for h in fleet.hosts:
+        assert fleet.log(h.name)[-1]["state"] == "failed"
+
+
+def _break_go_live(fleet, host) -> None:
+    # nginx -t passes (`true`) but the reload fails: only go-live can fail this way.
+    fleet.overrides = {host.name: {"nginx": {"test": "true", "reload": "false",
+                                             "pid_file": "/nonexistent"}}}  # fmt: skip
+
+
+def test_a_go_live_failure_switches_the_live_hosts_back(fleet):
+    first = re.search(r"deployed (\S+) to", fleet.ok("test", "deploy").stdout).group(1)
+    bad = fleet.hosts[7]
+    _break_go_live(fleet, bad)
+    write_app(fleet.app, "2")
+    proc = fleet.fab("test", "deploy")
+    assert proc.returncode == 1, proc.stderr
+    assert f"[{bad.name}] failed at step 'nginx' (not live): nginx reload failed" in proc.stderr
+    assert "reverted" in proc.stderr
+    assert {fleet.current(h.name) for h in fleet.hosts} == {f"releases/{first}"}
+    assert all(fleet.served(h.name) == "<?php echo 'version 1';\n" for h in fleet.hosts)
+    assert not any(fleet.locked(h.name) for h in fleet.hosts)
+    assert re.search(rf"^{fleet.hosts[0].name}\s+\S+\s+reverted to {first}", proc.stdout, re.M)
+
+
+def test_allow_partial_keeps_the_live_hosts_and_exits_3(fleet):
+    first = re.search(r"deployed (\S+) to", fleet.ok("test", "deploy").stdout).group(1)
+    bad = fleet.hosts[7]
+    _break_go_live(fleet, bad)
+    write_app(fleet.app, "2")
+    proc = fleet.fab("test", "deploy", "--allow-partial")
+    assert proc.returncode == 3, proc.stderr
+    assert fleet.current(bad.name) == f"releases/{first}"
+    others = {fleet.current(h.name) for h in fleet.hosts if h is not bad}
+    assert len(others) == 1 and others != {f"releases/{first}"}
+    assert not any(fleet.locked(h.name) for h in fleet.hosts)
+
+
+def test_switch_points_a_subset_at_an_uploaded_release(fleet):
+    a = re.search(r"deployed (\S+) to", fleet.ok("test", "deploy").stdout).group(1)
+    write_app(fleet.app, "2")
+    b = re.search(r"deployed (\S+) to", fleet.ok("test", "deploy").stdout).group(1)
+    subset = [h.name for h in fleet.hosts[:5]]
+    proc = fleet.ok("test", "switch", "--release", a, "--hosts", ",".join(subset))
+    assert f"switched {', '.join(subset)} to {a}" in proc.stdout
+    for h in fleet.hosts:
+        assert fleet.current(h.name) == f"releases/{a if h.name in subset else b}"
+    # A switch is not a rollback: the release left is still complete, not "rolled back".
+    states = {e["release"]: e["state"] for e in fleet.log(subset[0])}
+    assert states[b] == "live"
+    out = fleet.fab("test", "switch", "--release", a, "--hosts", "nope")
+    assert out.returncode == 2 and "nope not in stage test" in out.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_during_prepare_cleans_up_and_exits_130(fleet, sig):
+    fleet.ok("test", "deploy")
+    before = state(fleet)
+    # A slow nginx test stands in for a long build: the deploy sits in prepare.
+    fleet.config["nginx"] = {"test": "sleep 3", "reload": "true", "pid_file": "/nonexistent"}
+    write_app(fleet.app, "2")
+    fleet.write_inventory()
+    proc = subprocess.Popen([*FAB, "test", "deploy"], cwd=fleet.dir, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ))  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # wait until every host holds our lock
+        if all(fleet.locked(h.name) for h in fleet.hosts):
+            break
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted" in err
+    assert "Traceback" not in err
+    assert state(fleet) == before
