@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import math
 import os
 import signal
 import socket
@@ -48,6 +49,8 @@ class Options:
     release: str | None = None  # rollback: the release to go back to
     parallel: int | None = None
     allow_partial: bool = False  # keep the hosts that went live if others fail at go-live
+    batch: str | None = None  # rolling go-live: "N" hosts or "N%" of the stage per batch
+    canary: int = 0  # go live on this many hosts first, check their health, then the rest
     switch_only: bool = False  # `fab STAGE switch`: go to `release`, the old one is not "bad"
 
 
@@ -131,7 +134,7 @@ def _switch_back(fleet: Fleet, cfgs: dict[str, Config], names: list[str], name: 
         outcome.result[r.name] = f"reverted to {cfg.previous}"
         fleet.reporter.host(r.name, f"reverted: current -> releases/{cfg.previous} ({why})")
 
-    _, failures = fleet.each(back, names, phase="revert")
+    _, failures = fleet.each(back, names, phase="revert", wide=True)
     for n, exc in failures.items():
         outcome.result[n] = "live (revert failed)"
         fleet.reporter.warn(n, f"revert failed, this host stays on the new release: {exc}")
@@ -160,6 +163,33 @@ def deferred_interrupts():
             signal.signal(s, handler)
 
 
+def plan_batches(names: list[str], batch: str | None, canary: int = 0) -> list[list[str]]:
+    """Split the stage into go-live batches: an optional canary batch, then `batch`-sized
+    ones ("3" hosts or "25%" of the stage), else everything at once."""
+    if canary < 0:
+        raise ConfigError(f"--canary must be a positive number of hosts, not {canary}")
+    first, rest = (names[:canary], names[canary:]) if canary else ([], names)
+    size = len(rest) or 1
+    if batch:
+        text = str(batch).strip()
+        try:
+            if text.endswith("%"):
+                pct = float(text[:-1])
+                if not 0 < pct <= 100:
+                    raise ValueError
+                size = max(1, math.ceil(len(names) * pct / 100))
+            else:
+                size = int(text)
+                if size < 1:
+                    raise ValueError
+        except ValueError:
+            raise ConfigError(f"--batch must be a number of hosts or a percentage, not {batch!r}"
+                              ) from None  # fmt: skip
+    batches = [first] if first else []
+    batches += [rest[i:i + size] for i in range(0, len(rest), size)]
+    return [b for b in batches if b]
+
+
 def _summary(reporter: Reporter, fleet: Fleet, outcome: Outcome) -> None:
     """One table at the end: host, release, result, seconds per phase; then the skew."""
     outcome.timings = fleet.timings
@@ -185,10 +215,11 @@ def _lock_and_read(fleet: Fleet, cfgs: dict[str, Config]) -> dict[str, HostState
     there. (Locking all hosts at once, each could win some hosts and both would fail.)
     """
     names = list(cfgs)
-    states, failures = fleet.each(lambda r: setup.begin(r, cfgs[r.name]), names[:1], phase="lock")
+    states, failures = fleet.each(lambda r: setup.begin(r, cfgs[r.name]), names[:1], phase="lock",
+                                 wide=True)
     if not failures:
         rest, failures = fleet.each(lambda r: setup.begin(r, cfgs[r.name]), names[1:],
-                                    phase="lock")  # fmt: skip
+                                    phase="lock", wide=True)  # fmt: skip
         states.update(rest)
     if failures:
         _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), states)
@@ -249,39 +280,56 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
             for text in done.warnings:
                 reporter.warn(r.name, text)
 
+        batches = plan_batches(list(cfgs), opts.batch, opts.canary)
+        went_live: list[str] = []
+        failures: dict[str, BaseException] = {}
+        failed_at = ""
         with deferred_interrupts() as interrupted:
-            _, failures = fleet.each(go_live, phase="go-live")
+            for i, batch in enumerate(batches):
+                _, failures = fleet.each(go_live, batch, phase="go-live", wide=True)
+                went_live += [n for n in batch if n not in failures]
+                if failures:
+                    failed_at = "go-live"
+                    break
+                _, failures = fleet.each(lambda r: health.check(r, cfgs[r.name]), batch,
+                                         phase="health", wide=True)  # fmt: skip
+                if failures:
+                    failed_at = "health check"
+                    break
+                if len(batches) > 1:
+                    what = "canary" if opts.canary and i == 0 else f"batch {i + 1}/{len(batches)}"
+                    reporter.line(f"{what} live: {', '.join(batch)}")
             if failures:
-                live = [n for n in cfgs if n not in failures]
-                if live and not opts.allow_partial:
-                    _switch_back(fleet, cfgs, live, name, "another host failed at go-live",
-                                 outcome)  # fmt: skip
-                    live_reverted = live
-                else:
-                    live_reverted = []
+                not_reached = [n for b in batches[i + 1:] for n in b]
+                keep = opts.allow_partial and failed_at == "go-live"
+                if went_live and not keep:
+                    # Never leave the stage split: the hosts that went live go back.
+                    why = ("health check failed" if failed_at == "health check"
+                           else "another host failed at go-live")  # fmt: skip
+                    _switch_back(fleet, cfgs, went_live, name, why, outcome)
+                if not_reached:
+                    _abort(fleet, {n: cfgs[n] for n in not_reached}, set(not_reached),
+                           f"{failed_at} failed on another host")  # fmt: skip
         if failures:
-            live = [n for n in cfgs if n not in failures]
             if interrupted:
                 reporter.error("interrupted during go-live: finished it first")
             for n in failures:
-                outcome.result[n] = "failed at go-live"
-            if live_reverted:
-                # The stage was never left split: the hosts that went live were put back.
-                _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), failures)
-                _summary(reporter, fleet, outcome)
-                raise _fail("go-live", failures, len(cfgs),
-                            note=f"; reverted {', '.join(live)} to their previous release")
-            for n in live:
-                outcome.result[n] = "live"
-            _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), cfgs)
+                outcome.result[n] = f"failed at {failed_at}"
+            for n in not_reached:
+                outcome.result[n] = "not switched"
+            reverted = bool(went_live) and not keep
+            # Reverted hosts were unlocked by their switch back; release the others' locks.
+            still_locked = ([*failures] if failed_at == "go-live" else []) + (
+                [] if reverted else went_live)
+            _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), still_locked)
+            for n in went_live:
+                outcome.result.setdefault(n, "live")
             _summary(reporter, fleet, outcome)
-            raise _fail("go-live", failures, len(cfgs),
-                        exit_code=EXIT_PARTIAL if live else 1)  # fmt: skip
-
-        _, failures = fleet.each(lambda r: health.check(r, cfgs[r.name]))
-        if failures:
-            _roll_back_after_failed_health(fleet, cfgs, name, reporter)
-            raise _fail("health check", failures, len(cfgs))
+            note = (f"; reverted {', '.join(went_live)} to their previous release"
+                    if reverted else "")  # fmt: skip
+            partial = bool(went_live) and not reverted
+            raise _fail(failed_at, failures, len(cfgs), note=note,
+                        exit_code=EXIT_PARTIAL if partial else 1)  # fmt: skip
 
         def finish(r: Remote) -> None:
             cfg = cfgs[r.name]
@@ -296,7 +344,7 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
             if victims:
                 reporter.host(r.name, f"cleanup: removed {', '.join(victims)}")
 
-        _, failures = fleet.each(finish, phase="finish")
+        _, failures = fleet.each(finish, phase="finish", wide=True)
         for n, exc in failures.items():
             reporter.warn(n, f"after go-live: {exc}")
         for n in cfgs:
@@ -308,27 +356,6 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
         return outcome
     finally:
         fleet.close()
-
-
-def _roll_back_after_failed_health(fleet: Fleet, cfgs: dict[str, Config], name: str,
-                                   reporter: Reporter) -> None:  # fmt: skip
-    """A host answered wrong after go-live: put the whole stage back where it was."""
-
-    def back(r: Remote) -> None:
-        cfg = cfgs[r.name]
-        if not cfg.previous:
-            lock.unlock(r, cfg)
-            reporter.warn(r.name, "health check failed; no earlier release to go back to")
-            return
-        lines = [release.log_line(cfg, name, ROLLED_BACK, "health check failed"),
-                 release.log_line(cfg, cfg.previous, LIVE, "automatic rollback")]  # fmt: skip
-        for text in switch.switch(r, cfg, cfg.previous, lines, unlock=True).warnings:
-            reporter.warn(r.name, text)
-        reporter.host(r.name, f"rolled back automatically: current -> releases/{cfg.previous}")
-
-    _, failures = fleet.each(back)
-    for n, exc in failures.items():
-        reporter.warn(n, f"automatic rollback failed: {exc}")
 
 
 def _abort(fleet: Fleet, cfgs: dict[str, Config], created: set[str], why: str) -> None:
@@ -388,7 +415,7 @@ def rollback(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *,
             health.check(r, cfg)
 
         with deferred_interrupts() as interrupted:
-            _, failures = fleet.each(go_back, phase="go-live")
+            _, failures = fleet.each(go_back, phase="go-live", wide=True)
         for n in cfgs:
             outcome.result[n] = "failed" if n in failures else f"live on {cfgs[n].release}"
         _summary(reporter, fleet, outcome)

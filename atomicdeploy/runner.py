@@ -23,6 +23,7 @@ from .remote import KnownHosts, Remote, connect
 from .report import Reporter
 
 T = TypeVar("T")
+WIDE = 128  # workers for the phases that send one short command per host
 
 
 class Fleet:
@@ -57,15 +58,26 @@ class Fleet:
             return self._remotes[name]
 
     def each(
-        self, fn: Callable[[Remote], T], names: Iterable[str] | None = None, *, phase: str = ""
+        self,
+        fn: Callable[[Remote], T],
+        names: Iterable[str] | None = None,
+        *,
+        phase: str = "",
+        wide: bool = False,
     ) -> tuple[dict[str, T], dict[str, BaseException]]:
-        """Run `fn` on each host (at most `parallel` at once); wait for all of them."""
+        """Run `fn` on each host (at most `parallel` at once); wait for all of them.
+
+        `wide` phases (lock, go-live, revert, finish) are one short command per host:
+        they run on every host at once (up to WIDE), so the whole stage switches in
+        one round of SSH round trips instead of `hosts / parallel` rounds.
+        """
         names = list(self.hosts if names is None else names)
         results: dict[str, T] = {}
         failures: dict[str, BaseException] = {}
         if not names:
             return results, failures
-        pool = ThreadPoolExecutor(max_workers=min(self.parallel, len(names)),
+        width = max(self.parallel, WIDE) if wide else self.parallel
+        pool = ThreadPoolExecutor(max_workers=min(width, len(names)),
                                   thread_name_prefix="atomicdeploy")  # fmt: skip
         try:
             futures = {pool.submit(self._call, fn, name, phase): name for name in names}

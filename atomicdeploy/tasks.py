@@ -112,8 +112,11 @@ def _sigterm_as_interrupt():
     "parallel": "hosts worked on at once (default: the inventory's `parallel`)",
     "allow_partial": "if go-live fails on some hosts, keep the others on the new release"
                      " (default: switch them back, so the stage is never split)",
+    "batch": "rolling go-live: N hosts (or N%) at a time, health check between batches",
+    "canary": "go live on this many hosts first; the rest only if their health check passes",
 })  # fmt: skip
-def deploy(c, source=None, stage=None, inventory=None, parallel=0, allow_partial=False):
+def deploy(c, source=None, stage=None, inventory=None, parallel=0, allow_partial=False,
+           batch=None, canary=0):  # fmt: skip
     """Build a new release on every host of the stage, then switch them all to it."""
     inv, stage = _selection(c, stage, inventory)
     hosts = _hosts(inv, stage)
@@ -121,7 +124,9 @@ def deploy(c, source=None, stage=None, inventory=None, parallel=0, allow_partial
     def body(reporter: Reporter) -> None:
         src = pipeline.resolve_source(hosts, inv.path.resolve().parent, source)
         opts = pipeline.Options(stage=stage, source=src, parallel=parallel or None,
-                                allow_partial=allow_partial)  # fmt: skip
+                                allow_partial=allow_partial, batch=batch,
+                                canary=int(canary or 0))  # fmt: skip
+        pipeline.plan_batches([h.name for h in hosts], batch, opts.canary)  # bad input: exit 2
         out = pipeline.deploy(hosts, opts, reporter, source=src, fabric_config=c.config)
         name = next(iter(out.release.values()))
         reporter.line(f"deployed {name} to {stage} ({len(hosts)} host(s))")

@@ -34,11 +34,12 @@ def make_app(app: Path, files: int) -> None:
         f.write_text(f"<?php // file {i}\n" + "x" * 200 + "\n")
 
 
-def run(base: Path, hosts, app: Path, parallel: int | None) -> dict[str, float]:
-    tag = f"p{parallel or 'default'}"
+def run(base: Path, hosts, app: Path, parallel: int | None, hardlinks: bool) -> dict[str, float]:
+    tag = f"p{parallel or 'default'}-{'links' if hardlinks else 'copy'}"
     srv = base / "srv" / tag
     inv = write_inventory(base / f"inventory-{len(hosts)}-{tag}.yml", hosts, stage="bench",
-                          known_hosts=base / "known_hosts", source=str(app))  # fmt: skip
+                          known_hosts=base / "known_hosts", source=str(app),
+                          upload_hardlinks=hardlinks)  # fmt: skip
     text = inv.read_text()
     for h in hosts:
         text = text.replace(f"deploy_path: {h.deploy_path}", f"deploy_path: {srv / h.name}")
@@ -75,11 +76,12 @@ def main() -> None:
     with LocalHosts(base / "sshd", max(sizes), prefix="n") as all_hosts:
         for n in sizes:
             hosts = list(all_hosts)[:n]
-            for parallel in (None, 1):
+            for parallel, hardlinks in ((None, False), (None, True), (1, False)):
                 if n == 1 and parallel == 1:
                     continue
-                label = f"{n} host(s), parallel={'default' if parallel is None else parallel}"
-                rows.append((label, run(base, hosts, app, parallel)))
+                label = (f"{n} host(s), parallel={'default' if parallel is None else parallel},"
+                         f" {'upload_hardlinks' if hardlinks else 'copy (default)'}")  # fmt: skip
+                rows.append((label, run(base, hosts, app, parallel, hardlinks)))
     cols = ["first deploy s", "incremental s", "files sent", "rollback s", "deploy skew ms",
             "rollback skew ms"]  # fmt: skip
     print(f"| hosts | {' | '.join(cols)} |")

@@ -18,5 +18,6 @@ def upload(remote: Remote, cfg: Config) -> RsyncStats:
         ssh=remote.ssh_argv(),
         exclude=cfg.host.exclude,
         copy_dest=copy_dest,
+        hardlinks=cfg.host.upload_hardlinks,
     )
     return remote.rsync(argv, "upload")

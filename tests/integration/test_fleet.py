@@ -151,3 +151,26 @@ def test_an_interrupt_during_prepare_cleans_up_and_exits_130(fleet, sig):
     assert "interrupted" in err
     assert "Traceback" not in err
     assert state(fleet) == before
+
+
+def test_rolling_batches_with_a_health_check_between_them(fleet):
+    proc = fleet.ok("test", "deploy", "--batch", "4")
+    assert "batch 1/3 live: node1, node2, node3, node4" in proc.stdout
+    assert "batch 3/3 live: node9, node10" in proc.stdout
+    assert len({fleet.current(h.name) for h in fleet.hosts}) == 1
+
+
+def test_a_failing_canary_stops_the_deploy_and_nothing_stays_live(fleet, tmp_path):
+    first = re.search(r"deployed (\S+) to", fleet.ok("test", "deploy").stdout).group(1)
+    # The canary (node1) answers its health check wrong; nothing else may go live.
+    fleet.overrides = {"node1": {"healthcheck": {"url": "http://127.0.0.1:9/"}}}
+    write_app(fleet.app, "2")
+    proc = fleet.fab("test", "deploy", "--canary", "1")
+    assert proc.returncode == 1, proc.stderr
+    assert "[node1] failed at step 'health'" in proc.stderr
+    assert {fleet.current(h.name) for h in fleet.hosts} == {f"releases/{first}"}
+    assert not any(fleet.locked(h.name) for h in fleet.hosts)
+    # The hosts never reached do not keep the unactivated release.
+    assert all(len(fleet.releases(h.name)) == 1 for h in fleet.hosts[1:])
+    out = fleet.fab("test", "deploy", "--batch", "0")
+    assert out.returncode == 2 and "--batch must be" in out.stderr

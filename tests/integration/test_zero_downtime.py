@@ -233,5 +233,6 @@ def test_a_failed_health_check_rolls_the_stage_back(site):
     proc = site.fab("test", "deploy")
     assert proc.returncode == 1
     assert "health check failed on 2/2 host(s)" in proc.stderr
-    assert "rolled back automatically" in proc.stdout
+    assert "reverted: current -> releases/" in proc.stdout
+    assert "(health check failed)" in proc.stdout
     assert pages(site) == ["version 2 (email v2)"] * 2

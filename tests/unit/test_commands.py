@@ -1025,3 +1025,10 @@ def test_link_shared_dir_property(deploy_dir, item):
         assert (link / "seed").read_text() == "seed"
         assert (Path(lay.shared) / clean / "seed").read_text() == "seed"
         assert pwned_files(root) == []
+
+
+def test_rsync_argv_hardlinks_use_link_dest_instead_of_copy_dest():
+    argv = commands.rsync_argv("/src", "h", "/srv/app/releases/R2", ssh=["ssh"],
+                               copy_dest="/srv/app/releases/R1", hardlinks=True)  # fmt: skip
+    assert argv[argv.index("--link-dest") + 1] == "/srv/app/releases/R1"
+    assert "--copy-dest" not in argv
