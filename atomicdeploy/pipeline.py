@@ -19,8 +19,9 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from fabric import Config as FabricConfig
 
@@ -40,6 +41,8 @@ from .remote import Remote
 from .report import Reporter
 from .runner import Fleet
 from .steps import build, cleanup, health, lock, release, setup, switch, upload
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ def run_info(stage: str, source: str = "") -> RunInfo:
         user=_deploying_user(),
         local_host=socket.gethostname(),
         pid=os.getpid(),
-        started=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        started=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         token=uuid.uuid4().hex,
         source=source,
     )
@@ -192,6 +195,7 @@ def plan_batches(names: list[str], batch: str | None, canary: int = 0) -> list[l
 
 def _summary(reporter: Reporter, fleet: Fleet, outcome: Outcome) -> None:
     """One table at the end: host, release, result, seconds per phase; then the skew."""
+    reporter.end_progress()
     outcome.timings = fleet.timings
     phases = [p for p in ("lock", "prepare", "go-live", "revert", "finish")
               if any(p in t for t in fleet.timings.values())]  # fmt: skip
@@ -243,7 +247,7 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
     try:
         states = _lock_and_read(fleet, cfgs)
         taken = {r.name for s in states.values() for r in s.releases}
-        name = new_release_name(datetime.now(timezone.utc), taken)
+        name = new_release_name(datetime.now(UTC), taken)
         cfgs = {n: replace(c, release=name, previous=states[n].current) for n, c in cfgs.items()}
         for n, c in cfgs.items():
             outcome.release[n], outcome.previous[n] = name, c.previous
@@ -445,22 +449,24 @@ def _rollback_target(state: HostState, wanted: str | None) -> str:
     return target
 
 
+def _on_each_host(step: Callable[[Remote, Config], T], hosts: Sequence[HostConfig],
+                  reporter: Reporter, stage: str, fabric_config: FabricConfig | None):  # fmt: skip
+    """One step on every host, without the lock: for the read-only and repair tasks."""
+    run = run_info(stage)
+    fleet = Fleet(hosts, reporter, fabric_config=fabric_config)
+    try:
+        return fleet.each(lambda r: step(r, Config(host=fleet.hosts[r.name], run=run)), wide=True)
+    finally:
+        fleet.close()
+
+
 def read_states(hosts: Sequence[HostConfig], reporter: Reporter, *, stage: str,
                 fabric_config: FabricConfig | None = None):  # fmt: skip
     """Every host's releases and lock, read without taking the lock."""
-    cfgs = {h.name: Config(host=h, run=run_info(stage)) for h in hosts}
-    fleet = Fleet(hosts, reporter, fabric_config=fabric_config)
-    try:
-        return fleet.each(lambda r: setup.read_state(r, cfgs[r.name]))
-    finally:
-        fleet.close()
+    return _on_each_host(setup.read_state, hosts, reporter, stage, fabric_config)
 
 
 def force_unlock(hosts: Sequence[HostConfig], reporter: Reporter, *, stage: str,
                  fabric_config: FabricConfig | None = None):  # fmt: skip
-    cfgs = {h.name: Config(host=h, run=run_info(stage)) for h in hosts}
-    fleet = Fleet(hosts, reporter, fabric_config=fabric_config)
-    try:
-        return fleet.each(lambda r: lock.force_unlock(r, cfgs[r.name]))
-    finally:
-        fleet.close()
+    """Remove every host's lock, whoever holds it; return who held each."""
+    return _on_each_host(lock.force_unlock, hosts, reporter, stage, fabric_config)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 BUILDING = "building"
 COMPLETE = "complete"
@@ -30,7 +30,7 @@ def new_release_name(now: datetime, taken: Iterable[str] = ()) -> str:
     If a host already has that name (two deploys in the same second), a two-digit
     suffix keeps names unique and still sorted.
     """
-    base = now.astimezone(timezone.utc).strftime(NAME_FORMAT)
+    base = now.astimezone(UTC).strftime(NAME_FORMAT)
     taken = set(taken)
     if base not in taken:
         return base

@@ -1,29 +1,92 @@
-"""What the user sees: per-host prefixed lines, tables and the final summary.
+"""What the user sees: per-host progress, tables and the final summary.
 
 One Reporter per run, passed in; its lock keeps lines from different host
-threads whole.
+threads whole. On a terminal, progress is a live table (one row per host, redrawn
+in place); otherwise (CI, pipes) it is plain `[host] message` lines.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import TextIO
 
 
+def wants_live(stream: TextIO) -> bool:
+    """A live table only on a real terminal, never in CI or with TERM=dumb."""
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+    return tty and os.environ.get("TERM", "") not in ("", "dumb") and not os.environ.get("CI")
+
+
 class Reporter:
-    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None,
+                 *, live: bool | None = None) -> None:  # fmt: skip
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self._lock = threading.Lock()
+        self.live = wants_live(self.out) if live is None else live
+        self._rows: dict[str, list[str]] = {}  # host -> [phase, state, last message]
+        self._drawn = 0
+        self._last_draw = 0.0
+        self._held: list[tuple[TextIO, str]] = []  # lines printed after the live table ends
 
     def _write(self, stream: TextIO, text: str) -> None:
         with self._lock:
+            if self.live and self._rows:
+                self._held.append((stream, text))
+                return
             stream.write(text if text.endswith("\n") else text + "\n")
             stream.flush()
 
+    # --- progress ------------------------------------------------------------------------------
+    def progress(self, host: str, phase: str, state: str) -> None:
+        """A host entered or left a phase; redraws the live table (plain mode: nothing)."""
+        if not self.live:
+            return
+        with self._lock:
+            row = self._rows.setdefault(host, ["", "", ""])
+            row[0], row[1] = phase, state
+            self._redraw(force=state != "running")
+
+    def end_progress(self) -> None:
+        """Draw the table one last time, then print what was held back."""
+        if not self.live:
+            return
+        with self._lock:
+            self._redraw(force=True)
+            self._rows.clear()
+            self._drawn = 0
+            held, self._held = self._held, []
+        for stream, text in held:
+            self._write(stream, text)
+
+    def _redraw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_draw < 0.1:
+            return
+        self._last_draw = now
+        rows = [[h, *r] for h, r in self._rows.items()]
+        lines = render_table(["host", "phase", "state", "last"], rows).splitlines()
+        if self._drawn:
+            self.out.write(f"\x1b[{self._drawn}F")  # back to the table's first line
+        for line in lines:
+            self.out.write(f"\x1b[2K{line}\n")
+        self._drawn = len(lines)
+        self.out.flush()
+
+    # --- lines -----------------------------------------------------------------------------------
     def host(self, name: str, message: str) -> None:
+        if self.live and name in self._rows:
+            with self._lock:
+                self._rows[name][2] = message.splitlines()[-1][:60] if message else ""
+                self._redraw()
+            return
         self._write(self.out, "".join(f"[{name}] {line}\n" for line in message.splitlines()))
 
     def warn(self, name: str | None, message: str) -> None:

@@ -99,12 +99,18 @@ class Fleet:
 
     def _call(self, fn: Callable[[Remote], T], name: str, phase: str) -> T:
         start = time.monotonic()
+        if phase:
+            self.reporter.progress(name, phase, "running")
+        state = "failed"
         try:
-            return fn(self.remote(name))
+            result = fn(self.remote(name))
+            state = "done"
+            return result
         finally:
             if phase:
                 spent = time.monotonic() - start
                 self.timings[name][phase] = self.timings[name].get(phase, 0.0) + spent
+                self.reporter.progress(name, phase, f"{state} ({spent:.1f}s)")
 
     def close(self) -> None:
         for remote in self._remotes.values():

@@ -84,13 +84,16 @@ def _guarded(body: Callable[[Reporter], Any]) -> Any:
     try:
         return body(reporter)
     except AtomicDeployError as exc:
+        reporter.end_progress()
         _report_failure(reporter, exc)
         raise Exit(code=exc.exit_code) from None
     except KeyboardInterrupt:
+        reporter.end_progress()
         reporter.error("atomicdeploy: interrupted; unactivated releases were removed and our"
                        " locks released (see the lines above)")  # fmt: skip
         raise Exit(code=EXIT_INTERRUPTED) from None
     finally:
+        reporter.end_progress()
         if old is not None:
             signal.signal(signal.SIGTERM, old)
 

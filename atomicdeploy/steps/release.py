@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .. import commands
 from ..config import Config
@@ -11,7 +11,7 @@ from ..remote import Remote
 
 
 def log_line(cfg: Config, release: str, state: str, note: str = "") -> str:
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return LogEntry(release=release, state=state, time=now, user=cfg.run.user,
                     revision=cfg.run.revision, note=note).render()  # fmt: skip
 

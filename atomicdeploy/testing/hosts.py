@@ -15,13 +15,15 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, Self, TypeVar
 
 import yaml
 
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/bin/sshd")
+H = TypeVar("H")
 
 
 def find_sshd() -> str:
@@ -144,7 +146,44 @@ def wait_for_ssh(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> No
     raise RuntimeError(f"sshd on port {port} did not answer within {timeout}s")
 
 
-class LocalHosts:
+class HostGroup(Generic[H]):
+    """Several fake hosts started and stopped together; iterable, indexable, a context."""
+
+    hosts: list[H]
+
+    def start(self) -> Self:
+        try:
+            for host in self.hosts:
+                self._start_one(host)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_one(self, host: H) -> None:
+        host.start()
+
+    def stop(self) -> None:
+        for host in self.hosts:
+            host.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __iter__(self) -> Iterator[H]:
+        return iter(self.hosts)
+
+    def __len__(self) -> int:
+        return len(self.hosts)
+
+    def __getitem__(self, i: int) -> H:
+        return self.hosts[i]
+
+
+class LocalHosts(HostGroup[LocalHost]):
     """N hosts under one directory: `with LocalHosts(base, 3) as hosts: ...`."""
 
     def __init__(self, base: Path, count: int, *, prefix: str = "web",
@@ -165,34 +204,12 @@ class LocalHosts:
         ]
         self.known_hosts = self.base / "known_hosts"
 
+    def _start_one(self, host: LocalHost) -> None:
+        host.start(self._sshd)
+
     def start(self) -> LocalHosts:
-        sshd = find_sshd()
-        try:
-            for host in self.hosts:
-                host.start(sshd)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        for host in self.hosts:
-            host.stop()
-
-    def __enter__(self) -> LocalHosts:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def __iter__(self):
-        return iter(self.hosts)
-
-    def __len__(self) -> int:
-        return len(self.hosts)
-
-    def __getitem__(self, i: int) -> LocalHost:
-        return self.hosts[i]
+        self._sshd = find_sshd()
+        return super().start()
 
 
 def write_inventory(path: Path, hosts: Iterable[LocalHost], *, stage: str = "test",

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .hosts import free_port
+from .hosts import HostGroup, free_port
 
 NGINX = "/usr/sbin/nginx"
 PHP_FPM = "/usr/sbin/php-fpm8.2"
@@ -306,7 +306,7 @@ def _accepts_tcp(port: int) -> bool:
         return False
 
 
-class WebHosts:
+class WebHosts(HostGroup[WebHost]):
     """N web hosts: `with WebHosts(base, [deploy_path, ...]) as webs: ...`."""
 
     def __init__(
@@ -325,30 +325,3 @@ class WebHosts:
             for i, (n, p) in enumerate(zip(names, deploy_paths, strict=True))
         ]  # fmt: skip
 
-    def start(self) -> WebHosts:
-        try:
-            for h in self.hosts:
-                h.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        for h in self.hosts:
-            h.stop()
-
-    def __enter__(self) -> WebHosts:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def __iter__(self):
-        return iter(self.hosts)
-
-    def __len__(self) -> int:
-        return len(self.hosts)
-
-    def __getitem__(self, i: int) -> WebHost:
-        return self.hosts[i]

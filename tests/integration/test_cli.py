@@ -133,3 +133,34 @@ def test_the_repository_fabfile_lists_the_demo_stage():
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "demo" in proc.stdout and "deploy" in proc.stdout
+
+
+def test_a_terminal_gets_a_live_progress_table_and_ci_gets_plain_lines(project):
+    import os
+    import pty
+
+    project.write_inventory()
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["TERM"] = "xterm"
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*FAB, "test", "deploy"], cwd=project.dir, stdin=subprocess.DEVNULL,
+                            stdout=slave, stderr=slave, env=env)  # fmt: skip
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(60) == 0
+    os.close(master)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "\x1b[2K" in screen  # rows redrawn in place
+    assert "phase" in screen and "prepare" in screen and "done (" in screen
+    assert "deployed " in screen  # held lines and the summary still come out
+    plain = project.ok("test", "deploy", env={"CI": "true"})
+    assert "\x1b[" not in plain.stdout
+    assert "[web1] live: current -> releases/" in plain.stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -27,7 +27,7 @@ from atomicdeploy.releases import (
     rollback_target,
 )
 
-NOW = datetime(2026, 11, 22, 10, 15, 30, 123456, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 10, 15, 30, 123456, tzinfo=UTC)
 NAME = re.compile(r"^\d{8}T\d{6}Z(\.\d{2})?$")
 
 
@@ -70,7 +70,7 @@ def test_new_release_name_suffix_sorts_between_seconds():
 
 @settings(max_examples=50, deadline=None, database=None)
 @given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 1, 1),
-                    timezones=st.just(timezone.utc)),
+                    timezones=st.just(UTC)),
        st.integers(min_value=0, max_value=5))  # fmt: skip
 def test_new_release_names_sort_in_time_order(now, taken_count):
     base = new_release_name(now)
