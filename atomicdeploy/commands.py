@@ -47,9 +47,12 @@ def then_unlock(script: str, layout: Layout, token: str) -> str:
     return f"{{ {script}\n}}; rc=$?; {unlock_own(layout, token)}; exit $rc"
 
 
-def remote(script: str) -> str:
-    """Wrap a POSIX sh script for Fabric's `run`: one quoted argument, stdin closed."""
-    return f"{shlex.join(['sh', '-c', script])} </dev/null"
+def remote(script: str, *, stdin: bool = False) -> str:
+    """Wrap a POSIX sh script for Fabric's `run`: one quoted argument, stdin closed
+    (unless the script reads a go signal from it: every command inside that could
+    read stdin then has its own `</dev/null`)."""
+    wrapped = shlex.join(["sh", "-c", script])
+    return wrapped if stdin else f"{wrapped} </dev/null"
 
 
 def setup(layout: Layout) -> str:
@@ -237,14 +240,21 @@ def switch(layout: Layout, name: str) -> str:
     onto `current` would unlink it first: a window with no site.) `readlink`
     reports what is live now, for the caller to verify.
     """
-    return " && ".join(
-        [
-            f"test -d {q(layout.release(name))}",
-            shlex.join(["ln", "-sfn", "--", layout.current_target(name), layout.current_tmp]),
-            shlex.join(["mv", "-fT", "--", layout.current_tmp, layout.current]),
-            shlex.join(["readlink", "--", layout.current]),
-        ]
-    )
+    readlink = shlex.join(["readlink", "--", layout.current])
+    return " && ".join([switch_link(layout, name), switch_rename(layout), readlink])
+
+
+def switch_link(layout: Layout, name: str) -> str:
+    """First half of the swap: the temporary link beside `current` (nothing changes yet)."""
+    return " && ".join([
+        f"test -d {q(layout.release(name))}",
+        shlex.join(["ln", "-sfn", "--", layout.current_target(name), layout.current_tmp]),
+    ])  # fmt: skip
+
+
+def switch_rename(layout: Layout) -> str:
+    """Second half: one rename(2) of the temporary link over `current`."""
+    return shlex.join(["mv", "-fT", "--", layout.current_tmp, layout.current])
 
 
 def _parent(path: str) -> str:
@@ -333,6 +343,7 @@ def rsync_argv(
 # --- nginx, opcache, warm-up, health: what makes the switch reach php-fpm ------------------
 
 WARN_MARKER = "@@ad:warn="
+ARMED_MARKER = "@@ad:armed"
 SWITCHED_MARKER = "@@ad:switched="
 OPCACHE_OK = "atomicdeploy:opcache-reset:ok"
 # Characters nginx takes literally in an unquoted `set` value (no spaces, `$`, `;`, quotes).
@@ -452,7 +463,7 @@ def opcache_reset(strategy: str, *, socket: str = "", dep_dir: str = "", token: 
             " *) printf '%s\\n' \"$out\" | tr -d '\\r' | tail -n 1; exit 1;; esac"
         )
     elif strategy == "cachetool":
-        work = f"out=$({cachetool} opcache:reset {q('--fcgi=' + socket)} 2>&1) || {{ printf '%s\\n' \"$out\" | tail -n 1; exit 1; }}"  # noqa: E501
+        work = f"out=$({cachetool} opcache:reset {q('--fcgi=' + socket)} </dev/null 2>&1) || {{ printf '%s\\n' \"$out\" | tail -n 1; exit 1; }}"  # noqa: E501
     elif strategy == "http":
         work = f"out=$(curl -fsS --max-time 10 {q(url)} 2>&1) || {{ printf '%s\\n' \"$out\" | tail -n 1; exit 1; }}"  # noqa: E501
     elif strategy == "fpm-reload":
@@ -488,6 +499,7 @@ def go_live(
     log_lines: Sequence[str] = (),
     nginx: tuple[str, str, str, str] | None = None,
     opcache: str | None = None,
+    armed: bool = False,
 ) -> str:
     """Everything that makes a release live on one host, in one round trip.
 
@@ -497,6 +509,10 @@ def go_live(
     back and the host stays on its old release; 3. log; 4. clear the opcache (a
     failure is a warning: the release is live). The last line printed is what
     `current` points to.
+
+    With `armed`, the script says so and waits for `go` on stdin just before the
+    rename: the controller fires every host at once when all are armed, so the
+    switch skew is one write per host, not a shell start and a round trip.
     """
     cur, tmp = q(layout.current), q(layout.current_tmp)
     revert = (
@@ -504,7 +520,13 @@ def go_live(
         f" else rm -f -- {cur}; fi"
     )
     lines = [f"prev=$(readlink -- {cur} 2>/dev/null)"]
-    lines.append(sequence([("switch", switch(layout, release) + " >/dev/null")]))
+    # The swap is commands.switch split in two, so that only the rename follows `go`.
+    lines.append(sequence([("switch", switch_link(layout, release))]))
+    if armed:
+        lines.append(f"echo {ARMED_MARKER}; IFS= read -r go || exit 90;"
+                     ' [ "$go" = go ] || exit 91')  # fmt: skip
+    marker = q(STEP_MARKER + "switch")
+    lines.append(f"{switch_rename(layout)} || {{ rc=$?; echo {marker} >&2; exit $rc; }}")
     # The host's own clock right after the rename: the fleet's switch skew is measured from it.
     lines.append(f"echo {SWITCHED_MARKER}$(date +%s.%N)")
     if nginx:

@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -39,7 +40,7 @@ from .releases import (
 )
 from .remote import Remote
 from .report import Reporter
-from .runner import Fleet
+from .runner import WIDE, Fleet
 from .steps import build, cleanup, health, lock, release, setup, switch, upload
 
 T = TypeVar("T")
@@ -166,6 +167,33 @@ def deferred_interrupts():
             signal.signal(s, handler)
 
 
+ARM_TIMEOUT = 30.0  # seconds to wait for every host of a batch to be armed
+
+
+def arm(names: list[str]) -> dict[str, switch.Trigger]:
+    """Arm-then-fire for one go-live batch: a switch waits just before its rename until
+    every host of the batch is waiting (or done), then all rename at once.
+
+    Without it, each host renames when its own shell happens to get there, and the
+    skew is a shell start plus a round trip; with it, one write per host. Used when
+    every host of the batch can have a worker (the wide pool), else a waiting host
+    could hold the worker another host needs to arm.
+    """
+    if not 1 < len(names) <= WIDE:
+        return {}
+    fire = threading.Event()
+    triggers = {n: switch.Trigger(fire=fire, armed=threading.Event()) for n in names}
+
+    def fire_when_armed() -> None:
+        deadline = time.monotonic() + ARM_TIMEOUT
+        for t in triggers.values():
+            t.armed.wait(max(0.0, deadline - time.monotonic()))
+        fire.set()
+
+    threading.Thread(target=fire_when_armed, name="atomicdeploy-fire", daemon=True).start()
+    return triggers
+
+
 def plan_batches(names: list[str], batch: str | None, canary: int = 0) -> list[list[str]]:
     """Split the stage into go-live batches: an optional canary batch, then `batch`-sized
     ones ("3" hosts or "25%" of the stage), else everything at once."""
@@ -275,9 +303,12 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
             _abort(fleet, cfgs, created, "another host failed" if uploads else "failed")
             raise _fail("prepare", failures, len(cfgs))
 
+        triggers: dict[str, switch.Trigger] = {}
+
         def go_live(r: Remote) -> None:
             cfg = cfgs[r.name]
-            done = switch.switch(r, cfg, name, [release.log_line(cfg, name, LIVE)])
+            done = switch.switch(r, cfg, name, [release.log_line(cfg, name, LIVE)],
+                                 trigger=triggers.get(r.name))  # fmt: skip
             if done.at is not None:
                 outcome.switched_at[r.name] = done.at
             reporter.host(r.name, f"live: current -> releases/{name}")
@@ -290,6 +321,7 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
         failed_at = ""
         with deferred_interrupts() as interrupted:
             for i, batch in enumerate(batches):
+                triggers = arm(batch)
                 _, failures = fleet.each(go_live, batch, phase="go-live", wide=True)
                 went_live += [n for n in batch if n not in failures]
                 if failures:
@@ -408,7 +440,8 @@ def rollback(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *,
             if cfg.previous and not opts.switch_only:
                 note = f"rolled back to {cfg.release}"
                 lines.insert(0, release.log_line(cfg, cfg.previous, ROLLED_BACK, note))
-            done = switch.switch(r, cfg, cfg.release, lines, unlock=True)
+            done = switch.switch(r, cfg, cfg.release, lines, unlock=True,
+                                 trigger=triggers.get(r.name))  # fmt: skip
             if done.at is not None:
                 outcome.switched_at[r.name] = done.at
             for text in done.warnings:
@@ -418,6 +451,7 @@ def rollback(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *,
                                   f" (was {cfg.previous})")  # fmt: skip
             health.check(r, cfg)
 
+        triggers = arm([n for n, c in cfgs.items() if c.release != c.previous])
         with deferred_interrupts() as interrupted:
             _, failures = fleet.each(go_back, phase="go-live", wide=True)
         for n in cfgs:

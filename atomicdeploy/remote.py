@@ -7,6 +7,7 @@ key is recorded, a changed key is refused.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import threading
 from dataclasses import dataclass
+from typing import IO
 
 import paramiko
 from fabric import Config as FabricConfig
@@ -110,11 +112,26 @@ class Remote:
         self.name = host.name
         self.conn = conn
 
-    def run(self, script: str, step: str, *, ok: tuple[int, ...] = (0,)) -> tuple[int, str]:
-        """Run a script from `commands`; return (exit status, stdout). Raise on other statuses."""
-        command = commands.remote(script)
+    def run(
+        self,
+        script: str,
+        step: str,
+        *,
+        ok: tuple[int, ...] = (0,),
+        stdin: IO[str] | None = None,
+        out: IO[str] | None = None,
+    ) -> tuple[int, str]:
+        """Run a script from `commands`; return (exit status, stdout). Raise on other statuses.
+
+        `stdin` feeds the script (the go signal); `out` sees stdout as it arrives.
+        """
+        command = commands.remote(script, stdin=stdin is not None)
+        streams: dict = {"hide": True}
+        if out is not None:  # hide=True would keep stdout from reaching `out`
+            streams = {"hide": False, "out_stream": out, "err_stream": io.StringIO()}
         try:
-            result = self.conn.run(command, hide=True, warn=True, in_stream=False, pty=False)
+            result = self.conn.run(command, warn=True, in_stream=stdin or False, pty=False,
+                                   **streams)  # fmt: skip
         except CommandTimedOut as exc:
             raise RemoteError(f"timed out after {exc.timeout}s", host=self.name, step=step,
                               command=script) from exc  # fmt: skip

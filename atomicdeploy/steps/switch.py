@@ -6,6 +6,8 @@ and wait for its old workers, log, clear the opcache.
 
 from __future__ import annotations
 
+import io
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,21 +24,70 @@ class Switched:
     at: float | None  # the host's clock (epoch seconds) right after the rename
 
 
+@dataclass
+class Trigger:
+    """Arm-then-fire: each host's script waits, just before its rename, for `fire`.
+
+    `armed` is set when the host's script is waiting (or when the host is done,
+    failed or not, so the fleet never waits for a host that cannot arm).
+    """
+
+    fire: threading.Event
+    armed: threading.Event
+
+
+class _GoSignal(io.TextIOBase):
+    """stdin for an armed script: nothing until fired, then `go`, then end of file."""
+
+    def __init__(self, fire: threading.Event) -> None:
+        self._fire = fire
+        self._left = "go\n"
+
+    def read(self, size: int = -1) -> str | None:  # type: ignore[override]
+        if not self._fire.wait(0.01):
+            return None  # invoke: "not ready yet", asks again
+        out, self._left = self._left[:1], self._left[1:]
+        return out
+
+
+class _ArmedWatch(io.TextIOBase):
+    """stdout for an armed script: sets `armed` when the script says it waits."""
+
+    def __init__(self, armed: threading.Event) -> None:
+        self._armed = armed
+        self._seen = ""
+
+    def write(self, text: str) -> int:
+        self._seen = (self._seen + text)[-200:]
+        if commands.ARMED_MARKER in self._seen:
+            self._armed.set()
+        return len(text)
+
+
 def switch(remote: Remote, cfg: Config, release: str, log_lines: Sequence[str] = (),
-           *, unlock: bool = False) -> Switched:  # fmt: skip
+           *, unlock: bool = False, trigger: Trigger | None = None) -> Switched:  # fmt: skip
     """Make `release` live on this host.
 
     `readlink` then reports what is live, and we check it is what we asked for.
     With `unlock`, our lock is released in the same round trip, whatever happened.
+    With a `trigger`, the rename waits for the fleet's go signal.
     """
     layout = cfg.layout
     script = commands.go_live(
         layout, release, log_lines=log_lines,
         nginx=nginx.go_live_parts(cfg, release), opcache=opcache.script(cfg),
+        armed=trigger is not None,
     )  # fmt: skip
     if unlock:
         script = commands.then_unlock(script, layout, cfg.run.token)
-    _, out = remote.run(script, "switch")
+    if trigger is None:
+        _, out = remote.run(script, "switch")
+    else:
+        try:
+            _, out = remote.run(script, "switch", stdin=_GoSignal(trigger.fire),
+                                out=_ArmedWatch(trigger.armed))  # fmt: skip
+        finally:
+            trigger.armed.set()
     warnings, rest, at = [], [], None
     for line in out.splitlines():
         if line.startswith(commands.WARN_MARKER):
@@ -46,7 +97,7 @@ def switch(remote: Remote, cfg: Config, release: str, log_lines: Sequence[str] =
                 at = float(line[len(commands.SWITCHED_MARKER):])
             except ValueError:
                 at = None
-        elif line.strip():
+        elif line.strip() and line.strip() != commands.ARMED_MARKER:
             rest.append(line.strip())
     expected = layout.current_target(release)
     live = rest[-1] if rest else ""

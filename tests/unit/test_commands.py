@@ -1032,3 +1032,18 @@ def test_rsync_argv_hardlinks_use_link_dest_instead_of_copy_dest():
                                copy_dest="/srv/app/releases/R1", hardlinks=True)  # fmt: skip
     assert argv[argv.index("--link-dest") + 1] == "/srv/app/releases/R1"
     assert "--copy-dest" not in argv
+
+
+def test_an_armed_go_live_waits_for_go_on_stdin_just_before_the_rename(tmp_path):
+    layout = Layout(str(tmp_path / "app it's"))
+    Path(layout.release("R1")).mkdir(parents=True)
+    script = commands.go_live(layout, "R1", armed=True)
+    assert script.index(commands.ARMED_MARKER) < script.index("mv -fT")
+    wrapped = commands.remote(script, stdin=True)
+    assert not wrapped.endswith("</dev/null")
+    nogo = subprocess.run(["sh", "-c", wrapped], input="stop\n", capture_output=True, text=True)
+    assert nogo.returncode == 91 and not os.path.lexists(layout.current)
+    go = subprocess.run(["sh", "-c", wrapped], input="go\n", capture_output=True, text=True)
+    assert go.returncode == 0, go.stderr
+    assert go.stdout.splitlines()[0] == commands.ARMED_MARKER
+    assert os.readlink(layout.current) == "releases/R1"
