@@ -225,7 +225,7 @@ def _summary(reporter: Reporter, fleet: Fleet, outcome: Outcome) -> None:
     """One table at the end: host, release, result, seconds per phase; then the skew."""
     reporter.end_progress()
     outcome.timings = fleet.timings
-    phases = [p for p in ("lock", "prepare", "go-live", "revert", "finish")
+    phases = [p for p in ("lock", "prepare", "go-live", "health", "revert", "finish")
               if any(p in t for t in fleet.timings.values())]  # fmt: skip
     rows = []
     for host in fleet.names:

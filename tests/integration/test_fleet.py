@@ -39,7 +39,8 @@ def test_ten_hosts_go_live_together_with_a_summary_and_the_switch_skew(fleet):
     proc = fleet.ok("test", "deploy")
     name = re.search(r"deployed (\S+) to", proc.stdout).group(1)
     assert {fleet.current(h.name) for h in fleet.hosts} == {f"releases/{name}"}
-    assert re.search(r"^host\s+release\s+result\s+lock s\s+prepare s\s+go-live s\s+finish s",
+    assert re.search(r"^host\s+release\s+result\s+lock s\s+prepare s\s+go-live s\s+health s"
+                     r"\s+finish s",
                      proc.stdout, re.M)  # fmt: skip
     for h in fleet.hosts:
         assert re.search(rf"^{h.name}\s+{name}\s+live\s+[\d.]+", proc.stdout, re.M)
