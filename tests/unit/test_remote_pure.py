@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
@@ -56,7 +55,6 @@ def test_parse_rsync_stats_only_reads_whole_lines():
     assert parse_rsync_stats("  Total bytes sent: 5\n").bytes_sent == 0
 
 
-@pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed")
 def test_parse_rsync_stats_of_the_local_rsync(tmp_path):
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir()
