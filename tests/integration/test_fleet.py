@@ -175,3 +175,31 @@ def test_a_failing_canary_stops_the_deploy_and_nothing_stays_live(fleet, tmp_pat
     assert all(len(fleet.releases(h.name)) == 1 for h in fleet.hosts[1:])
     out = fleet.fab("test", "deploy", "--batch", "0")
     assert out.returncode == 2 and "--batch must be" in out.stderr
+
+
+def test_an_interrupt_during_go_live_finishes_the_switch_everywhere_then_exits_130(fleet):
+    fleet.ok("test", "deploy")
+    # A slow reload keeps every host in go-live long enough to interrupt it there.
+    fleet.config["nginx"] = {"test": "true", "reload": "sleep 2", "pid_file": "/nonexistent"}
+    write_app(fleet.app, "2")
+    fleet.write_inventory()
+    proc = subprocess.Popen([*FAB, "test", "deploy"], cwd=fleet.dir, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    new = None
+    while time.monotonic() < deadline and new is None:  # wait for the first host to switch
+        for h in fleet.hosts:
+            log = fleet.log(h.name)
+            if log and log[-1]["state"] == "complete" and fleet.current(h.name) != (
+                    f"releases/{log[0]['release']}"):  # fmt: skip
+                new = fleet.current(h.name)
+                break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted during go-live" in err
+    assert new is not None
+    assert {fleet.current(h.name) for h in fleet.hosts} == {new}
+    assert all(fleet.served(h.name) == "<?php echo 'version 2';\n" for h in fleet.hosts)
+    assert not any(fleet.locked(h.name) for h in fleet.hosts)
