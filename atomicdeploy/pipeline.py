@@ -49,7 +49,6 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Options:
     stage: str
-    source: str | None = None  # overrides the inventory's `source`
     release: str | None = None  # rollback: the release to go back to
     parallel: int | None = None
     allow_partial: bool = False  # keep the hosts that went live if others fail at go-live

@@ -19,7 +19,7 @@ from invoke import Collection, Context, Exit, Task, task
 
 from . import inventory as inventory_mod
 from . import pipeline
-from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, AtomicDeployError, FleetError
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, AtomicDeployError, FleetError
 from .inventory import HostConfig, Inventory
 from .report import Reporter
 from .steps.lock import describe_owner
@@ -126,7 +126,7 @@ def deploy(c, source=None, stage=None, inventory=None, parallel=0, allow_partial
 
     def body(reporter: Reporter) -> None:
         src = pipeline.resolve_source(hosts, inv.path.resolve().parent, source)
-        opts = pipeline.Options(stage=stage, source=src, parallel=parallel or None,
+        opts = pipeline.Options(stage=stage, parallel=parallel or None,
                                 allow_partial=allow_partial, batch=batch,
                                 canary=int(canary or 0))  # fmt: skip
         pipeline.plan_batches([h.name for h in hosts], batch, opts.canary)  # bad input: exit 2
@@ -276,5 +276,4 @@ def install(ns: Collection, inventory: str | os.PathLike[str] | None = None) -> 
     return ns
 
 
-__all__ = ["EXIT_FAILED", "deploy", "install", "namespace", "releases", "rollback", "switch",
-           "unlock"]  # fmt: skip
+__all__ = ["deploy", "install", "namespace", "releases", "rollback", "switch", "unlock"]

@@ -167,15 +167,7 @@ class WebHost:
             master = int(self.nginx_pid_file.read_text().strip())
         except (OSError, ValueError):
             return set()
-        children = set()
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[1]) == master:
-                children.add(int(stat.parent.name))
-        return children
+        return children(master)
 
     def fcgi(self, script_filename: str, *, uri: str = "/",
              document_root: str | None = None) -> tuple[int, dict[str, str], str]:  # fmt: skip
@@ -287,6 +279,19 @@ http {{
     }}
 }}
 """)
+
+
+def children(ppid: int) -> set[int]:
+    """Live children of `ppid` from /proc (zombies count as gone)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == ppid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
 
 
 def _accepts_unix(path: Path) -> bool:

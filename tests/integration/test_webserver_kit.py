@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from atomicdeploy.testing.web import WebHost
+from atomicdeploy.testing.web import WebHost, children
 
 pytestmark = pytest.mark.integration
 
@@ -67,19 +67,6 @@ def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> float:
             pytest.fail(f"condition not met within {timeout}s")
         time.sleep(0.02)
     return time.monotonic() - start
-
-
-def children(ppid: int) -> set[int]:
-    """Live children of `ppid` from /proc (zombies count as gone)."""
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == ppid and fields[0] != "Z":
-            found.add(int(stat.parent.name))
-    return found
 
 
 def serves(web: WebHost, version: str) -> bool:
