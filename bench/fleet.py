@@ -3,6 +3,9 @@
 For each fleet size, in one run: a first deploy of a 2,000-file app, an incremental
 deploy (one file changed), a rollback, and the switch skew (first to last host's
 switch, from the hosts' clocks); then the same with `parallel=1` as the baseline.
+For the incremental deploy it also splits the machine's CPU time between the controller
+(this process, its rsync and ssh clients) and the fake hosts (sshd, shells, rsync
+receivers), which on a real fleet run on machines of their own.
 Prints a table. Not a test: it prints figures.
 Usage: python bench/fleet.py [--sizes 1,10,30] [--files 2000]
 """
@@ -11,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -34,6 +39,23 @@ def make_app(app: Path, files: int) -> None:
         f.write_text(f"<?php // file {i}\n" + "x" * 200 + "\n")
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent busy (all processes, all cores), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+
+
+def controller_cpu() -> float:
+    """CPU seconds of this process and of its finished children (rsync, ssh clients).
+
+    The fake hosts' sshd daemons are children too, but they are reaped only when the
+    hosts stop, so during a run this counts the controller side alone.
+    """
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def run(base: Path, hosts, app: Path, parallel: int | None, hardlinks: bool) -> dict[str, float]:
     tag = f"p{parallel or 'default'}-{'links' if hardlinks else 'copy'}"
     srv = base / "srv" / tag
@@ -55,10 +77,13 @@ def run(base: Path, hosts, app: Path, parallel: int | None, hardlinks: bool) -> 
 
     first, _ = timed(lambda: pipeline.deploy(stage, opts, quiet, source=str(app)))
     (app / "public" / "index.php").write_text(f"<?php echo 'version {time.time()}';\n")
+    busy, ctl = machine_busy(), controller_cpu()
     incr, out = timed(lambda: pipeline.deploy(stage, opts, quiet, source=str(app)))
+    busy, ctl = machine_busy() - busy, controller_cpu() - ctl
     sent = max(getattr(s, "files_transferred", 0) for s in out.uploads.values())
     back, rb = timed(lambda: pipeline.rollback(stage, opts, quiet))
     return {"first deploy s": first, "incremental s": incr, "files sent": sent,
+            "incr. CPU s controller": ctl, "incr. CPU s hosts": max(0.0, busy - ctl),
             "rollback s": back, "deploy skew ms": (out.skew or 0) * 1000,
             "rollback skew ms": (rb.skew or 0) * 1000}  # fmt: skip
 
@@ -82,14 +107,24 @@ def main() -> None:
                 label = (f"{n} host(s), parallel={'default' if parallel is None else parallel},"
                          f" {'upload_hardlinks' if hardlinks else 'copy (default)'}")  # fmt: skip
                 rows.append((label, run(base, hosts, app, parallel, hardlinks)))
-    cols = ["first deploy s", "incremental s", "files sent", "rollback s", "deploy skew ms",
-            "rollback skew ms"]  # fmt: skip
+    cols = ["first deploy s", "incremental s", "files sent", "incr. CPU s controller",
+            "incr. CPU s hosts", "rollback s", "deploy skew ms", "rollback skew ms"]  # fmt: skip
     print(f"| hosts | {' | '.join(cols)} |")
     print("|---|" + "---|" * len(cols))
     for label, r in rows:
         cells = [f"{r[c]:.0f}" if c.endswith("ms") or c == "files sent" else f"{r[c]:.2f}"
                  for c in cols]  # fmt: skip
         print(f"| {label} | {' | '.join(cells)} |")
+    one = {label.split(", ", 2)[2]: r for label, r in rows if label.startswith("1 host")}
+    for label, r in rows:
+        mode = label.split(", ", 2)[2]
+        if "parallel=default" in label and not label.startswith("1 host") and mode in one:
+            ratio = r["incremental s"] / one[mode]["incremental s"]
+            ctl = r["incr. CPU s controller"]
+            busy = ctl + r["incr. CPU s hosts"]
+            print(f"{label}: incremental {ratio:.1f}x one host; controller CPU"
+                  f" {ctl / int(label.split()[0]):.3f} s per host; machine busy {busy:.1f} CPU s"
+                  f" in {r['incremental s']:.1f} s on {os.cpu_count()} cores")
     shutil.rmtree(base, ignore_errors=True)
 
 
