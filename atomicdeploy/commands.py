@@ -88,6 +88,17 @@ def read_state(layout: Layout) -> str:
     )
 
 
+NGINX_MARKER = "@@ad:nginx@@"
+
+
+def read_status(layout: Layout, root_file: str | None) -> str:
+    """`read_state`, then the nginx include's content (if nginx is managed)."""
+    parts = [read_state(layout)]
+    if root_file:
+        parts.append(f"echo {q(NGINX_MARKER)}; cat -- {q(root_file)} 2>/dev/null; true")
+    return "; ".join(parts)
+
+
 def lock(layout: Layout, owner_json: str) -> str:
     """Take the lock with mkdir, which is atomic: two deploys can never both succeed."""
     return (
@@ -338,6 +349,24 @@ def rsync_argv(
     host_part = f"[{host}]" if ":" in host else host
     argv += ["--", src, f"{host_part}:{release_path}/"]
     return argv
+
+
+# --- hooks: the user's own shell, in the release directory ----------------------------------
+
+
+def hook(cwd: str, command: str, *, requires: str = "", env: Sequence[tuple[str, str]] = ()) -> str:
+    """Run a user's hook command with `sh -c` in `cwd`, stdin closed.
+
+    The command is the user's own shell text, run as its own `sh -c` argument so that
+    its quotes, braces or `exit` cannot change the script around it. `env` (the
+    release path, the stage...) is exported to it; with `requires`, the command is
+    skipped when that file is not in `cwd` (recipes: composer.json, artisan).
+    """
+    assigns = [f"{name}={q(value)}" for name, value in env]
+    run = " ".join([*assigns, shlex.join(["sh", "-c", command])]) + " </dev/null"
+    if requires:
+        run = f"if [ -f {q(requires)} ]; then {run}; fi"
+    return f"cd -- {q(cwd)} && {run}"
 
 
 # --- nginx, opcache, warm-up, health: what makes the switch reach php-fpm ------------------

@@ -30,7 +30,16 @@ class Config:
     run: RunInfo
     release: str = ""  # the release this run builds or switches to
     previous: str | None = None  # the release that was live on this host before
+    primary: bool = False  # the stage's first host: where `once` hooks run
 
     @property
     def layout(self) -> Layout:
         return Layout(self.host.deploy_path)
+
+    @property
+    def release_path(self) -> str:
+        return self.layout.release(self.release)
+
+    @property
+    def previous_path(self) -> str | None:
+        return self.layout.release(self.previous) if self.previous else None

@@ -21,7 +21,9 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .hooks import FAILURE, POINTS, HookCommand
 from .layout import check_relative_path
+from .recipes import COMPOSER_OPTIONS, RECIPES
 
 MAX_INVENTORY_BYTES = 1_000_000
 WRITABLE_MODES = ("chmod", "acl", "chown", "skip")
@@ -207,6 +209,69 @@ def _public_dir(value: Any) -> str:
         raise ValueError(exc.message) from None
 
 
+def _hooks(value: Any) -> Mapping[str, tuple[HookCommand, ...]]:
+    """`hooks: {after_shared: ["cmd", {run: "cmd", once: true}]}`, points checked."""
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a map of hook points to lists of commands, not {_type_name(value)}")  # noqa: E501
+    out: dict[str, tuple[HookCommand, ...]] = {}
+    for point, cmds in value.items():
+        if point not in POINTS:
+            hint = difflib.get_close_matches(str(point), POINTS, n=1)
+            also = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ValueError(f"has an unknown hook point {point!r}{also}; valid: {', '.join(POINTS)}")  # noqa: E501
+        if isinstance(cmds, str | dict):
+            cmds = [cmds]
+        if not isinstance(cmds, list):
+            raise ValueError(f".{point} must be a list of commands, not {_type_name(cmds)}")
+        parsed = []
+        for cmd in cmds:
+            if isinstance(cmd, dict):
+                unknown = set(cmd) - {"run", "once"}
+                if unknown or not isinstance(cmd.get("run"), str):
+                    raise ValueError(f".{point}: a command map needs 'run' (a string) and may have 'once'")  # noqa: E501
+                once = cmd.get("once", False)
+                if not isinstance(once, bool):
+                    raise ValueError(f".{point}: once must be true or false")
+                cmd, flag = cmd["run"], once
+            elif isinstance(cmd, str):
+                flag = False
+            else:
+                raise ValueError(f".{point}: each command must be a string, not {_type_name(cmd)}")
+            if not cmd.strip() or "\0" in cmd:
+                raise ValueError(f".{point}: empty command")
+            if point == FAILURE and flag:
+                raise ValueError(f".{point}: once is not supported here")
+            parsed.append(HookCommand(cmd, once=flag))
+        out[point] = tuple(parsed)
+    return out
+
+
+def _recipes(value: Any) -> tuple[str, ...]:
+    names = _str_list(value)
+    for n in names:
+        if n not in RECIPES:
+            raise ValueError(f"has an unknown recipe {n!r} (valid: {', '.join(RECIPES)})")
+    return names
+
+
+def _urls(value: Any) -> tuple[str, ...]:
+    urls = (value,) if isinstance(value, str) else _str_list(value)
+    for u in urls:
+        if not u.startswith(("http://", "https://")):
+            # Never echo the value: a webhook URL is a secret.
+            raise ValueError("must be http:// or https:// URLs")
+    return tuple(urls)
+
+
+def _secrets(value: Any) -> Mapping[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str | int) and not isinstance(v, bool)
+        for k, v in value.items()
+    ):
+        raise ValueError("must be a map of names to strings")
+    return {k: str(v) for k, v in value.items()}
+
+
 @dataclass(frozen=True)
 class Key:
     check: Callable[[Any], Any]
@@ -252,6 +317,12 @@ KEYS: dict[str, Key] = {
     "healthcheck": Key(_sub(HealthCheck, {
         "url": _str, "status": _int(100, 599), "contains": _str, "timeout": _int(1, 600),
     }), None, "checked on each host after go-live; a failure rolls the stage back"),
+    "hooks": Key(_hooks, {}, "shell commands run in the release at hook points"),
+    "recipes": Key(_recipes, (), "framework recipes to run: composer, laravel, symfony"),
+    "composer": Key(_str, "composer", "composer command on the host, for the composer recipe"),
+    "composer_options": Key(_str, COMPOSER_OPTIONS, "arguments of the composer recipe"),
+    "webhook": Key(_urls, (), "Slack-compatible webhook URL(s) told of start, success, failure"),
+    "secrets": Key(_secrets, {}, "values masked in every log line; hooks read cfg.host.secrets"),
 }
 
 
@@ -289,6 +360,12 @@ class HostConfig:
     warmup: tuple[str, ...] = ()
     warmup_script: str = "index.php"
     healthcheck: HealthCheck | None = None
+    hooks: Mapping[str, tuple[HookCommand, ...]] = field(default_factory=dict)
+    recipes: tuple[str, ...] = ()
+    composer: str = "composer"
+    composer_options: str = COMPOSER_OPTIONS
+    webhook: tuple[str, ...] = field(default=(), repr=False)  # secrets: kept out of reprs
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def stage(self) -> str | None:

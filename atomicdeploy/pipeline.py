@@ -13,8 +13,10 @@ import contextlib
 import getpass
 import math
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -26,8 +28,10 @@ from typing import TypeVar
 
 from fabric import Config as FabricConfig
 
+from . import notify
 from .config import Config, RunInfo
 from .errors import EXIT_PARTIAL, AtomicDeployError, ConfigError, FleetError
+from .hooks import FAILURE, Hooks
 from .inventory import HostConfig
 from .releases import (
     FAILED,
@@ -41,7 +45,18 @@ from .releases import (
 from .remote import Remote
 from .report import Reporter
 from .runner import WIDE, Fleet
-from .steps import build, cleanup, health, lock, release, setup, switch, upload
+from .steps import (
+    build,
+    cleanup,
+    health,
+    hook,
+    lock,
+    release,
+    setup,
+    status,
+    switch,
+    upload,
+)
 
 T = TypeVar("T")
 
@@ -55,6 +70,10 @@ class Options:
     batch: str | None = None  # rolling go-live: "N" hosts or "N%" of the stage per batch
     canary: int = 0  # go live on this many hosts first, check their health, then the rest
     switch_only: bool = False  # `fab STAGE switch`: go to `release`, the old one is not "bad"
+    dry_run: bool = False  # record every command that changes something; change nothing
+    force: bool = False  # deploy even if the revision is already live everywhere
+    revision: str = ""  # full commit id the source was exported from (`--revision`)
+    tag: str = ""  # version tag of that commit, appended to the release name
 
 
 @dataclass
@@ -68,6 +87,8 @@ class Outcome:
     switched_at: dict[str, float] = field(default_factory=dict)  # host clock after the rename
     result: dict[str, str] = field(default_factory=dict)  # per host, for the summary
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    planned: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # dry run
+    unchanged: bool = False  # the revision was already live everywhere: nothing done
 
     @property
     def skew(self) -> float | None:
@@ -76,7 +97,7 @@ class Outcome:
         return max(times) - min(times) if len(times) > 1 else (0.0 if times else None)
 
 
-def run_info(stage: str, source: str = "") -> RunInfo:
+def run_info(stage: str, source: str = "", revision: str = "") -> RunInfo:
     return RunInfo(
         stage=stage,
         user=_deploying_user(),
@@ -85,6 +106,7 @@ def run_info(stage: str, source: str = "") -> RunInfo:
         started=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         token=uuid.uuid4().hex,
         source=source,
+        revision=revision,
     )
 
 
@@ -265,132 +287,273 @@ def _best_effort(fleet: Fleet, fn: Callable[[Remote], object], names) -> None:
 
 
 def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, source: str,
-           fabric_config: FabricConfig | None = None) -> Outcome:  # fmt: skip
-    """Build a release on every host, then switch every host to it."""
-    run = run_info(opts.stage, source)
-    cfgs = {h.name: Config(host=h, run=run) for h in hosts}
-    outcome = Outcome()
-    fleet = Fleet(hosts, reporter, parallel=opts.parallel, fabric_config=fabric_config)
-    try:
-        states = _lock_and_read(fleet, cfgs)
-        taken = {r.name for s in states.values() for r in s.releases}
-        name = new_release_name(datetime.now(UTC), taken)
-        cfgs = {n: replace(c, release=name, previous=states[n].current) for n, c in cfgs.items()}
-        for n, c in cfgs.items():
-            outcome.release[n], outcome.previous[n] = name, c.previous
-        reporter.line(f"deploying release {name} to {opts.stage}: {', '.join(cfgs)}")
+           fabric_config: FabricConfig | None = None,
+           hooks: Hooks | None = None) -> Outcome:  # fmt: skip
+    """Build a release on every host, then switch every host to it.
 
-        created: set[str] = set()
-
-        def prepare(r: Remote) -> object:
-            cfg = cfgs[r.name]
-            release.create(r, cfg)
-            created.add(r.name)
-            stats = upload.upload(r, cfg)
-            reporter.host(r.name, f"uploaded {stats.files_transferred} changed file(s),"
-                                  f" {stats.bytes_sent} bytes")  # fmt: skip
-            build.build(r, cfg)
-            return stats
-
+    Around the phases: webhook notifications (start, success, failure), the
+    `on_failure` hooks on every host after a failure was cleaned up, and in a dry
+    run the list of what would have been run.
+    """
+    hooks = hooks or Hooks()
+    hooks.check()
+    run = run_info(opts.stage, source, opts.revision)
+    cfgs = {h.name: Config(host=h, run=run, primary=i == 0) for i, h in enumerate(hosts)}
+    with _dry_hosts(hosts, opts.dry_run) as hosts:
+        cfgs = {h.name: replace(cfgs[h.name], host=h) for h in hosts}
+        fleet = Fleet(hosts, reporter, parallel=opts.parallel, fabric_config=fabric_config,
+                      dry=opts.dry_run)  # fmt: skip
+        tell = _Notifier(hosts, run, reporter, enabled=not opts.dry_run)
+        outcome = Outcome()
         try:
-            uploads, failures = fleet.each(prepare, phase="prepare")
-        except KeyboardInterrupt:
-            _abort(fleet, cfgs, created, "interrupted")
-            raise
-        outcome.uploads.update(uploads)
-        if failures:
-            _abort(fleet, cfgs, created, "another host failed" if uploads else "failed")
-            raise _fail("prepare", failures, len(cfgs))
-
-        triggers: dict[str, switch.Trigger] = {}
-
-        def go_live(r: Remote) -> None:
-            cfg = cfgs[r.name]
-            done = switch.switch(r, cfg, name, [release.log_line(cfg, name, LIVE)],
-                                 trigger=triggers.get(r.name))  # fmt: skip
-            if done.at is not None:
-                outcome.switched_at[r.name] = done.at
-            reporter.host(r.name, f"live: current -> releases/{name}")
-            for text in done.warnings:
-                reporter.warn(r.name, text)
-
-        batches = plan_batches(list(cfgs), opts.batch, opts.canary)
-        went_live: list[str] = []
-        failures: dict[str, BaseException] = {}
-        failed_at = ""
-        with deferred_interrupts() as interrupted:
-            for i, batch in enumerate(batches):
-                triggers = arm(batch)
-                _, failures = fleet.each(go_live, batch, phase="go-live", wide=True)
-                went_live += [n for n in batch if n not in failures]
-                if failures:
-                    failed_at = "go-live"
-                    break
-                _, failures = fleet.each(lambda r: health.check(r, cfgs[r.name]), batch,
-                                         phase="health", wide=True)  # fmt: skip
-                if failures:
-                    failed_at = "health check"
-                    break
-                if len(batches) > 1:
-                    what = "canary" if opts.canary and i == 0 else f"batch {i + 1}/{len(batches)}"
-                    reporter.line(f"{what} live: {', '.join(batch)}")
-            if failures:
-                not_reached = [n for b in batches[i + 1:] for n in b]
-                keep = opts.allow_partial and failed_at == "go-live"
-                if went_live and not keep:
-                    # Never leave the stage split: the hosts that went live go back.
-                    why = ("health check failed" if failed_at == "health check"
-                           else "another host failed at go-live")  # fmt: skip
-                    _switch_back(fleet, cfgs, went_live, name, why, outcome)
-                if not_reached:
-                    _abort(fleet, {n: cfgs[n] for n in not_reached}, set(not_reached),
-                           f"{failed_at} failed on another host")  # fmt: skip
-        if failures:
-            if interrupted:
-                reporter.error("interrupted during go-live: finished it first")
-            for n in failures:
-                outcome.result[n] = f"failed at {failed_at}"
-            for n in not_reached:
-                outcome.result[n] = "not switched"
-            reverted = bool(went_live) and not keep
-            # Reverted hosts were unlocked by their switch back; release the others' locks.
-            still_locked = ([*failures] if failed_at == "go-live" else []) + (
-                [] if reverted else went_live)
-            _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), still_locked)
-            for n in went_live:
-                outcome.result.setdefault(n, "live")
-            _summary(reporter, fleet, outcome)
-            note = (f"; reverted {', '.join(went_live)} to their previous release"
-                    if reverted else "")  # fmt: skip
-            partial = bool(went_live) and not reverted
-            raise _fail(failed_at, failures, len(cfgs), note=note,
-                        exit_code=EXIT_PARTIAL if partial else 1)  # fmt: skip
-
-        def finish(r: Remote) -> None:
-            cfg = cfgs[r.name]
-            victims = cleanup.victims_after_go_live(states[r.name], cfg)
+            tell("start", outcome)
             try:
-                cleanup.cleanup_and_unlock(r, cfg, victims)
-            except AtomicDeployError as exc:
-                # The release is live: housekeeping trouble is a warning, not a failed deploy.
-                reporter.warn(r.name, f"cleanup failed (the deploy is live): {exc.message}")
-                return
-            outcome.removed[r.name] = victims
-            if victims:
-                reporter.host(r.name, f"cleanup: removed {', '.join(victims)}")
+                _deploy(fleet, cfgs, opts, reporter, hooks, outcome)
+            except (AtomicDeployError, KeyboardInterrupt) as exc:
+                tell("failure", outcome, exc)
+                if not opts.dry_run and isinstance(exc, AtomicDeployError):
+                    _failure_hooks(fleet, cfgs, hooks, exc)
+                raise
+            tell("success", outcome)
+            return outcome
+        finally:
+            if opts.dry_run:
+                _print_plan(reporter, fleet, outcome)
+            fleet.close()
 
-        _, failures = fleet.each(finish, phase="finish", wide=True)
-        for n, exc in failures.items():
-            reporter.warn(n, f"after go-live: {exc}")
-        for n in cfgs:
-            outcome.result[n] = "live"
-        _summary(reporter, fleet, outcome)
+
+def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Reporter,
+            hooks: Hooks, outcome: Outcome) -> None:  # fmt: skip
+    run = next(iter(cfgs.values())).run
+    states = _lock_and_read(fleet, cfgs)
+    if _already_live(fleet, cfgs, states, opts, outcome):
+        return
+    taken = {r.name for s in states.values() for r in s.releases}
+    name = new_release_name(datetime.now(UTC), taken, opts.tag)
+    # Updated in place: the caller's on_failure hooks see the release and previous one.
+    cfgs.update({n: replace(c, release=name, previous=states[n].current) for n, c in cfgs.items()})
+    for n, c in cfgs.items():
+        outcome.release[n], outcome.previous[n] = name, c.previous
+    rev = f" (revision {run.revision[:12]})" if run.revision else ""
+    dry = " (dry run: nothing is changed)" if opts.dry_run else ""
+    reporter.line(f"deploying release {name}{rev} to {opts.stage}: {', '.join(cfgs)}{dry}")
+
+    created: set[str] = set()
+
+    def prepare(r: Remote) -> object:
+        cfg = cfgs[r.name]
+        created.add(r.name)  # removing a release that was never made is harmless
+        build.begin(r, cfg, hooks)
+        stats = upload.upload(r, cfg)
+        verb = "would upload" if opts.dry_run else "uploaded"
+        reporter.host(r.name, f"{verb} {stats.files_transferred} changed file(s),"
+                              f" {stats.bytes_sent} bytes")  # fmt: skip
+        build.build(r, cfg, hooks)
+        return stats
+
+    try:
+        uploads, failures = fleet.each(prepare, phase="prepare")
+    except KeyboardInterrupt:
+        _abort(fleet, cfgs, created, "interrupted")
+        raise
+    outcome.uploads.update(uploads)
+    if failures:
+        _abort(fleet, cfgs, created, "another host failed" if uploads else "failed")
+        raise _fail("prepare", failures, len(cfgs))
+
+    triggers: dict[str, switch.Trigger] = {}
+
+    def go_live(r: Remote) -> None:
+        cfg = cfgs[r.name]
+        done = switch.switch(r, cfg, name, [release.log_line(cfg, name, LIVE)],
+                             trigger=triggers.get(r.name))  # fmt: skip
+        if done.at is not None:
+            outcome.switched_at[r.name] = done.at
+        reporter.host(r.name, f"live: current -> releases/{name}")
+        for text in done.warnings:
+            reporter.warn(r.name, text)
+
+    batches = plan_batches(list(cfgs), opts.batch, opts.canary)
+    went_live: list[str] = []
+    failures: dict[str, BaseException] = {}
+    failed_at = ""
+    with deferred_interrupts() as interrupted:
+        for i, batch in enumerate(batches):
+            triggers = {} if opts.dry_run else arm(batch)
+            _, failures = fleet.each(go_live, batch, phase="go-live", wide=True)
+            went_live += [n for n in batch if n not in failures]
+            if failures:
+                failed_at = "go-live"
+                break
+            _, failures = fleet.each(lambda r: health.check(r, cfgs[r.name]), batch,
+                                     phase="health", wide=True)  # fmt: skip
+            if failures:
+                failed_at = "health check"
+                break
+            if len(batches) > 1:
+                what = "canary" if opts.canary and i == 0 else f"batch {i + 1}/{len(batches)}"
+                reporter.line(f"{what} live: {', '.join(batch)}")
+        if failures:
+            not_reached = [n for b in batches[i + 1:] for n in b]
+            keep = opts.allow_partial and failed_at == "go-live"
+            if went_live and not keep:
+                # Never leave the stage split: the hosts that went live go back.
+                why = ("health check failed" if failed_at == "health check"
+                       else "another host failed at go-live")  # fmt: skip
+                _switch_back(fleet, cfgs, went_live, name, why, outcome)
+            if not_reached:
+                _abort(fleet, {n: cfgs[n] for n in not_reached}, set(not_reached),
+                       f"{failed_at} failed on another host")  # fmt: skip
+    if failures:
         if interrupted:
-            reporter.error("interrupted during go-live: every host went live before stopping")
-            raise KeyboardInterrupt
-        return outcome
-    finally:
-        fleet.close()
+            reporter.error("interrupted during go-live: finished it first")
+        for n in failures:
+            outcome.result[n] = f"failed at {failed_at}"
+        for n in not_reached:
+            outcome.result[n] = "not switched"
+        reverted = bool(went_live) and not keep
+        # Reverted hosts were unlocked by their switch back; release the others' locks.
+        still_locked = ([*failures] if failed_at == "go-live" else []) + (
+            [] if reverted else went_live)
+        _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), still_locked)
+        for n in went_live:
+            outcome.result.setdefault(n, "live")
+        _summary(reporter, fleet, outcome)
+        note = (f"; reverted {', '.join(went_live)} to their previous release"
+                if reverted else "")  # fmt: skip
+        partial = bool(went_live) and not reverted
+        raise _fail(failed_at, failures, len(cfgs), note=note,
+                    exit_code=EXIT_PARTIAL if partial else 1)  # fmt: skip
+
+    def finish(r: Remote) -> None:
+        cfg = cfgs[r.name]
+        try:
+            build.after_switch(r, cfg, hooks)
+        except AtomicDeployError as exc:
+            exc.live = True
+            _best_effort(fleet, lambda r: lock.unlock(r, cfg), [r.name])
+            raise
+        victims = cleanup.victims_after_go_live(states[r.name], cfg)
+        try:
+            cleanup.cleanup_and_unlock(r, cfg, victims)
+        except AtomicDeployError as exc:
+            # The release is live: housekeeping trouble is a warning, not a failed deploy.
+            reporter.warn(r.name, f"cleanup failed (the deploy is live): {exc.message}")
+            return
+        outcome.removed[r.name] = victims
+        if victims:
+            reporter.host(r.name, f"cleanup: removed {', '.join(victims)}")
+        build.after_cleanup(r, cfg, hooks)
+
+    _, failures = fleet.each(finish, phase="finish", wide=True)
+    hook_failures = {n: e for n, e in failures.items() if isinstance(e, AtomicDeployError)
+                     and (e.step or "").startswith("hook")}  # fmt: skip
+    for n, exc in failures.items():
+        if n not in hook_failures:
+            reporter.warn(n, f"after go-live: {exc}")
+    for n in cfgs:
+        outcome.result[n] = "live" + (", hook failed" if n in hook_failures else "")
+    _summary(reporter, fleet, outcome)
+    if interrupted:
+        reporter.error("interrupted during go-live: every host went live before stopping")
+        raise KeyboardInterrupt
+    if hook_failures:
+        raise _fail("after go-live", hook_failures, len(cfgs),
+                    note=f"; release {name} is live on every host")  # fmt: skip
+
+
+@contextlib.contextmanager
+def _dry_hosts(hosts: Sequence[HostConfig], dry: bool):
+    """A dry run records no new host key: it works on a temporary copy of known_hosts."""
+    if not dry:
+        yield tuple(hosts)
+        return
+    with tempfile.TemporaryDirectory(prefix="atomicdeploy-dry-") as tmp:
+        copies: dict[str, str] = {}
+        out = []
+        for h in hosts:
+            real = os.path.expanduser(h.known_hosts)
+            if real not in copies:
+                copies[real] = os.path.join(tmp, f"known_hosts.{len(copies)}")
+                if os.path.exists(real):
+                    shutil.copyfile(real, copies[real])
+            out.append(replace(h, known_hosts=copies[real]))
+        yield tuple(out)
+
+
+def _already_live(fleet: Fleet, cfgs: dict[str, Config], states: dict[str, HostState],
+                  opts: Options, outcome: Outcome) -> bool:  # fmt: skip
+    """Deployer's check_remote: this revision already live everywhere means nothing to do."""
+    revision = opts.revision
+    if not revision or opts.force:
+        return False
+    for state in states.values():
+        live = state.get(state.current) if state.current else None
+        if live is None or live.revision != revision:
+            return False
+    _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), cfgs)
+    for n, state in states.items():
+        outcome.release[n] = state.current or "-"
+        outcome.result[n] = "already live"
+    outcome.unchanged = True
+    fleet.reporter.line(f"revision {revision[:12]} is already live on every host of"
+                        f" {opts.stage}: nothing to do (--force deploys it again)")  # fmt: skip
+    return True
+
+
+class _Notifier:
+    """Webhook messages at start, success and failure; never fails the deploy."""
+
+    def __init__(self, hosts: Sequence[HostConfig], run: RunInfo, reporter: Reporter,
+                 *, enabled: bool) -> None:  # fmt: skip
+        self.urls = list(dict.fromkeys(u for h in hosts for u in h.webhook)) if enabled else []
+        self.run = run
+        self.hosts = tuple(h.name for h in hosts)
+        self.reporter = reporter
+        self.started = time.monotonic()
+
+    def __call__(self, kind: str, outcome: Outcome, error: BaseException | None = None) -> None:
+        if not self.urls or (kind == "success" and outcome.unchanged):
+            return
+        release_name = next(iter(outcome.release.values()), "")
+        event = notify.Event(
+            kind=kind, stage=self.run.stage, revision=self.run.revision, user=self.run.user,
+            release=release_name, hosts=self.hosts,
+            duration=None if kind == "start" else time.monotonic() - self.started,
+            error=self.reporter.mask(_error_text(error)),  # a hook's stderr may echo a secret
+        )  # fmt: skip
+        notify.notify(self.urls, event, lambda text: self.reporter.warn("notify", text))
+
+
+def _error_text(error: BaseException | None) -> str:
+    if error is None:
+        return ""
+    if isinstance(error, FleetError):
+        return "; ".join([error.message, *(str(e) for e in error.failures.values())])
+    return str(error) or type(error).__name__
+
+
+def _failure_hooks(fleet: Fleet, cfgs: dict[str, Config], hooks: Hooks,
+                   error: AtomicDeployError) -> None:  # fmt: skip
+    """`on_failure` on every host we can reach; their own failures are only warnings."""
+    if not hooks.at(FAILURE) and not any(c.host.hooks.get(FAILURE) for c in cfgs.values()):
+        return
+    _best_effort(fleet, lambda r: hook.on_failure(r, cfgs[r.name], hooks, error), cfgs)
+
+
+def _print_plan(reporter: Reporter, fleet: Fleet, outcome: Outcome) -> None:
+    """The dry run's report: per host, every command and transfer it would have made."""
+    reporter.line("")
+    reporter.line("dry run: these commands would have run; nothing was changed on any host")
+    for name in fleet.names:
+        remote = fleet.peek(name)
+        steps = remote.recorded if remote else []
+        outcome.planned[name] = list(steps)
+        reporter.line(f"[{name}] {len(steps)} command(s):")
+        for step, text in steps:
+            reporter.line(f"  # {step}")
+            for line in text.splitlines():
+                reporter.line(f"    {line}")
 
 
 def _abort(fleet: Fleet, cfgs: dict[str, Config], created: set[str], why: str) -> None:
@@ -408,64 +571,74 @@ def _abort(fleet: Fleet, cfgs: dict[str, Config], created: set[str], why: str) -
 def rollback(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *,
              fabric_config: FabricConfig | None = None) -> Outcome:  # fmt: skip
     """Switch every host back to its previous complete release (or to `opts.release`)."""
+    with _dry_hosts(hosts, opts.dry_run) as hosts:
+        fleet = Fleet(hosts, reporter, parallel=opts.parallel, fabric_config=fabric_config,
+                      dry=opts.dry_run)  # fmt: skip
+        outcome = Outcome()
+        try:
+            return _rollback(fleet, hosts, opts, reporter, outcome)
+        finally:
+            if opts.dry_run:
+                _print_plan(reporter, fleet, outcome)
+            fleet.close()
+
+
+def _rollback(fleet: Fleet, hosts: Sequence[HostConfig], opts: Options, reporter: Reporter,
+              outcome: Outcome) -> Outcome:  # fmt: skip
     run = run_info(opts.stage)
     cfgs = {h.name: Config(host=h, run=run) for h in hosts}
-    outcome = Outcome()
-    fleet = Fleet(hosts, reporter, parallel=opts.parallel, fabric_config=fabric_config)
-    try:
-        states = _lock_and_read(fleet, cfgs)
-        problems: dict[str, BaseException] = {}
-        for n, state in states.items():
-            try:
-                target = _rollback_target(state, opts.release)
-            except AtomicDeployError as exc:
-                exc.host, exc.step = n, "rollback"
-                problems[n] = exc
-                continue
-            cfgs[n] = replace(cfgs[n], release=target, previous=state.current)
-            outcome.release[n], outcome.previous[n] = target, state.current
-        if problems:
-            _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), cfgs)
-            raise _fail("rollback", problems, len(cfgs))
+    states = _lock_and_read(fleet, cfgs)
+    problems: dict[str, BaseException] = {}
+    for n, state in states.items():
+        try:
+            target = _rollback_target(state, opts.release)
+        except AtomicDeployError as exc:
+            exc.host, exc.step = n, "rollback"
+            problems[n] = exc
+            continue
+        cfgs[n] = replace(cfgs[n], release=target, previous=state.current)
+        outcome.release[n], outcome.previous[n] = target, state.current
+    if problems:
+        _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), cfgs)
+        raise _fail("rollback", problems, len(cfgs))
 
-        def go_back(r: Remote) -> None:
-            cfg = cfgs[r.name]
-            if cfg.release == cfg.previous:
-                lock.unlock(r, cfg)
-                reporter.host(r.name, f"already live: releases/{cfg.release}")
-                return
-            lines = [release.log_line(cfg, cfg.release, LIVE,
-                                      "switch" if opts.switch_only else "rollback")]  # fmt: skip
-            if cfg.previous and not opts.switch_only:
-                note = f"rolled back to {cfg.release}"
-                lines.insert(0, release.log_line(cfg, cfg.previous, ROLLED_BACK, note))
-            done = switch.switch(r, cfg, cfg.release, lines, unlock=True,
-                                 trigger=triggers.get(r.name))  # fmt: skip
-            if done.at is not None:
-                outcome.switched_at[r.name] = done.at
-            for text in done.warnings:
-                reporter.warn(r.name, text)
-            verb = "switched" if opts.switch_only else "rolled back"
-            reporter.host(r.name, f"{verb}: current -> releases/{cfg.release}"
-                                  f" (was {cfg.previous})")  # fmt: skip
-            health.check(r, cfg)
+    def go_back(r: Remote) -> None:
+        cfg = cfgs[r.name]
+        if cfg.release == cfg.previous:
+            lock.unlock(r, cfg)
+            reporter.host(r.name, f"already live: releases/{cfg.release}")
+            return
+        lines = [release.log_line(cfg, cfg.release, LIVE,
+                                  "switch" if opts.switch_only else "rollback")]  # fmt: skip
+        if cfg.previous and not opts.switch_only:
+            note = f"rolled back to {cfg.release}"
+            lines.insert(0, release.log_line(cfg, cfg.previous, ROLLED_BACK, note))
+        done = switch.switch(r, cfg, cfg.release, lines, unlock=True,
+                             trigger=triggers.get(r.name))  # fmt: skip
+        if done.at is not None:
+            outcome.switched_at[r.name] = done.at
+        for text in done.warnings:
+            reporter.warn(r.name, text)
+        verb = "switched" if opts.switch_only else "rolled back"
+        reporter.host(r.name, f"{verb}: current -> releases/{cfg.release}"
+                              f" (was {cfg.previous})")  # fmt: skip
+        health.check(r, cfg)
 
-        triggers = arm([n for n, c in cfgs.items() if c.release != c.previous])
-        with deferred_interrupts() as interrupted:
-            _, failures = fleet.each(go_back, phase="go-live", wide=True)
-        for n in cfgs:
-            outcome.result[n] = "failed" if n in failures else f"live on {cfgs[n].release}"
-        _summary(reporter, fleet, outcome)
-        if interrupted:
-            reporter.error("interrupted during go-live: finished it first")
-            raise KeyboardInterrupt
-        if failures:
-            live = [n for n in cfgs if n not in failures]
-            raise _fail("switch" if opts.switch_only else "rollback", failures, len(cfgs),
-                        exit_code=EXIT_PARTIAL if live else 1)  # fmt: skip
-        return outcome
-    finally:
-        fleet.close()
+    moving = [n for n, c in cfgs.items() if c.release != c.previous]
+    triggers = {} if opts.dry_run else arm(moving)
+    with deferred_interrupts() as interrupted:
+        _, failures = fleet.each(go_back, phase="go-live", wide=True)
+    for n in cfgs:
+        outcome.result[n] = "failed" if n in failures else f"live on {cfgs[n].release}"
+    _summary(reporter, fleet, outcome)
+    if interrupted:
+        reporter.error("interrupted during go-live: finished it first")
+        raise KeyboardInterrupt
+    if failures:
+        live = [n for n in cfgs if n not in failures]
+        raise _fail("switch" if opts.switch_only else "rollback", failures, len(cfgs),
+                    exit_code=EXIT_PARTIAL if live else 1)  # fmt: skip
+    return outcome
 
 
 def _rollback_target(state: HostState, wanted: str | None) -> str:
@@ -497,6 +670,12 @@ def read_states(hosts: Sequence[HostConfig], reporter: Reporter, *, stage: str,
                 fabric_config: FabricConfig | None = None):  # fmt: skip
     """Every host's releases and lock, read without taking the lock."""
     return _on_each_host(setup.read_state, hosts, reporter, stage, fabric_config)
+
+
+def read_status(hosts: Sequence[HostConfig], reporter: Reporter, *, stage: str,
+                fabric_config: FabricConfig | None = None):  # fmt: skip
+    """Every host's live release, revision, lock and nginx include, without the lock."""
+    return _on_each_host(status.read, hosts, reporter, stage, fabric_config)
 
 
 def force_unlock(hosts: Sequence[HostConfig], reporter: Reporter, *, stage: str,

@@ -8,6 +8,7 @@ A release's state is its last line. Rollback and cleanup decide from these state
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,13 +25,18 @@ GOOD = (COMPLETE, LIVE)
 NAME_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
-def new_release_name(now: datetime, taken: Iterable[str] = ()) -> str:
+def new_release_name(now: datetime, taken: Iterable[str] = (), tag: str = "") -> str:
     """A sortable UTC name, computed once on the controller for every host.
 
     If a host already has that name (two deploys in the same second), a two-digit
-    suffix keeps names unique and still sorted.
+    suffix keeps names unique and still sorted. A version `tag` (`v1.2.3`, seed 004)
+    is appended after the time, so names still sort by time.
     """
     base = now.astimezone(UTC).strftime(NAME_FORMAT)
+    if tag:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}", tag):
+            raise ValueError(f"tag {tag!r} cannot be part of a release name")
+        base = f"{base}-{tag}"
     taken = set(taken)
     if base not in taken:
         return base

@@ -11,6 +11,7 @@ import io
 import logging
 import os
 import re
+import shlex
 import socket
 import subprocess
 import threading
@@ -107,10 +108,16 @@ def parse_rsync_stats(text: str) -> RsyncStats:
 class Remote:
     """One host's connection, with errors that say which host and step failed."""
 
-    def __init__(self, host: HostConfig, conn: Connection) -> None:
+    def __init__(self, host: HostConfig, conn: Connection, *, dry: bool = False) -> None:
         self.host = host
         self.name = host.name
         self.conn = conn
+        # Dry run: commands that change something are recorded here, not run.
+        self.dry = dry
+        self.recorded: list[tuple[str, str]] = []
+
+    def record(self, step: str, text: str) -> None:
+        self.recorded.append((step, text))
 
     def run(
         self,
@@ -120,12 +127,17 @@ class Remote:
         ok: tuple[int, ...] = (0,),
         stdin: IO[str] | None = None,
         out: IO[str] | None = None,
+        read_only: bool = False,
     ) -> tuple[int, str]:
         """Run a script from `commands`; return (exit status, stdout). Raise on other statuses.
 
         `stdin` feeds the script (the go signal); `out` sees stdout as it arrives.
+        In a dry run only `read_only` scripts run; the others are recorded, as sent.
         """
         command = commands.remote(script, stdin=stdin is not None)
+        if self.dry and not read_only:
+            self.record(step, command)
+            return 0, ""
         streams: dict = {"hide": True}
         if out is not None:  # hide=True would keep stdout from reaching `out`
             streams = {"hide": False, "out_stream": out, "err_stream": io.StringIO()}
@@ -149,7 +161,14 @@ class Remote:
         return result.exited, result.stdout
 
     def rsync(self, argv: list[str], step: str, timeout: float | None = None) -> RsyncStats:
-        """Run rsync locally (it speaks to the host over OpenSSH); stdin closed."""
+        """Run rsync locally (it speaks to the host over OpenSSH); stdin closed.
+
+        In a dry run the command is recorded and run with `--dry-run`, which changes
+        nothing and counts the files a real run would send.
+        """
+        if self.dry:
+            self.record(step, shlex.join(argv))
+            argv = [argv[0], "--dry-run", *argv[1:]]
         try:
             proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                   timeout=timeout, check=False)  # fmt: skip

@@ -11,7 +11,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 
@@ -26,8 +26,11 @@ def wants_live(stream: TextIO) -> bool:
 
 class Reporter:
     def __init__(self, out: TextIO | None = None, err: TextIO | None = None,
-                 *, live: bool | None = None) -> None:  # fmt: skip
+                 *, live: bool | None = None,
+                 mask: Callable[[str], str] | None = None) -> None:  # fmt: skip
         self.out = out or sys.stdout
+        # Every line goes through `mask` (secrets -> ***) before it is printed.
+        self.mask = mask or (lambda text: text)
         self.err = err or sys.stderr
         self._lock = threading.Lock()
         self.live = wants_live(self.out) if live is None else live
@@ -37,6 +40,7 @@ class Reporter:
         self._held: list[tuple[TextIO, str]] = []  # lines printed after the live table ends
 
     def _write(self, stream: TextIO, text: str) -> None:
+        text = self.mask(text)
         with self._lock:
             if self.live and self._rows:
                 self._held.append((stream, text))
@@ -51,7 +55,7 @@ class Reporter:
             return
         with self._lock:
             row = self._rows.setdefault(host, ["", "", ""])
-            row[0], row[1] = phase, state
+            row[0], row[1] = phase, self.mask(state)
             self._redraw(force=state != "running")
 
     def end_progress(self) -> None:
@@ -84,7 +88,8 @@ class Reporter:
     def host(self, name: str, message: str) -> None:
         if self.live and name in self._rows:
             with self._lock:
-                self._rows[name][2] = message.splitlines()[-1][:60] if message else ""
+                last = self.mask(message.splitlines()[-1]) if message else ""
+                self._rows[name][2] = last[:60]
                 self._redraw()
             return
         self._write(self.out, "".join(f"[{name}] {line}\n" for line in message.splitlines()))

@@ -34,8 +34,10 @@ class Fleet:
         *,
         parallel: int | None = None,
         fabric_config: FabricConfig | None = None,
+        dry: bool = False,
     ) -> None:
         self.hosts = {h.name: h for h in hosts}
+        self.dry = dry
         self.reporter = reporter
         self.parallel = max(1, parallel or min(h.parallel for h in hosts))
         # Cloned before any Connection exists: a shared Config accumulates key files.
@@ -54,8 +56,14 @@ class Fleet:
         with self._lock:
             if name not in self._remotes:
                 host = self.hosts[name]
-                self._remotes[name] = Remote(host, connect(host, self._base, self._known_hosts))
+                conn = connect(host, self._base, self._known_hosts)
+                self._remotes[name] = Remote(host, conn, dry=self.dry)
             return self._remotes[name]
+
+    def peek(self, name: str) -> Remote | None:
+        """The host's Remote if it was ever connected (dry-run records live there)."""
+        with self._lock:
+            return self._remotes.get(name)
 
     def each(
         self,

@@ -10,16 +10,18 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from fabric import Connection
 from invoke import Collection, Context, Exit, Task, task
 
+from . import gitsource, pipeline, secrets
 from . import inventory as inventory_mod
-from . import pipeline
-from .errors import EXIT_INTERRUPTED, EXIT_USAGE, AtomicDeployError, FleetError
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, AtomicDeployError, ConfigError, FleetError
+from .hooks import Hooks
 from .inventory import HostConfig, Inventory
 from .report import Reporter
 from .steps.lock import describe_owner
@@ -51,6 +53,18 @@ def _selection(c: Context, stage: str | None, inventory: str | None) -> tuple[In
     return inv, stage
 
 
+def _hooks(c: Context) -> Hooks:
+    """Python hooks given to `namespace(hooks=...)`/`install(...)`, else none."""
+    found = (c.config.get("atomicdeploy") or {}).get("hooks")
+    return found if isinstance(found, Hooks) else Hooks()
+
+
+def _masker(hosts: Sequence[HostConfig]) -> Callable[[str], str]:
+    """Webhook URLs and `secrets:` values become *** in everything we print."""
+    values = [v for h in hosts for v in (*h.webhook, *h.secrets.values())]
+    return secrets.Masker.of(values).mask
+
+
 def _hosts(inv: Inventory, stage: str) -> tuple[HostConfig, ...]:
     try:
         return inv.stage(stage)
@@ -73,13 +87,14 @@ def _one_line(name: str, err: BaseException) -> str:
     return f"[{name}] failed: {type(err).__name__}: {err}"
 
 
-def _guarded(body: Callable[[Reporter], Any]) -> Any:
+def _guarded(body: Callable[[Reporter], Any],
+             hosts: Sequence[HostConfig] = ()) -> Any:  # fmt: skip
     """Run a task body: expected failures become one line per host and an exit code.
 
     SIGTERM (a cancelled CI job) is handled like Ctrl-C: the pipeline cleans up what
     it started (or finishes a go-live it began) and we exit 130.
     """
-    reporter = Reporter()
+    reporter = Reporter(mask=_masker(hosts))
     old = _sigterm_as_interrupt()
     try:
         return body(reporter)
@@ -117,24 +132,41 @@ def _sigterm_as_interrupt():
                      " (default: switch them back, so the stage is never split)",
     "batch": "rolling go-live: N hosts (or N%) at a time, health check between batches",
     "canary": "go live on this many hosts first; the rest only if their health check passes",
+    "revision": "git ref (branch, tag, commit) to deploy: exported from the local repository"
+                " with `git archive`, recorded in the log and a REVISION file",
+    "force": "deploy even if that revision is already live on every host",
+    "dry_run": "print every remote command and transfer the deploy would make; change nothing",
 })  # fmt: skip
 def deploy(c, source=None, stage=None, inventory=None, parallel=0, allow_partial=False,
-           batch=None, canary=0):  # fmt: skip
+           batch=None, canary=0, revision=None, force=False, dry_run=False):  # fmt: skip
     """Build a new release on every host of the stage, then switch them all to it."""
     inv, stage = _selection(c, stage, inventory)
     hosts = _hosts(inv, stage)
+    hooks = _hooks(c)
 
     def body(reporter: Reporter) -> None:
+        hooks.check()
         src = pipeline.resolve_source(hosts, inv.path.resolve().parent, source)
         opts = pipeline.Options(stage=stage, parallel=parallel or None,
                                 allow_partial=allow_partial, batch=batch,
-                                canary=int(canary or 0))  # fmt: skip
+                                canary=int(canary or 0), force=force,
+                                dry_run=dry_run)  # fmt: skip
         pipeline.plan_batches([h.name for h in hosts], batch, opts.canary)  # bad input: exit 2
-        out = pipeline.deploy(hosts, opts, reporter, source=src, fabric_config=c.config)
+        if revision:
+            with gitsource.exported(Path(src), Path(src), revision) as (commit, tree):
+                tag = gitsource.tag_of(gitsource.repo_root(Path(src)), commit) or ""
+                opts = replace(opts, revision=commit, tag=tag)
+                out = pipeline.deploy(hosts, opts, reporter, source=str(tree),
+                                      fabric_config=c.config, hooks=hooks)  # fmt: skip
+        else:
+            out = pipeline.deploy(hosts, opts, reporter, source=src, fabric_config=c.config,
+                                  hooks=hooks)  # fmt: skip
         name = next(iter(out.release.values()))
+        if out.unchanged or dry_run:
+            return
         reporter.line(f"deployed {name} to {stage} ({len(hosts)} host(s))")
 
-    _guarded(body)
+    _guarded(body, hosts)
 
 
 @task(help={
@@ -142,19 +174,22 @@ def deploy(c, source=None, stage=None, inventory=None, parallel=0, allow_partial
     "stage": "stage to roll back, instead of `fab STAGE rollback`",
     "inventory": f"inventory file (default: ${ENV_INVENTORY} or {DEFAULT_INVENTORY})",
     "parallel": "hosts worked on at once",
+    "dry_run": "print every remote command the rollback would make; change nothing",
 })  # fmt: skip
-def rollback(c, release=None, stage=None, inventory=None, parallel=0):
+def rollback(c, release=None, stage=None, inventory=None, parallel=0, dry_run=False):
     """Switch every host of the stage back to its previous complete release."""
     inv, stage = _selection(c, stage, inventory)
     hosts = _hosts(inv, stage)
 
     def body(reporter: Reporter) -> None:
-        opts = pipeline.Options(stage=stage, release=release, parallel=parallel or None)
+        opts = pipeline.Options(stage=stage, release=release, parallel=parallel or None,
+                                dry_run=dry_run)  # fmt: skip
         out = pipeline.rollback(hosts, opts, reporter, fabric_config=c.config)
         targets = sorted(set(out.release.values()))
-        reporter.line(f"rolled back {stage} to {', '.join(targets)} ({len(hosts)} host(s))")
+        if not dry_run:
+            reporter.line(f"rolled back {stage} to {', '.join(targets)} ({len(hosts)} host(s))")
 
-    _guarded(body)
+    _guarded(body, hosts)
 
 
 @task(help={
@@ -164,8 +199,9 @@ def rollback(c, release=None, stage=None, inventory=None, parallel=0):
     "inventory": "inventory file",
 })  # fmt: skip
 def switch(c, release=None, hosts=None, stage=None, inventory=None):
-    """Point some hosts at an already-uploaded release (seed 002's A/B), through the same
-    switch, nginx and opcache steps as a deploy."""
+    """Point some hosts at an already-uploaded release (seed 002's A/B).
+
+    Through the same switch, nginx and opcache steps as a deploy; uploads nothing."""
     inv, stage = _selection(c, stage, inventory)
     if not release:
         raise Exit("switch needs --release NAME (see `fab STAGE releases`)", code=EXIT_USAGE)
@@ -183,7 +219,7 @@ def switch(c, release=None, hosts=None, stage=None, inventory=None):
         pipeline.rollback(chosen, opts, reporter, fabric_config=c.config)
         reporter.line(f"switched {', '.join(x.name for x in chosen)} to {release}")
 
-    _guarded(body)
+    _guarded(body, chosen)
 
 
 @task(help={"stage": "stage to list", "inventory": "inventory file"})
@@ -208,7 +244,7 @@ def releases(c, stage=None, inventory=None):
         if failures:
             raise FleetError(f"could not read {len(failures)} host(s)", failures)
 
-    _guarded(body)
+    _guarded(body, hosts)
 
 
 @task(help={"stage": "stage to unlock", "inventory": "inventory file"})
@@ -226,6 +262,58 @@ def unlock(c, stage=None, inventory=None):
         if failures:
             raise FleetError(f"unlock failed on {len(failures)} host(s)", failures)
 
+    _guarded(body, hosts)
+
+
+@task(help={"stage": "stage to inspect", "inventory": "inventory file"})
+def status(c, stage=None, inventory=None):
+    """Per host: live release, revision, lock, and whether nginx serves it (read-only).
+
+    Then whether the hosts agree. Reads only; takes no lock."""
+    inv, stage = _selection(c, stage, inventory)
+    hosts = _hosts(inv, stage)
+
+    def body(reporter: Reporter) -> None:
+        found, failures = pipeline.read_status(hosts, reporter, stage=stage,
+                                               fabric_config=c.config)  # fmt: skip
+        rows = []
+        for name, st in found.items():
+            lock = describe_owner(st.state.lock_owner) if st.state.lock_owner else "-"
+            rows.append((name, st.state.current or "(none)", st.revision[:12] or "-",
+                         st.nginx, lock))  # fmt: skip
+        reporter.table(("host", "live release", "revision", "nginx", "lock"), rows, indent="")
+        live = {(st.state.current, st.revision) for st in found.values()}
+        if len(live) > 1:
+            reporter.line(f"hosts disagree: {len(live)} different live releases")
+        elif found:
+            reporter.line("all hosts serve the same release")
+        if any(st.nginx == "points elsewhere" for st in found.values()):
+            reporter.line("nginx does not point at the live release on some host(s)")
+        if failures:
+            raise FleetError(f"could not read {len(failures)} host(s)", failures)
+
+    _guarded(body, hosts)
+
+
+@task(name="tag-release", help={
+    "bump": "which part of the last version tag to increase: patch (default), minor, major",
+    "version": "the exact version to tag instead (e.g. v2.0.0)",
+    "ref": "commit to tag (default: HEAD)",
+    "message": "tag message (default: 'Release VERSION')",
+    "repo": "git repository (default: the current directory)",
+})  # fmt: skip
+def tag_release(c, bump="patch", version=None, ref="HEAD", message=None, repo="."):
+    """Create an annotated git tag for the next version (seed 004); push it yourself.
+
+    A deploy of a tagged revision puts the tag in the release name."""
+
+    def body(reporter: Reporter) -> None:
+        if bump not in ("patch", "minor", "major"):
+            raise ConfigError(f"--bump must be patch, minor or major, not {bump!r}")
+        root = gitsource.repo_root(Path(repo))
+        name = gitsource.tag_release(root, ref=ref, bump=bump, version=version, message=message)
+        reporter.line(f"tagged {ref} as {name} (push it: git push origin {name})")
+
     _guarded(body)
 
 
@@ -233,14 +321,17 @@ def stage_task(name: str, hosts: tuple[str, ...], inventory: Path) -> Task:
     """`fab NAME ...`: select a stage for the tasks that follow on the command line."""
 
     def select(c):
-        c.config.atomicdeploy = {"stage": name, "inventory": str(inventory)}
+        # Keep what install()/namespace() put there (the hooks).
+        chosen = dict(c.config.get("atomicdeploy") or {})
+        chosen.update(stage=name, inventory=str(inventory))
+        c.config.atomicdeploy = chosen
 
     select.__doc__ = f"Select stage {name}: {', '.join(hosts)}."
     select.__name__ = name
     return Task(select, name=name)
 
 
-TASKS = (deploy, rollback, switch, releases, unlock)
+TASKS = (deploy, rollback, switch, releases, status, unlock, tag_release)
 
 
 def stage_tasks(inventory: str | os.PathLike[str] | None = None) -> list[Task]:
@@ -260,20 +351,28 @@ def stage_tasks(inventory: str | os.PathLike[str] | None = None) -> list[Task]:
     return [stage_task(name, hosts, path.resolve()) for name, hosts in inv.stages.items()]
 
 
-def namespace(inventory: str | os.PathLike[str] | None = None) -> Collection:
+def namespace(inventory: str | os.PathLike[str] | None = None, *,
+              hooks: Hooks | None = None) -> Collection:  # fmt: skip
     """A ready Collection: the tasks plus a stage task per stage of the inventory."""
     ns = Collection()
-    install(ns, inventory)
+    install(ns, inventory, hooks=hooks)
     return ns
 
 
-def install(ns: Collection, inventory: str | os.PathLike[str] | None = None) -> Collection:
-    """Add atomicdeploy's tasks and stage tasks to an existing fabfile's root collection."""
+def install(ns: Collection, inventory: str | os.PathLike[str] | None = None, *,
+            hooks: Hooks | None = None) -> Collection:  # fmt: skip
+    """Add atomicdeploy's tasks and stage tasks to an existing fabfile's collection.
+
+    `hooks` reach the tasks through the collection's configuration (no module global).
+    """
     for t in TASKS:
         ns.add_task(t)
     for t in stage_tasks(inventory):
         ns.add_task(t)
+    if hooks is not None:
+        ns.configure({"atomicdeploy": {"hooks": hooks}})
     return ns
 
 
-__all__ = ["deploy", "install", "namespace", "releases", "rollback", "switch", "unlock"]
+__all__ = ["deploy", "install", "namespace", "releases", "rollback", "status", "switch",
+           "tag_release", "unlock"]  # fmt: skip

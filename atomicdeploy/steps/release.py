@@ -16,10 +16,13 @@ def log_line(cfg: Config, release: str, state: str, note: str = "") -> str:
                     revision=cfg.run.revision, note=note).render()  # fmt: skip
 
 
-def create(remote: Remote, cfg: Config) -> None:
+def create_script(cfg: Config) -> str:
     """mkdir the release (an existing one is an error) and log it as building."""
-    line = log_line(cfg, cfg.release, BUILDING)
-    remote.run(commands.create_release(cfg.layout, cfg.release, line), "release")
+    return commands.create_release(cfg.layout, cfg.release, log_line(cfg, cfg.release, BUILDING))
+
+
+def create(remote: Remote, cfg: Config) -> None:
+    remote.run(create_script(cfg), "release")
 
 
 def mark_script(cfg: Config, release: str, state: str, note: str = "") -> str:

@@ -25,6 +25,9 @@ def begin(remote: Remote, cfg: Config) -> HostState:
         ("lock", commands.lock(layout, owner_record(cfg))),
         ("state", commands.read_state(layout)),
     ])  # fmt: skip
+    if remote.dry:
+        remote.run(script, "setup")  # recorded: a dry run takes no lock
+        return read_state(remote, cfg)
     try:
         _, out = remote.run(script, "setup")
     except RemoteError as exc:
@@ -41,5 +44,5 @@ def begin(remote: Remote, cfg: Config) -> HostState:
 
 def read_state(remote: Remote, cfg: Config) -> HostState:
     """Live release, release directories with their logged states, and the lock owner."""
-    _, out = remote.run(commands.read_state(cfg.layout), "state")
+    _, out = remote.run(commands.read_state(cfg.layout), "state", read_only=True)
     return parse_state(out, commands.STATE_MARKERS)

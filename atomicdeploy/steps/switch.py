@@ -88,6 +88,8 @@ def switch(remote: Remote, cfg: Config, release: str, log_lines: Sequence[str] =
                                 out=_ArmedWatch(trigger.armed))  # fmt: skip
         finally:
             trigger.armed.set()
+    if remote.dry:
+        return Switched((), None)
     warnings, rest, at = [], [], None
     for line in out.splitlines():
         if line.startswith(commands.WARN_MARKER):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import textwrap
 
@@ -17,9 +18,9 @@ pytestmark = pytest.mark.integration
 def test_list_shows_each_stage_with_its_hosts(project):
     project.overrides = {"web3": {"labels": {"stage": "staging"}}}
     out = project.ok("--list").stdout
-    assert "test       Select stage test: web1, web2." in out
-    assert "staging    Select stage staging: web3." in out
-    for name in ("deploy", "rollback", "releases", "unlock"):
+    assert re.search(r"^  test +Select stage test: web1, web2\.$", out, re.M)
+    assert re.search(r"^  staging +Select stage staging: web3\.$", out, re.M)
+    for name in ("deploy", "rollback", "releases", "status", "unlock", "tag-release"):
         assert f"  {name} " in out
 
 

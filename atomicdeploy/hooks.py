@@ -1,0 +1,129 @@
+"""Hooks: the user's own work at named points of a deploy, without forking the recipe.
+
+Deployer users write `after('deploy:shared', ...)`, Capistrano users `before :publishing`.
+Here a hook point is `before_<step>` or `after_<step>` for a step of `STEPS`, plus
+`on_failure`. Hooks come from two places, run in this order at each point:
+
+1. recipes the inventory opts into (`recipes: [composer, laravel]`), then
+2. the inventory's `hooks:` shell commands (run in the release directory), then
+3. Python functions registered on a `Hooks` object: `fn(c, cfg)`, where `c` is the
+   host's Fabric Connection and `cfg` the frozen `Config` (host, release, previous).
+
+Everything before `switch` runs while the release is prepared, before the barrier:
+a failing hook there fails the deploy and nothing goes live anywhere. `after_switch`
+and the cleanup hooks run once every host of the stage is live and healthy.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+
+# The deploy's steps, in the order they run on each host.
+STEPS = ("release", "upload", "shared", "writable", "vendors", "warmup", "switch", "cleanup")
+# Points that run before the barrier (prepare) and after it (finish).
+PREPARE_POINTS = (
+    *(f"{w}_{s}" for s in STEPS[:-2] for w in ("before", "after")),
+    "before_switch",
+)
+FINISH_POINTS = ("after_switch", "before_cleanup", "after_cleanup")
+FAILURE = "on_failure"
+POINTS = (*PREPARE_POINTS, *FINISH_POINTS, FAILURE)
+
+HookFn = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class HookCommand:
+    """A shell command from the inventory or a recipe, run in the release directory.
+
+    `once`: only on the stage's first host (Deployer's `once()`), e.g. database
+    migrations, which must not run on every web node at the same time.
+    """
+
+    run: str
+    once: bool = False
+    requires: str = ""  # a file of the release; the command is skipped when it is absent
+    source: str = "inventory"  # or the recipe's name, for messages
+
+
+def check_point(point: str, where: str = "hook") -> str:
+    """A valid hook point, or a ConfigError naming the valid ones."""
+    if point in POINTS:
+        return point
+    hint = difflib.get_close_matches(point, POINTS, n=1)
+    also = f" (did you mean {hint[0]!r}?)" if hint else ""
+    raise ConfigError(f"{where}: unknown hook point {point!r}{also}; valid: {', '.join(POINTS)}")
+
+
+def point_name(when: str, step: str) -> str:
+    """`before`/`after` + a step name, checked: `before("switch")` -> `before_switch`."""
+    if step not in STEPS:
+        hint = difflib.get_close_matches(step, STEPS, n=1)
+        also = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ConfigError(f"{when}({step!r}): unknown step{also}; valid steps: {', '.join(STEPS)}")
+    return check_point(f"{when}_{step}")
+
+
+class Hooks:
+    """Python hooks, registered in a fabfile and passed to the tasks (no module global).
+
+        hooks = Hooks()
+
+        @hooks.after("upload")
+        def build_assets(c, cfg):
+            c.run(f"cd {cfg.release_path} && npm ci && npm run build")
+
+        hooks.before("switch", notify_team)
+        ns = namespace(hooks=hooks)
+
+    A mistake in a step name is kept and reported by `check()` when a task starts,
+    as one line with exit code 2, instead of a traceback while `fab` loads the fabfile.
+    """
+
+    def __init__(self) -> None:
+        self._at: dict[str, list[HookFn]] = {}
+        self._problems: list[str] = []
+
+    def before(self, step: str, fn: HookFn | None = None) -> Any:
+        return self._register("before", step, fn)
+
+    def after(self, step: str, fn: HookFn | None = None) -> Any:
+        return self._register("after", step, fn)
+
+    def on_failure(self, fn: HookFn) -> HookFn:
+        """`fn(c, cfg, error)` on every host after a failed deploy has been cleaned up."""
+        self._at.setdefault(FAILURE, []).append(fn)
+        return fn
+
+    def _register(self, when: str, step: str, fn: HookFn | None) -> Any:
+        def add(f: HookFn) -> HookFn:
+            try:
+                self._at.setdefault(point_name(when, step), []).append(f)
+            except ConfigError as exc:
+                self._problems.append(exc.message)
+            return f
+
+        return add if fn is None else add(fn)
+
+    def check(self) -> None:
+        if self._problems:
+            raise ConfigError(self._problems[0])
+
+    def at(self, point: str) -> tuple[HookFn, ...]:
+        return tuple(self._at.get(point, ()))
+
+    def __bool__(self) -> bool:
+        return any(self._at.values())
+
+    def __copy__(self) -> Hooks:
+        # Invoke copies config values; a registry must stay one object.
+        return self
+
+
+def describe(fn: HookFn) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)

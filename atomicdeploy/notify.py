@@ -1,0 +1,196 @@
+"""Notifications: a Slack-compatible webhook told of a deploy's start, success and failure.
+
+A notification never fails a deploy: every problem becomes a warning. The warning never shows
+the URL, because a webhook URL carries its credential in the path: webhooks are named by their
+position ("webhook #1") and every error text is scrubbed of the URL's parts.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import urlsplit
+
+from .secrets import Masker
+
+SCHEMES = ("http", "https")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One moment of a deploy worth telling people about."""
+
+    kind: str  # "start" | "success" | "failure"
+    stage: str
+    revision: str
+    user: str
+    release: str
+    hosts: tuple[str, ...]
+    duration: float | None = None  # seconds since the start; None for "start"
+    error: str = ""  # one line, already masked by the caller
+
+
+def message(event: Event) -> dict[str, Any]:
+    """The JSON payload: Slack reads only `text`; `atomicdeploy` carries the facts as data.
+
+    Never raises, even for an unknown kind: a typo in a caller must not fail the deploy.
+    """
+    rev = f" (rev {event.revision[:7]})" if event.revision else ""
+    what = f"deploy of {event.release or 'a new release'}{rev} to {event.stage} by {event.user}"
+    if event.kind == "start":
+        outcome = f"started on {', '.join(event.hosts) or 'no hosts'}"
+    elif event.kind == "success":
+        outcome = "succeeded" + _took(" in", event.duration)
+    elif event.kind == "failure":
+        # Slack shows one line well; the full error stays in the data below.
+        first = event.error.strip().splitlines()[0] if event.error.strip() else "unknown error"
+        outcome = "FAILED" + _took(" after", event.duration) + f": {first}"
+    else:
+        outcome = event.kind
+    data = {
+        "kind": event.kind,
+        "stage": event.stage,
+        "revision": event.revision,
+        "user": event.user,
+        "release": event.release,
+        "hosts": list(event.hosts),
+        "duration_s": None if event.duration is None else round(event.duration, 3),
+        "error": event.error,
+    }
+    return {"text": f"atomicdeploy: {what} {outcome}", "atomicdeploy": data}
+
+
+def _took(word: str, duration: float | None) -> str:
+    return "" if duration is None else f"{word} {duration:.1f} s"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A webhook answers, it does not redirect: following one would re-send our payload to a
+    place the user never configured (urllib would even follow a redirect to ftp://)."""
+
+    def http_error_302(self, *args: Any, **kwargs: Any) -> None:
+        return None  # urllib then raises HTTPError with the 3xx status
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+def send(url: str, payload: dict[str, Any], *, timeout: float = 5.0) -> str | None:
+    """POST `payload` as JSON; None on a 2xx answer, else one line saying what went wrong.
+
+    Never raises, and the line never contains the URL. `timeout` bounds the connection and each
+    read, not the whole exchange (urllib's semantics).
+    """
+    try:
+        problem = _send(url, payload, timeout)
+    except Exception as exc:  # a notification must never fail the deploy
+        problem = f"unexpected error ({type(exc).__name__})"
+    return None if problem is None else _scrub(problem, url)
+
+
+def _send(url: str, payload: dict[str, Any], timeout: float) -> str | None:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError:
+        return "invalid URL"
+    # Only http(s): urllib would happily read file:///etc/passwd or an ftp:// listing.
+    if not parts.scheme:
+        return "invalid URL: no http:// or https:// scheme"
+    if parts.scheme.lower() not in SCHEMES:
+        return f"refused: scheme {parts.scheme!r} is not http or https"
+    if not host:
+        return "invalid URL: no host"
+    body = json.dumps(payload).encode()
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "atomicdeploy"},
+    )
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the response; closing avoids a ResourceWarning
+        # The standard phrase, not the server's: its text is not ours to print.
+        return f"HTTP {exc.code} {_phrase(exc.code)}".rstrip()
+    except urllib.error.URLError as exc:
+        return _describe(exc.reason, timeout)
+    except (OSError, http.client.HTTPException) as exc:
+        return _describe(exc, timeout)
+    return None if 200 <= status < 300 else f"HTTP {status}"
+
+
+def _phrase(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return ""
+
+
+def _describe(reason: object, timeout: float) -> str:
+    """A short, URL-free phrase for a network failure."""
+    if isinstance(reason, TimeoutError | socket.timeout):
+        return f"no answer within {timeout:g} s"
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, socket.gaierror):
+        return "host name not found"
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return f"TLS certificate not trusted: {reason.verify_message}"
+    if isinstance(reason, ssl.SSLError):
+        return "TLS error"
+    if isinstance(reason, http.client.RemoteDisconnected):
+        return "connection closed without an answer"
+    if isinstance(reason, http.client.InvalidURL):
+        return "invalid URL"  # its message quotes the URL
+    if isinstance(reason, OSError) and reason.strerror:
+        return f"connection failed: {reason.strerror}"
+    if isinstance(reason, str) and "timed out" in reason:
+        return f"no answer within {timeout:g} s"
+    return f"connection failed ({type(reason).__name__})"
+
+
+def _scrub(text: str, url: str) -> str:
+    """Belt and braces: hide every part of the URL that could carry its credential."""
+    try:
+        parts = urlsplit(url)
+        pieces = [url, parts.netloc, parts.path, parts.query, parts.fragment]
+        pieces += [segment for segment in parts.path.split("/") if segment]
+    except ValueError:
+        pieces = [url]
+    return Masker.of(pieces).mask(" ".join(text.split()))
+
+
+def notify(
+    urls: Sequence[str],
+    event: Event,
+    warn: Callable[[str], None],
+    *,
+    timeout: float = 5.0,
+) -> None:
+    """Send `event` to every URL in turn; each failure becomes one `warn` line, never an error.
+
+    Webhooks are named by position (#1, #2...) in the order given, since the URL is a secret.
+    """
+    if isinstance(urls, str):  # one URL passed bare would otherwise be sent to letter by letter
+        urls = [urls]
+    try:
+        payload = message(event)
+    except Exception as exc:  # a notification must never fail the deploy
+        warn(f"notification not sent: {type(exc).__name__}")
+        return
+    for number, url in enumerate(urls, 1):
+        problem = send(url, payload, timeout=timeout)
+        if problem is not None:
+            warn(f"notification to webhook #{number} failed: {problem}")

@@ -1,0 +1,83 @@
+"""Recipes: the usual framework steps as hook commands users opt into.
+
+`recipes: [composer, laravel]` in the inventory adds these commands at their hook
+points, before the inventory's own hooks. Each command names the file it needs, so
+a recipe never fails on a release that does not use it: the composer step runs only
+when `composer.json` is in the release, artisan commands only when `artisan` is.
+Pure data: `commands.hook` turns them into shell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from .hooks import HookCommand
+
+RECIPES = ("composer", "laravel", "symfony")
+COMPOSER_OPTIONS = (
+    "install --no-dev --prefer-dist --no-interaction --optimize-autoloader --no-progress"
+)
+
+Recipe = Mapping[str, tuple[HookCommand, ...]]
+
+
+def composer(binary: str, options: str) -> Recipe:
+    """Deployer's deploy:vendors: install the release's own vendors on the host."""
+    run = f"{binary} {options}"
+    return {"after_vendors": (HookCommand(run, requires="composer.json", source="composer"),)}
+
+
+def laravel() -> Recipe:
+    """Deployer's laravel recipe: storage link and caches on every host, migrations once."""
+
+    def artisan(args: str, once: bool = False) -> HookCommand:
+        return HookCommand(f"php artisan {args} --no-interaction", once=once,
+                           requires="artisan", source="laravel")  # fmt: skip
+
+    return {
+        "after_vendors": (
+            artisan("storage:link"),
+            artisan("config:cache"),
+            artisan("route:cache"),
+            artisan("view:cache"),
+        ),
+        "before_switch": (artisan("migrate --force", once=True),),
+    }
+
+
+def symfony() -> Recipe:
+    """Deployer's symfony recipe: a warm cache in the release before it goes live."""
+
+    def console(args: str) -> HookCommand:
+        return HookCommand(f"php bin/console {args} --no-interaction --env=prod",
+                           requires="bin/console", source="symfony")  # fmt: skip
+
+    return {"after_vendors": (console("cache:clear --no-warmup"), console("cache:warmup"))}
+
+
+def commands_for(
+    names: Sequence[str],
+    *,
+    composer_bin: str = "composer",
+    composer_options: str = COMPOSER_OPTIONS,
+) -> dict[str, tuple[HookCommand, ...]]:
+    """Every recipe's commands by hook point, in the order the recipes are listed.
+
+    laravel and symfony need vendors, so they bring composer along if it is not listed.
+    """
+    wanted = list(dict.fromkeys(names))
+    if any(n in ("laravel", "symfony") for n in wanted) and "composer" not in wanted:
+        wanted.insert(0, "composer")
+    out: dict[str, tuple[HookCommand, ...]] = {}
+    for name in wanted:
+        if name == "composer":
+            parts = composer(composer_bin, composer_options)
+        elif name == "laravel":
+            parts = laravel()
+        elif name == "symfony":
+            parts = symfony()
+        else:
+            raise ValueError(f"unknown recipe {name!r} (valid: {', '.join(RECIPES)})")
+        for point, cmds in parts.items():
+            out[point] = out.get(point, ()) + cmds
+    return out

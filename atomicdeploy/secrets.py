@@ -1,0 +1,144 @@
+"""Secrets: find them in the inventory, and hide them in every line we print or send.
+
+Pure: no I/O. The inventory loader calls `collect` once; the reporter and the notifier call
+`Masker.mask` on every line that leaves the process (terminal, CI log, webhook payload).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+MASK = "***"
+
+# Shorter values are not masked: hiding "a" or "42" would mangle every line of output while
+# protecting nothing, since a secret that short can be guessed anyway.
+MIN_SECRET_LENGTH = 3
+
+
+@dataclass(frozen=True)
+class Masker:
+    """Replaces every known secret, and its URL- and shell-quoted forms, with `***`.
+
+    Build it with `Masker.of(values)`. Its repr never shows the secrets, so a Masker that ends
+    up in a traceback or a debug print does not leak what it is meant to hide.
+    """
+
+    # Longest first: a secret that contains another is then found whole.
+    needles: tuple[str, ...] = field(default=(), repr=False)
+
+    @classmethod
+    def of(cls, values: Iterable[str]) -> Masker:
+        """A masker for `values`; empty and too-short values are skipped (see MIN_SECRET_LENGTH)."""
+        forms: set[str] = set()
+        for value in values:
+            if len(value) < MIN_SECRET_LENGTH:
+                continue
+            # A secret also reaches logs inside URLs (webhooks, git remotes) and inside the
+            # shell commands we echo, where it appears quoted rather than verbatim.
+            forms.update((value, quote(value, safe=""), shlex.quote(value)))
+        return cls(tuple(sorted(forms, key=lambda s: (-len(s), s))))
+
+    @classmethod
+    def none(cls) -> Masker:
+        """A masker that hides nothing: the default when the inventory has no secrets."""
+        return cls()
+
+    def __bool__(self) -> bool:
+        return bool(self.needles)
+
+    def __repr__(self) -> str:
+        return f"Masker(<{len(self.needles)} forms hidden>)"
+
+    def mask(self, text: str) -> str:
+        """`text` with every character that belongs to a secret occurrence replaced.
+
+        Occurrences are found first, overlapping ones (of the same or different secrets) merged,
+        and each merged run becomes one `***`: replacing secrets one after the other would let a
+        later secret's tail survive when an earlier one had eaten its head ("abc" + "bcdef" in
+        "abcdef" would leave "def" visible).
+        """
+        if not self.needles:
+            return text
+        while True:
+            masked = self._mask_once(text)
+            # A secret containing "*" can re-form across a fresh mask ("a**" in "aa**" gives
+            # "a***"): mask again until nothing changes. Each pass that changes the text
+            # shortens it or turns a character into "*", so this ends.
+            if masked == text:
+                return masked
+            text = masked
+
+    def _mask_once(self, text: str) -> str:
+        spans = sorted(_occurrences(text, self.needles))
+        if not spans:
+            return text
+        out: list[str] = []
+        done = 0  # text[:done] is already emitted
+        start, end = spans[0]
+        for s, e in spans[1:]:
+            if s < end:  # overlapping: one run
+                end = max(end, e)
+                continue
+            out += [text[done:start], MASK]
+            done = end
+            start, end = s, e
+        out += [text[done:start], MASK, text[end:]]
+        return "".join(out)
+
+
+def _occurrences(text: str, needles: Iterable[str]) -> Iterator[tuple[int, int]]:
+    """Every (start, end) of every needle in `text`, overlapping occurrences included."""
+    for needle in needles:
+        i = text.find(needle)
+        while i != -1:
+            yield i, i + len(needle)
+            i = text.find(needle, i + 1)
+
+
+def collect(
+    tree: object,
+    *,
+    secret_keys: Iterable[str] = ("secrets",),
+    url_keys: Iterable[str] = ("webhook", "webhook_url"),
+) -> list[str]:
+    """Every secret value in a loaded YAML tree, in document order, without duplicates.
+
+    A value is secret when it sits anywhere under a key named in `secret_keys` (at any depth),
+    or under a key named in `url_keys`: webhook URLs carry their credential in the path. Only
+    values are taken, never keys (`DB_PASSWORD` names a secret, it is not one). Booleans and
+    nulls are skipped: masking every "True" in the output would hide nothing.
+    """
+    secret_names = frozenset(secret_keys)
+    url_names = frozenset(url_keys)
+    found: dict[str, None] = {}  # an ordered set
+
+    def scalars(node: object, path: tuple[int, ...]) -> Iterator[str]:
+        if id(node) in path:  # YAML anchors can build cycles
+            return
+        if isinstance(node, dict):
+            for child in node.values():
+                yield from scalars(child, (*path, id(node)))
+        elif isinstance(node, list | tuple):
+            for child in node:
+                yield from scalars(child, (*path, id(node)))
+        elif isinstance(node, str | int | float) and not isinstance(node, bool):
+            yield str(node)
+
+    def walk(node: object, path: tuple[int, ...]) -> None:
+        if id(node) in path:
+            return
+        if isinstance(node, dict):
+            for key, child in node.items():
+                if isinstance(key, str) and (key in secret_names or key in url_names):
+                    found.update(dict.fromkeys(scalars(child, ())))
+                else:
+                    walk(child, (*path, id(node)))
+        elif isinstance(node, list | tuple):
+            for child in node:
+                walk(child, (*path, id(node)))
+
+    walk(tree, ())
+    return list(found)

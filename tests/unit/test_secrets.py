@@ -1,0 +1,170 @@
+"""secrets: masking hides every secret and its quoted forms; collect finds them in the inventory."""
+
+from __future__ import annotations
+
+import shlex
+from urllib.parse import quote
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from atomicdeploy.secrets import MASK, Masker, collect
+
+# --- Masker -----------------------------------------------------------------------------------
+
+
+def test_every_occurrence_is_masked():
+    assert Masker.of(["hunter2"]).mask("pw=hunter2 again hunter2") == "pw=*** again ***"
+
+
+def test_a_secret_containing_another_is_masked_whole():
+    masker = Masker.of(["abc", "xxabcxx"])
+    assert masker.mask("[xxabcxx] [abc]") == "[***] [***]"
+
+
+def test_overlapping_secrets_leave_no_tail_visible():
+    # Masking "abc" first, then looking for "bcdef", would leave "def" readable.
+    assert Masker.of(["abc", "bcdef"]).mask("<abcdef>") == "<***>"
+
+
+def test_overlapping_occurrences_of_one_secret_are_one_run():
+    assert Masker.of(["aaa"]).mask("xaaaaay") == "x***y"
+
+
+def test_adjacent_occurrences_each_become_a_mask():
+    assert Masker.of(["tok"]).mask("toktok") == "******"
+
+
+def test_url_quoted_form_is_masked():
+    secret = "p@ss w/rd"
+    text = f"https://user:{quote(secret, safe='')}@db.example/x"
+    assert Masker.of([secret]).mask(text) == "https://user:***@db.example/x"
+
+
+def test_shell_quoted_form_is_masked_whole():
+    secret = "it's secret"
+    quoted = shlex.quote(secret)
+    assert quoted != secret
+    assert Masker.of([secret]).mask(f"echo {quoted} > .env") == "echo *** > .env"
+
+
+@pytest.mark.parametrize("short", ["", "a", "ab"])
+def test_values_shorter_than_three_characters_are_not_masked(short):
+    masker = Masker.of([short])
+    assert not masker
+    assert masker.mask("a cab at the lab") == "a cab at the lab"
+
+
+def test_three_characters_are_enough():
+    assert Masker.of(["abc"]).mask("xabcx") == "x***x"
+
+
+def test_empty_masker_leaves_text_unchanged():
+    assert not Masker.none()
+    assert not Masker.of([])
+    assert Masker.none().mask("nothing *** to hide") == "nothing *** to hide"
+
+
+def test_masker_with_secrets_is_true():
+    assert Masker.of(["secret"])
+
+
+def test_repr_never_shows_the_secrets():
+    masker = Masker.of(["hunter2"])
+    assert "hunter2" not in repr(masker)
+    assert "hunter2" not in str(masker)
+
+
+def test_a_secret_made_of_stars_cannot_reform_across_a_mask():
+    # "aa**" -> "a***" would still contain "a**" after one pass.
+    assert "a**" not in Masker.of(["a**"]).mask("aa**")
+
+
+@given(st.text(), st.text(min_size=3), st.text())
+def test_masked_text_never_contains_the_secret(before, secret, after):
+    assume(secret != MASK)  # "***" is the mask itself
+    masked = Masker.of([secret]).mask(before + secret + after)
+    assert secret not in masked
+
+
+@given(st.text(), st.lists(st.text(min_size=3), max_size=4))
+def test_no_secret_survives_among_several(text, secrets):
+    assume(MASK not in secrets)
+    masked = Masker.of(secrets).mask(text + "".join(secrets) + text)
+    for secret in secrets:
+        assert secret not in masked
+
+
+@given(st.text(alphabet="abc xyz", max_size=40))
+def test_text_without_secrets_is_unchanged(text):
+    assert Masker.of(["QQQ", "RR!R"]).mask(text) == text
+
+
+# --- collect ----------------------------------------------------------------------------------
+
+
+def test_collect_finds_secrets_and_webhooks_at_any_depth():
+    tree = {
+        "defaults": {
+            "webhook": "https://hooks.example/T/B/abc",
+            "secrets": {"DB_PASSWORD": "pw-1", "API": {"KEY": "k-2", "PORT": 5432}},
+        },
+        "stages": {
+            "prod": {
+                "hosts": [
+                    {"name": "web1", "secrets": {"TOKEN": "t-3", "RATIO": 1.5}},
+                    {"name": "web2", "webhook_url": ["https://a.example/x", "https://b.example/y"]},
+                ]
+            }
+        },
+    }
+    assert collect(tree) == [
+        "https://hooks.example/T/B/abc",
+        "pw-1",
+        "k-2",
+        "5432",
+        "t-3",
+        "1.5",
+        "https://a.example/x",
+        "https://b.example/y",
+    ]
+
+
+def test_collect_takes_values_not_keys_nor_other_settings():
+    tree = {"deploy_path": "/srv/app", "secrets": {"DB_PASSWORD": "pw"}, "user": "deploy"}
+    assert collect(tree) == ["pw"]
+
+
+def test_collect_skips_booleans_and_nulls():
+    assert collect({"secrets": {"A": True, "B": None, "C": "real"}}) == ["real"]
+
+
+def test_collect_returns_each_value_once():
+    tree = [{"secrets": {"A": "same"}}, {"secrets": {"B": "same"}}]
+    assert collect(tree) == ["same"]
+
+
+def test_collect_with_custom_keys():
+    tree = {"vault": ["s1"], "secrets": {"X": "ignored"}, "hook": "u"}
+    assert collect(tree, secret_keys=("vault",), url_keys=("hook",)) == ["s1", "u"]
+
+
+@pytest.mark.parametrize("tree", [None, "secrets", 3, [], {}, {"secrets": None}])
+def test_collect_on_trees_without_secrets(tree):
+    assert collect(tree) == []
+
+
+def test_collect_survives_a_cyclic_tree():
+    loop: dict[str, object] = {"secrets": {"K": "v-1"}}
+    loop["self"] = loop
+    inner: list[object] = ["v-2"]
+    inner.append(inner)
+    loop["webhook"] = inner
+    assert collect(loop) == ["v-1", "v-2"]
+
+
+def test_collect_then_mask_hides_the_inventory_secrets():
+    tree = {"webhook": "https://hooks.example/T0/B0/XYZ", "secrets": {"PW": "s3cret"}}
+    line = "POST https://hooks.example/T0/B0/XYZ with s3cret"
+    assert Masker.of(collect(tree)).mask(line) == "POST *** with ***"
