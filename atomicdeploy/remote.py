@@ -15,6 +15,7 @@ import shlex
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
@@ -115,6 +116,7 @@ class Remote:
         # Dry run: commands that change something are recorded here, not run.
         self.dry = dry
         self.recorded: list[tuple[str, str]] = []
+        self.mask: Callable[[str], str] = lambda text: text  # the Reporter's, set by the Fleet
 
     def record(self, step: str, text: str) -> None:
         self.recorded.append((step, text))

@@ -58,6 +58,7 @@ class Fleet:
                 host = self.hosts[name]
                 conn = connect(host, self._base, self._known_hosts)
                 self._remotes[name] = Remote(host, conn, dry=self.dry)
+                self._remotes[name].mask = self.reporter.mask
             return self._remotes[name]
 
     def peek(self, name: str) -> Remote | None:

@@ -7,8 +7,10 @@ between them with the host's Connection and the frozen config.
 
 from __future__ import annotations
 
+import io
+import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 from .. import commands
 from ..config import Config
@@ -86,12 +88,60 @@ def call(remote: Remote, cfg: Config, name: str, fn: Callable[..., Any], *args: 
         remote.record(name, f"python: {describe(fn)}(c, cfg)")
         return
     try:
-        fn(remote.conn, cfg, *args)
+        fn(_HookConnection(remote.conn, remote.name, remote.mask), cfg, *args)
     except AtomicDeployError:
         raise
     except Exception as exc:
         raise AtomicDeployError(f"{type(exc).__name__}: {exc}", host=remote.name,
                                 step=name) from exc  # fmt: skip
+
+
+class _Lines(io.TextIOBase):
+    """Output of a hook's commands: whole lines, prefixed with the host, secrets masked."""
+
+    def __init__(self, stream: TextIO, prefix: str, mask: Callable[[str], str]) -> None:
+        self._stream, self._prefix, self._mask, self._part = stream, prefix, mask, ""
+
+    def write(self, text: str) -> int:
+        self._part += text
+        *lines, self._part = self._part.split("\n")
+        for line in lines:
+            self._stream.write(f"{self._prefix}{self._mask(line)}\n")
+        self._stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        if self._part:
+            self._stream.write(f"{self._prefix}{self._mask(self._part)}\n")
+            self._part = ""
+        self._stream.flush()
+
+
+class _HookConnection:
+    """The host's Connection as a hook sees it: `run` and `sudo` never read our stdin
+    (CI has none) and print through `_Lines`; everything else is the real Connection."""
+
+    def __init__(self, conn: Any, name: str, mask: Callable[[str], str]) -> None:
+        self._conn, self._name, self._mask = conn, name, mask
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._conn, attr)
+
+    def _call(self, method: str, command: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("in_stream", False)
+        out = kwargs.setdefault("out_stream", _Lines(sys.stdout, f"[{self._name}] ", self._mask))
+        err = kwargs.setdefault("err_stream", _Lines(sys.stderr, f"[{self._name}] ", self._mask))
+        try:
+            return getattr(self._conn, method)(command, **kwargs)
+        finally:
+            for stream in (out, err):
+                stream.flush()
+
+    def run(self, command: str, **kwargs: Any) -> Any:
+        return self._call("run", command, **kwargs)
+
+    def sudo(self, command: str, **kwargs: Any) -> Any:
+        return self._call("sudo", command, **kwargs)
 
 
 def on_failure(remote: Remote, cfg: Config, hooks: Hooks, error: BaseException,

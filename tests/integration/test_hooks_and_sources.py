@@ -372,11 +372,17 @@ def test_a_failing_webhook_only_warns_and_never_shows_its_url(project, receiver)
 
 
 def test_secrets_are_masked_in_every_line(project):
+    (project.dir / "fabfile.py").write_text(
+        "from atomicdeploy import Hooks, namespace\nhooks = Hooks()\n"
+        "@hooks.after('upload')\ndef show(c, cfg):\n"
+        "    c.run('echo token ' + cfg.host.secrets['db_password'])\n"
+        "ns = namespace(hooks=hooks)\n")
     project.config["secrets"] = {"db_password": "hunter2-xyzzy"}
     project.config["hooks"] = {"before_switch": ["echo 'login with hunter2-xyzzy refused' >&2; exit 1"]}  # noqa: E501
     proc = project.fab("test", "deploy")
     assert proc.returncode == 1
     assert "login with *** refused" in proc.stderr
+    assert "[web2] token ***" in proc.stdout  # a Python hook's command output, prefixed
     assert "hunter2-xyzzy" not in proc.stdout + proc.stderr
 
 

@@ -216,6 +216,10 @@ class FakeRemote:
     conn = "the connection"
     dry = False
 
+    @staticmethod
+    def mask(text):
+        return text.replace("hunter2", "***")
+
     def __init__(self):
         self.sent: list[tuple[str, str]] = []
 
@@ -228,7 +232,7 @@ def test_consecutive_scripts_are_one_round_trip_and_python_hooks_run_between():
     calls = []
     remote = FakeRemote()
     def py(c, cfg):
-        calls.append((c, len(remote.sent)))
+        calls.append((c._conn, len(remote.sent)))
 
     plan = [("a", "echo a"), ("skip", None), ("b", "echo b"), ("py", py), ("c", "echo c")]
     hook.run_plan(remote, cfg(), plan, "build")
@@ -247,3 +251,28 @@ def test_a_python_hook_exception_becomes_a_step_failure_of_that_host():
     with pytest.raises(AtomicDeployError) as info:
         hook.run_plan(FakeRemote(), cfg(), [("hook after_upload broken", broken)], "build")
     assert str(info.value) == "[web1 hook after_upload broken] RuntimeError: npm is missing"
+
+
+def test_a_python_hooks_commands_print_prefixed_masked_lines_and_never_read_stdin(capsys):
+    seen = {}
+
+    class Conn:
+        host = "127.0.0.1"
+
+        def run(self, command, **kw):
+            seen.update(kw)
+            kw["out_stream"].write("password hunter2 ok\npart")
+            kw["out_stream"].write("ial line")
+            kw["err_stream"].write("warn\n")
+            return "result"
+
+    remote = FakeRemote()
+    remote.conn = Conn()
+    results = []
+    hook.run_plan(remote, cfg(), [("py", lambda c, cfg: results.append((c.run("x"), c.host)))],
+                  "build")  # fmt: skip
+    assert results == [("result", "127.0.0.1")]
+    assert seen["in_stream"] is False
+    out, err = capsys.readouterr()
+    assert out == "[web1] password *** ok\n[web1] partial line\n"
+    assert err == "[web1] warn\n"
