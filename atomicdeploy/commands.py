@@ -299,6 +299,8 @@ def ssh_argv(
         "-o", "BatchMode=yes",
         "-o", f"ConnectTimeout={connect_timeout}",
         "-o", "ForwardAgent=no",
+        # A dead peer (host rebooted, network cut) is noticed within a minute.
+        "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
     ]  # fmt: skip
     return argv
 
@@ -321,6 +323,7 @@ def rsync_argv(
     exclude: Sequence[str] = (),
     copy_dest: str | None = None,
     hardlinks: bool = False,
+    timeout: int = 0,
 ) -> list[str]:
     """rsync `source` into a new release, incrementally.
 
@@ -341,6 +344,8 @@ def rsync_argv(
         "--rsh",
         shlex.join(ssh),
     ]
+    if timeout:
+        argv.append(f"--timeout={int(timeout)}")  # a stalled transfer ends, it does not hang
     for pattern in exclude:
         argv += ["--exclude", pattern]
     if copy_dest:

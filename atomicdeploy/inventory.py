@@ -305,6 +305,8 @@ KEYS: dict[str, Key] = {
         _str, "~/.ssh/known_hosts", "host keys: new ones are recorded, changed ones refused"
     ),
     "connect_timeout": Key(_int(1, 3600), 10, "seconds to wait for SSH to connect"),
+    "command_timeout": Key(_int(1, 86400), 900,
+                           "seconds a remote command (or a stalled upload) may take"),
     "forward_agent": Key(_bool, False, "forward your SSH agent to the host"),
     "labels": Key(_labels, {}, "labels; labels.stage makes the stage task"),
     "nginx": Key(_sub(NginxConfig, {
@@ -353,6 +355,7 @@ class HostConfig:
     ssh_config: str | None = None
     known_hosts: str = "~/.ssh/known_hosts"
     connect_timeout: int = 10
+    command_timeout: int = 900
     forward_agent: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
     nginx: NginxConfig | None = None

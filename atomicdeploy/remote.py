@@ -59,6 +59,9 @@ def connect(host: HostConfig, base: FabricConfig, known_hosts: KnownHosts) -> Co
     """A Connection of its own for one host (never shared between threads)."""
     config = base.clone()
     config.run.in_stream = False  # never read the local terminal; CI has none
+    # A command that hangs (a hook waiting on a lock, a dead NFS mount) ends with an
+    # error instead of holding the deploy and its lock forever; hooks' c.run too.
+    config.timeouts.command = host.command_timeout
     if host.ssh_config:
         # A cloned Config carries its parsed ssh_config as an explicit object, so
         # load_ssh_config() would not read the file: parse it and set it ourselves.
@@ -147,8 +150,8 @@ class Remote:
             result = self.conn.run(command, warn=True, in_stream=stdin or False, pty=False,
                                    **streams)  # fmt: skip
         except CommandTimedOut as exc:
-            raise RemoteError(f"timed out after {exc.timeout}s", host=self.name, step=step,
-                              command=script) from exc  # fmt: skip
+            raise RemoteError(f"no answer within {exc.timeout} s (command_timeout): stopped",
+                              host=self.name, step=step, command=script) from exc  # fmt: skip
         except Exception as exc:  # connection-level: refused, auth, host key, DNS
             raise RemoteError(describe_connect_error(self.host, exc), host=self.name, step=step,
                               command=script) from exc  # fmt: skip

@@ -19,5 +19,6 @@ def upload(remote: Remote, cfg: Config) -> RsyncStats:
         exclude=cfg.host.exclude,
         copy_dest=copy_dest,
         hardlinks=cfg.host.upload_hardlinks,
+        timeout=cfg.host.command_timeout,
     )
     return remote.rsync(argv, "upload")

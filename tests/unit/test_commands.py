@@ -418,6 +418,7 @@ def test_ssh_argv_full():
         "-o", "IdentitiesOnly=yes", "-o", "UserKnownHostsFile=/k/known_hosts",
         "-o", "StrictHostKeyChecking=accept-new", "-o", "BatchMode=yes",
         "-o", "ConnectTimeout=7", "-o", "ForwardAgent=no",
+        "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
     ]  # fmt: skip
 
 
@@ -427,6 +428,7 @@ def test_ssh_argv_minimal():
     assert argv == [
         "ssh", "-o", "UserKnownHostsFile=/kh", "-o", "StrictHostKeyChecking=accept-new",
         "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ForwardAgent=no",
+        "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
     ]  # fmt: skip
 
 
@@ -1041,3 +1043,9 @@ def test_an_armed_go_live_waits_for_go_on_stdin_just_before_the_rename(tmp_path)
     assert go.returncode == 0, go.stderr
     assert go.stdout.splitlines()[0] == commands.ARMED_MARKER
     assert os.readlink(layout.current) == "releases/R1"
+
+
+def test_rsync_ends_a_stalled_transfer_with_its_own_timeout():
+    argv = commands.rsync_argv("/src", "h", "/srv/app/releases/R", ssh=["ssh"], timeout=30)
+    assert "--timeout=30" in argv
+    assert argv.index("--timeout=30") < argv.index("--")
