@@ -355,6 +355,8 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
         uploads, failures = fleet.each(prepare, phase="prepare")
     except KeyboardInterrupt:
         _abort(fleet, cfgs, created, "interrupted")
+        reporter.error("interrupted during prepare: nothing went live; the unactivated"
+                       " release was removed and our locks released")  # fmt: skip
         raise
     outcome.uploads.update(uploads)
     if failures:
@@ -445,7 +447,10 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
             reporter.host(r.name, f"cleanup: removed {', '.join(victims)}")
         build.after_cleanup(r, cfg, hooks)
 
-    _, failures = fleet.each(finish, phase="finish", wide=True)
+    # The release is live: an interrupt now waits for after-switch hooks, cleanup and
+    # unlock on every host (command_timeout bounds them), so no lock is left behind.
+    with deferred_interrupts() as late:
+        _, failures = fleet.each(finish, phase="finish", wide=True)
     hook_failures = {n: e for n, e in failures.items() if isinstance(e, AtomicDeployError)
                      and (e.step or "").startswith("hook")}  # fmt: skip
     for n, exc in failures.items():
@@ -454,8 +459,10 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
     for n in cfgs:
         outcome.result[n] = "live" + (", hook failed" if n in hook_failures else "")
     _summary(reporter, fleet, outcome)
-    if interrupted:
-        reporter.error("interrupted during go-live: every host went live before stopping")
+    if interrupted or late:
+        when = "during go-live" if interrupted else "after go-live"
+        reporter.error(f"interrupted {when}: release {name} is live on every host and our"
+                       " locks are released")  # fmt: skip
         raise KeyboardInterrupt
     if hook_failures:
         raise _fail("after go-live", hook_failures, len(cfgs),

@@ -104,8 +104,8 @@ def _guarded(body: Callable[[Reporter], Any],
         raise Exit(code=exc.exit_code) from None
     except KeyboardInterrupt:
         reporter.end_progress()
-        reporter.error("atomicdeploy: interrupted; unactivated releases were removed and our"
-                       " locks released (see the lines above)")  # fmt: skip
+        reporter.error("atomicdeploy: interrupted; see the lines above for what each host"
+                       " was left with (exit 130)")  # fmt: skip
         raise Exit(code=EXIT_INTERRUPTED) from None
     finally:
         reporter.end_progress()

@@ -17,7 +17,7 @@ def plant_sentinels(project) -> None:
         (shared / SENTINEL).write_text(f"kept {h.name}")
 
 
-def violations(project, *, lock_expected: bool = False) -> list[str]:
+def violations(project, *, lock_expected: bool = False, sentinels: bool = True) -> list[str]:
     found = []
     for h in project.hosts:
         name = h.name
@@ -34,6 +34,15 @@ def violations(project, *, lock_expected: bool = False) -> list[str]:
         if project.locked(name) and not lock_expected:
             found.append(f"{name}: lock left")
         sentinel = project.deploy_path(name) / "shared" / SENTINEL
-        if not sentinel.exists() or sentinel.read_text() != f"kept {name}":
+        if sentinels and (not sentinel.exists() or sentinel.read_text() != f"kept {name}"):
             found.append(f"{name}: shared/{SENTINEL} lost")
+    return found
+
+
+def record(project, area: str, what: str, outcome: str, **kw) -> list[str]:
+    """Check the invariants, count this try in the fault report, return what was violated."""
+    from tests import faults
+
+    found = violations(project, **kw)
+    faults.record(area, what, violations=len(found), outcome=outcome)
     return found

@@ -13,6 +13,7 @@ import pytest
 from atomicdeploy.testing import LocalHosts
 
 from .conftest import FAB, write_app
+from .invariants import record
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +59,10 @@ def test_a_stopped_host_means_nothing_goes_live_anywhere(fleet, tmp_path):
     proc = fleet.fab("test", "deploy")
     assert proc.returncode == 1
     assert "[down1] failed at step 'setup' (not live): cannot connect" in proc.stderr
+    down = fleet.hosts.pop()
+    assert record(fleet, "fault", "1 of 11 hosts stopped before the deploy",
+                  "nothing changed on the 10 others", sentinels=False) == []
+    fleet.hosts.append(down)
     assert state(fleet) == before
 
 
@@ -74,6 +79,8 @@ def test_one_failing_upload_removes_the_new_release_everywhere(fleet, tmp_path):
     assert proc.returncode == 1
     assert f"[{bad.name}] failed at step 'upload' (not live): rsync failed" in proc.stderr
     assert "prepare failed on 1/10 host(s)" in proc.stderr
+    assert record(fleet, "fault", "upload fails on 1 of 10 hosts",
+                  "new release removed on all 10; nothing live", sentinels=False) == []
     assert state(fleet) == before
     for h in fleet.hosts:
         assert fleet.log(h.name)[-1]["state"] == "failed"
@@ -94,6 +101,8 @@ def test_a_go_live_failure_switches_the_live_hosts_back(fleet):
     assert proc.returncode == 1, proc.stderr
     assert f"[{bad.name}] failed at step 'nginx' (not live): nginx reload failed" in proc.stderr
     assert "reverted" in proc.stderr
+    assert record(fleet, "fault", "go-live fails on 1 of 10 hosts after others went live",
+                  "the live hosts switched back; stage on its old release", sentinels=False) == []
     assert {fleet.current(h.name) for h in fleet.hosts} == {f"releases/{first}"}
     assert all(fleet.served(h.name) == "<?php echo 'version 1';\n" for h in fleet.hosts)
     assert not any(fleet.locked(h.name) for h in fleet.hosts)
@@ -151,6 +160,8 @@ def test_an_interrupt_during_prepare_cleans_up_and_exits_130(fleet, sig):
     assert proc.returncode == 130, (out, err)
     assert "interrupted" in err
     assert "Traceback" not in err
+    assert record(fleet, "interrupt", f"{signal.Signals(sig).name} during prepare",
+                  "unactivated release removed, locks released, exit 130", sentinels=False) == []
     assert state(fleet) == before
 
 
@@ -199,6 +210,9 @@ def test_an_interrupt_during_go_live_finishes_the_switch_everywhere_then_exits_1
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (out, err)
     assert "interrupted during go-live" in err
+    assert record(fleet, "interrupt", "SIGINT during go-live",
+                  "the switch finished on all 10 hosts, locks released, exit 130",
+                  sentinels=False) == []
     assert new is not None
     assert {fleet.current(h.name) for h in fleet.hosts} == {new}
     assert all(fleet.served(h.name) == "<?php echo 'version 2';\n" for h in fleet.hosts)

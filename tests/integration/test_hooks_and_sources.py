@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from .conftest import write_app
+from .invariants import record
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +62,8 @@ def test_a_failing_before_switch_hook_fails_the_deploy_and_nothing_goes_live(pro
     assert proc.returncode == 1
     assert "[web2] failed at step 'hook before_switch' (not live): cache warmup broke (exit 9)" in proc.stderr  # noqa: E501
     assert "Traceback" not in proc.stderr
+    assert record(project, "fault", "a hook fails before the switch",
+                  "nothing live; on_failure ran; next deploy fine", sentinels=False) == []
     for h in names(project):
         assert project.current(h) == f"releases/{first}"
         assert project.served(h) == "<?php echo 'version 1';\n"
@@ -79,6 +82,9 @@ def test_a_failing_after_switch_hook_reports_the_release_live_and_unlocks(projec
     assert proc.returncode == 1
     assert "[web1] failed at step 'hook after_switch' (live): cache:clear failed (exit 3)" in proc.stderr  # noqa: E501
     assert "is live on every host" in proc.stderr
+    assert record(project, "fault", "a hook fails after the switch",
+                  "release stays live, error says (live), locks released, exit 1",
+                  sentinels=False) == []
     for h in names(project):
         assert project.current(h) is not None
         assert not project.locked(h)

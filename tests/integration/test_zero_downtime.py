@@ -18,6 +18,7 @@ import pytest
 
 from atomicdeploy.testing.load import Load, judge
 from atomicdeploy.testing.web import WebHosts
+from tests import faults
 
 from .conftest import FABFILE, REPO, Project
 
@@ -135,6 +136,9 @@ def test_a_failing_nginx_test_keeps_the_old_include_and_site(site):
     assert proc.returncode == 1
     assert "at step 'nginx' (not live)" in proc.stderr
     assert "nginx test failed with the new include" in proc.stderr
+    faults.record("fault", "nginx -t fails on the new include",
+                  violations=int(pages(site) != ["version 1 (email v1)"] * 2),
+                  outcome="old include restored; nothing live; site answers v1")  # fmt: skip
     for h in site.hosts:
         assert (site.deploy_path(h.name) / "root_dir.nginx.conf").read_text() == before[h.name]
     assert pages(site) == ["version 1 (email v1)"] * 2
@@ -186,12 +190,23 @@ def test_each_opcache_strategy_really_resets_the_opcache(site, strategy, tmp_pat
         assert reset, (before[h.name], after)
 
 
-def test_a_failed_opcache_reset_is_a_warning_naming_the_host(site):
+@pytest.mark.parametrize("socket", ["missing", "refusing"])
+def test_a_failed_opcache_reset_is_a_warning_naming_the_host(site, socket, tmp_path):
     site.ok("test", "deploy")
+    path = tmp_path / "php-fpm.sock"
+    if socket == "refusing":  # a socket file nobody listens on: connection refused
+        import socket as sockets
+
+        s = sockets.socket(sockets.AF_UNIX)
+        s.bind(str(path))
+        s.close()
     for h in site.hosts:
-        site.overrides[h.name]["opcache"]["socket"] = "/nonexistent/php-fpm.sock"
+        site.overrides[h.name]["opcache"]["socket"] = str(path)
     set_version(site.app, "2")
     proc = site.ok("test", "deploy")
+    faults.record("fault", f"php-fpm socket {socket} at the opcache reset",
+                  violations=int(pages(site) != ["version 2 (email v2)"] * 2),
+                  outcome="deploy live; one warning line per host")  # fmt: skip
     for h in site.hosts:
         assert f"[{h.name}] warning: opcache reset (fcgi) failed" in proc.stderr
     assert pages(site) == ["version 2 (email v2)"] * 2
