@@ -216,27 +216,29 @@ def make_writable(
 ) -> str | None:
     """Make `dirs` (relative to the release) writable by the web server.
 
-    `-L`/`-H` follow the shared links so the real directories in `shared/` change.
+    Each path is named with a trailing slash, so a shared link at the top resolves to
+    the real directory in `shared/`; below it, symlinks are never followed (`-P`, and
+    chmod never follows them): a link planted in `shared/storage` pointing at
+    `/etc` must not hand `/etc` to the web server.
     """
     if mode == "skip" or not dirs:
         return None
     paths = [layout.release_item(name, d) for d in dirs]
     mkdir = shlex.join(["mkdir", "-p", "--", *paths])
     rec = ["-R"] if recursive else []
+    physical = ["-R", "-P"] if recursive else []
+    tops = [p + "/" for p in paths]
     if mode == "chmod":
-        change = shlex.join(["chmod", *rec, chmod_mode, "--", *paths])
-        if recursive:
-            # chmod -R does not follow a symlinked top directory: name it with a slash.
-            change = shlex.join(["chmod", *rec, chmod_mode, "--", *[p + "/" for p in paths]])
+        change = shlex.join(["chmod", *rec, chmod_mode, "--", *tops])
     elif mode == "chown":
         # `sudo -n` fails at once instead of prompting for a password nobody can type.
         sudo = ["sudo", "-n"] if use_sudo else []
-        change = shlex.join([*sudo, "chown", "-L", *rec, http_user, "--", *paths])
+        change = shlex.join([*sudo, "chown", *physical, http_user, "--", *tops])
     elif mode == "acl":
         # The deploy user keeps access too; `$(id -un)` is expanded on the host on purpose.
         spec = q(f"u:{http_user}:rwX,u:") + '"$(id -un)"' + q(":rwX")
-        flags = shlex.join(["setfacl", "-L", *rec])
-        targets = shlex.join(["--", *paths])
+        flags = shlex.join(["setfacl", *physical])
+        targets = shlex.join(["--", *tops])
         change = f"{flags} -m {spec} {targets} && {flags} -d -m {spec} {targets}"
     else:  # validated by the inventory
         raise ValueError(f"unknown writable mode {mode!r}")

@@ -32,6 +32,8 @@ def check_relative_path(path: str, what: str) -> str:
     parts = [p for p in path.strip("/").split("/") if p not in ("", ".")]
     if not parts or ".." in parts:
         raise ConfigError(f"{what} {path!r} must not contain '..'")
+    if any(p.startswith("-") for p in parts):
+        raise ConfigError(f"{what} {path!r} must not have a part starting with '-'")
     return "/".join(parts)
 
 

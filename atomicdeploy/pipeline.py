@@ -600,14 +600,14 @@ def _rollback(fleet: Fleet, hosts: Sequence[HostConfig], opts: Options, reporter
         try:
             target = _rollback_target(state, opts.release)
         except AtomicDeployError as exc:
-            exc.host, exc.step = n, "rollback"
+            exc.host, exc.step = n, "switch" if opts.switch_only else "rollback"
             problems[n] = exc
             continue
         cfgs[n] = replace(cfgs[n], release=target, previous=state.current)
         outcome.release[n], outcome.previous[n] = target, state.current
     if problems:
         _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), cfgs)
-        raise _fail("rollback", problems, len(cfgs))
+        raise _fail("switch" if opts.switch_only else "rollback", problems, len(cfgs))
 
     def go_back(r: Remote) -> None:
         cfg = cfgs[r.name]

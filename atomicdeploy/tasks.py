@@ -23,6 +23,7 @@ from . import inventory as inventory_mod
 from .errors import EXIT_INTERRUPTED, EXIT_USAGE, AtomicDeployError, ConfigError, FleetError
 from .hooks import Hooks
 from .inventory import HostConfig, Inventory
+from .layout import check_release_name
 from .report import Reporter
 from .steps.lock import describe_owner
 
@@ -51,6 +52,16 @@ def _selection(c: Context, stage: str | None, inventory: str | None) -> tuple[In
         raise Exit(f"no stage selected: run e.g. `fab {next(iter(sorted(inv.stages)), 'prod')}"
                    f" deploy` (stages: {stages})", code=EXIT_USAGE)  # fmt: skip
     return inv, stage
+
+
+def _release_option(release: str | None) -> str | None:
+    """`--release` names one directory under releases/: checked before any host is contacted."""
+    if release is None:
+        return None
+    try:
+        return check_release_name(release)
+    except ConfigError as exc:
+        raise Exit(f"--release: {exc.message}", code=EXIT_USAGE) from None
 
 
 def _hooks(c: Context) -> Hooks:
@@ -178,6 +189,7 @@ def deploy(c, source=None, stage=None, inventory=None, parallel=0, allow_partial
 })  # fmt: skip
 def rollback(c, release=None, stage=None, inventory=None, parallel=0, dry_run=False):
     """Switch every host of the stage back to its previous complete release."""
+    release = _release_option(release)
     inv, stage = _selection(c, stage, inventory)
     hosts = _hosts(inv, stage)
 
@@ -205,6 +217,7 @@ def switch(c, release=None, hosts=None, stage=None, inventory=None):
     inv, stage = _selection(c, stage, inventory)
     if not release:
         raise Exit("switch needs --release NAME (see `fab STAGE releases`)", code=EXIT_USAGE)
+    release = _release_option(release)
     chosen = _hosts(inv, stage)
     if hosts:
         wanted = [h.strip() for h in hosts.split(",") if h.strip()]

@@ -282,20 +282,8 @@ def test_symlinks_planted_in_releases_are_never_followed_nor_rolled_back_to(proj
 # --- 3. a symlink planted in shared/ ----------------------------------------------------------
 
 
-BUG_WRITABLE_FOLLOWS = (
-    "bug: writable_mode {0} runs `{1} -L -R` on shared dirs, which follows every symlink"
-    " below them: a link planted in shared/storage makes each deploy change {2} outside"
-    " deploy_path (-H would follow only the shared link itself)"
-)
-
-
-@pytest.mark.parametrize("mode", [
-    "chmod",
-    pytest.param("acl", marks=pytest.mark.xfail(
-        strict=True, reason=BUG_WRITABLE_FOLLOWS.format("acl", "setfacl", "the ACLs"))),
-    pytest.param("chown", marks=pytest.mark.xfail(
-        strict=True, reason=BUG_WRITABLE_FOLLOWS.format("chown", "chown", "the owner"))),
-])  # fmt: skip
+# acl and chown once followed every link below the shared dirs (`-L -R`): found by this test.
+@pytest.mark.parametrize("mode", ["chmod", "acl", "chown"])
 def test_a_symlink_planted_in_shared_never_lets_a_deploy_change_anything_outside(
     project, tmp_path, mode
 ):
@@ -329,22 +317,14 @@ def test_a_symlink_planted_in_shared_never_lets_a_deploy_change_anything_outside
 # --- 4. hostile names from the inventory and the command line --------------------------------
 
 
-BUG_DASH = ("bug: a shared path with a leading '-' is accepted (README, Security: 'shared paths"
-            " with .., / escapes or leading dashes are refused')")
-BUG_CLI_RELEASE = ("bug: --release is not checked before the hosts are contacted: `..`, `/`"
-                   " and a leading '-' are refused only as 'does not exist on this host', exit 1,"
-                   " after setup made releases/, shared/, .dep/ and took the lock on every host")
-
-
 @pytest.mark.parametrize("how", [
     ("shared_dirs", "../x"),
     ("shared_dirs", "/etc"),
     ("shared_files", "config/../../.env"),
-    pytest.param(("shared_dirs", "-rf"), marks=pytest.mark.xfail(strict=True, reason=BUG_DASH)),
-    *[pytest.param(("cli", *args), marks=pytest.mark.xfail(strict=True, reason=BUG_CLI_RELEASE))
-      for args in (("rollback", "--release", "../x"), ("rollback", "--release", "/etc"),
-                   ("rollback", "--release=-rf"),
-                   ("switch", "--release", "../../etc", "--hosts", "web1"))],
+    ("shared_dirs", "-rf"),
+    *[("cli", *args) for args in (("rollback", "--release", "../x"),
+                                  ("rollback", "--release", "/etc"), ("rollback", "--release=-rf"),
+                                  ("switch", "--release", "../../etc", "--hosts", "web1"))],
 ], ids=lambda how: " ".join(how))  # fmt: skip
 def test_a_hostile_path_or_release_name_is_refused_before_any_host_is_contacted(project, how):
     plant_sentinels(project)

@@ -292,7 +292,7 @@ def test_make_writable_chmod_exact():
     )
     assert commands.make_writable(APP, "R1", ["storage"], "chmod", chmod_mode="0775",
                                   recursive=False) == (
-        "mkdir -p -- /srv/app/releases/R1/storage && chmod 0775 -- /srv/app/releases/R1/storage"
+        "mkdir -p -- /srv/app/releases/R1/storage && chmod 0775 -- /srv/app/releases/R1/storage/"
     )  # fmt: skip
 
 
@@ -300,14 +300,14 @@ def test_make_writable_chown_structure():
     script = commands.make_writable(APP, "R1", ["storage"], "chown", http_user="www-data")
     assert script == (
         "mkdir -p -- /srv/app/releases/R1/storage"
-        " && chown -L -R www-data -- /srv/app/releases/R1/storage"
+        " && chown -R -P www-data -- /srv/app/releases/R1/storage/"
     )
     sudo = commands.make_writable(APP, "R1", ["storage"], "chown", http_user="www-data",
                                   use_sudo=True)  # fmt: skip
-    assert sudo.endswith(" && sudo -n chown -L -R www-data -- /srv/app/releases/R1/storage")
+    assert sudo.endswith(" && sudo -n chown -R -P www-data -- /srv/app/releases/R1/storage/")
     flat = commands.make_writable(APP, "R1", ["storage"], "chown", http_user="www-data",
                                   recursive=False, use_sudo=True)  # fmt: skip
-    assert "-R" not in flat and "sudo -n chown -L www-data --" in flat
+    assert "-R" not in flat and "sudo -n chown www-data --" in flat
 
 
 def test_make_writable_acl_structure():
@@ -315,8 +315,8 @@ def test_make_writable_acl_structure():
     spec = 'u:www-data:rwX,u:"$(id -un)":rwX'
     assert script == (
         "mkdir -p -- /srv/app/releases/R1/storage"
-        f" && setfacl -L -R -m {spec} -- /srv/app/releases/R1/storage"
-        f" && setfacl -L -R -d -m {spec} -- /srv/app/releases/R1/storage"
+        f" && setfacl -R -P -m {spec} -- /srv/app/releases/R1/storage/"
+        f" && setfacl -R -P -d -m {spec} -- /srv/app/releases/R1/storage/"
     )
     # `$(id -un)` is the one expansion that happens on the host, on purpose.
     assert "$(id -un)" in _outside_single_quotes(script)

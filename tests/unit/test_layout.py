@@ -29,7 +29,6 @@ APP = Layout("/srv/app")
         (".env", ".env"),
         ("...", "..."),
         ("..a/b..", "..a/b.."),
-        ("-rf", "-rf"),  # every command puts it after `--` and under an absolute path
         ("my dir/it's $(x)", "my dir/it's $(x)"),
         ("ünï/☃", "ünï/☃"),
     ],
@@ -56,6 +55,8 @@ def test_check_relative_path_accepts(path, clean):
         ("storage\n", "NUL or newline"),
         (".", "shared path"),
         ("./", "shared path"),
+        ("-rf", "starting with '-'"),
+        ("storage/--help", "starting with '-'"),
     ],
 )
 def test_check_relative_path_refuses(path, reason):
