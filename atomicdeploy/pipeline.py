@@ -268,12 +268,19 @@ def _lock_and_read(fleet: Fleet, cfgs: dict[str, Config]) -> dict[str, HostState
     there. (Locking all hosts at once, each could win some hosts and both would fail.)
     """
     names = list(cfgs)
-    states, failures = fleet.each(lambda r: setup.begin(r, cfgs[r.name]), names[:1], phase="lock",
-                                 wide=True)
-    if not failures:
-        rest, failures = fleet.each(lambda r: setup.begin(r, cfgs[r.name]), names[1:],
-                                    phase="lock", wide=True)  # fmt: skip
-        states.update(rest)
+    try:
+        states, failures = fleet.each(lambda r: setup.begin(r, cfgs[r.name]), names[:1],
+                                     phase="lock", wide=True)  # fmt: skip
+        if not failures:
+            rest, failures = fleet.each(lambda r: setup.begin(r, cfgs[r.name]), names[1:],
+                                        phase="lock", wide=True)  # fmt: skip
+            states.update(rest)
+    except KeyboardInterrupt:
+        # Which hosts we locked is not known here: release ours everywhere (the token
+        # makes that safe: someone else's lock is never touched).
+        _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), names)
+        fleet.reporter.error("interrupted while locking: nothing changed; our locks released")
+        raise
     if failures:
         _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), states)
         raise _fail("lock", failures, len(cfgs))

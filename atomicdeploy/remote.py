@@ -70,9 +70,11 @@ def connect(host: HostConfig, base: FabricConfig, known_hosts: KnownHosts) -> Co
         except OSError as exc:
             raise ConfigError(f"ssh_config {host.ssh_config}: {exc.strerror}") from None
         config._set(base_ssh_config=parsed)
-    kwargs: dict = {}
+    # A host that accepts TCP but never speaks SSH must not hold us longer than a
+    # refused connection would (paramiko waits 15 s for the banner, 30 s for auth).
+    kwargs: dict = {"banner_timeout": host.connect_timeout, "auth_timeout": host.connect_timeout}
     if host.identity_file:
-        kwargs = {"key_filename": [host.identity_file], "look_for_keys": False}
+        kwargs.update(key_filename=[host.identity_file], look_for_keys=False)
     conn = Connection(
         host.hostname,
         user=host.remote_user,

@@ -191,3 +191,98 @@ def test_an_interrupt_after_go_live_keeps_the_release_live_and_releases_the_lock
           "the release stays live everywhere, locks released, exit 130")  # fmt: skip
     project.config["hooks"] = {}
     next_deploy_works(project)
+
+
+class Tarpit:
+    """A host that accepts TCP connections and never says anything (a hung sshd)."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns: list = []
+        self._stop = False
+
+        def accept() -> None:
+            while not self._stop:
+                try:
+                    self.conns.append(self.sock.accept()[0])
+                except OSError:
+                    return
+
+        threading.Thread(target=accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._stop = True
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+@pytest.fixture
+def tarpit(project):
+    t = Tarpit()
+    key = project.hosts[0].key
+    project.overrides["hung"] = {"hostname": "127.0.0.1", "port": t.port,
+                                 "remote_user": "nobody", "identity_file": str(key),
+                                 "labels": {"stage": "test"},
+                                 "deploy_path": "/nonexistent/hung"}  # fmt: skip
+    project.config["connect_timeout"] = 3
+    yield t
+    t.close()
+
+
+def _with_hung_host(project):
+    """The inventory with the tarpit host second in the stage, after web1."""
+    import yaml
+
+    inv = project.write_inventory()
+    data = yaml.safe_load(inv.read_text())
+    hosts = data["hosts"]
+    order = ["web1", "hung", *[n for n in hosts if n not in ("web1", "hung")]]
+    data["hosts"] = {n: {**hosts.get(n, {}), **project.overrides.get(n, {})} for n in order}
+    inv.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_a_host_that_accepts_tcp_but_never_speaks_ssh_stops_the_deploy(project, tarpit):
+    project.ok("test", "deploy")
+    plant_sentinels(project)
+    before = {h.name: project.current(h.name) for h in project.hosts}
+    write_app(project.app, "2")
+    _with_hung_host(project)
+    start = time.monotonic()
+    proc = subprocess.run([*FAB, "test", "deploy"], cwd=project.dir, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "[hung] failed at step 'setup'" in proc.stderr
+    assert time.monotonic() - start < 30
+    assert {h.name: project.current(h.name) for h in project.hosts} == before
+    check(project, "fault", "a host accepts TCP but never answers SSH (hung sshd)",
+          "stopped after connect_timeout naming the host; nothing changed")  # fmt: skip
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_while_locking_releases_every_lock_taken(project, tarpit, sig):
+    project.ok("test", "deploy")
+    plant_sentinels(project)
+    before = {h.name: project.current(h.name) for h in project.hosts}
+    write_app(project.app, "2")
+    _with_hung_host(project)
+    proc = subprocess.Popen([*FAB, "test", "deploy"], cwd=project.dir, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not project.locked("web1"):
+        time.sleep(0.01)  # web1 is locked alone first; the others wait on the hung host
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted while locking" in err and "Traceback" not in err
+    assert {h.name: project.current(h.name) for h in project.hosts} == before
+    check(project, "interrupt", f"{signal.Signals(sig).name} while locking the stage",
+          "every lock taken released; nothing changed; exit 130")  # fmt: skip
+    next_deploy_works(project)
