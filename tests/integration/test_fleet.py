@@ -188,7 +188,8 @@ def test_a_failing_canary_stops_the_deploy_and_nothing_stays_live(fleet, tmp_pat
     assert out.returncode == 2 and "--batch must be" in out.stderr
 
 
-def test_an_interrupt_during_go_live_finishes_the_switch_everywhere_then_exits_130(fleet):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_during_go_live_finishes_the_switch_everywhere_then_exits_130(fleet, sig):
     fleet.ok("test", "deploy")
     # A slow reload keeps every host in go-live long enough to interrupt it there.
     fleet.config["nginx"] = {"test": "true", "reload": "sleep 2", "pid_file": "/nonexistent"}
@@ -206,11 +207,11 @@ def test_an_interrupt_during_go_live_finishes_the_switch_everywhere_then_exits_1
                 new = fleet.current(h.name)
                 break
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (out, err)
     assert "interrupted during go-live" in err
-    assert record(fleet, "interrupt", "SIGINT during go-live",
+    assert record(fleet, "interrupt", f"{signal.Signals(sig).name} during go-live",
                   "the switch finished on all 10 hosts, locks released, exit 130",
                   sentinels=False) == []
     assert new is not None
