@@ -72,7 +72,8 @@ def _rel_paths(value: Any) -> tuple[str, ...]:
         raise ValueError(exc.message) from None
 
 
-def _labels(value: Any) -> Mapping[str, str]:
+def _str_map(value: Any) -> Mapping[str, str]:
+    """`labels:` and `secrets:`: names to strings (numbers become strings, booleans do not)."""
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str | int) and not isinstance(v, bool)
         for k, v in value.items()
@@ -263,15 +264,6 @@ def _urls(value: Any) -> tuple[str, ...]:
     return tuple(urls)
 
 
-def _secrets(value: Any) -> Mapping[str, str]:
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str | int) and not isinstance(v, bool)
-        for k, v in value.items()
-    ):
-        raise ValueError("must be a map of names to strings")
-    return {k: str(v) for k, v in value.items()}
-
-
 @dataclass(frozen=True)
 class Key:
     check: Callable[[Any], Any]
@@ -308,7 +300,7 @@ KEYS: dict[str, Key] = {
     "command_timeout": Key(_int(1, 86400), 900,
                            "seconds a remote command (or a stalled upload) may take"),
     "forward_agent": Key(_bool, False, "forward your SSH agent to the host"),
-    "labels": Key(_labels, {}, "labels; labels.stage makes the stage task"),
+    "labels": Key(_str_map, {}, "labels; labels.stage makes the stage task"),
     "nginx": Key(_sub(NginxConfig, {
         "root_file": _str, "public_dir": _public_dir, "template": _str, "test": _str,
         "reload": _str, "pid_file": _str, "reload_timeout": _int(1, 3600),
@@ -324,7 +316,7 @@ KEYS: dict[str, Key] = {
     "composer": Key(_str, "composer", "composer command on the host, for the composer recipe"),
     "composer_options": Key(_str, COMPOSER_OPTIONS, "arguments of the composer recipe"),
     "webhook": Key(_urls, (), "Slack-compatible webhook URL(s) told of start, success, failure"),
-    "secrets": Key(_secrets, {}, "values masked in every log line; hooks read cfg.host.secrets"),
+    "secrets": Key(_str_map, {}, "values masked in every log line; hooks read cfg.host.secrets"),
 }
 
 

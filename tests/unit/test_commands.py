@@ -997,7 +997,8 @@ def test_link_shared_dir_property(deploy_dir, item):
         event("shared path refused")
         parts = item.strip("/").split("/")
         assert (not item.strip("/") or item.startswith("/") or "\0" in item or "\n" in item
-                or ".." in parts or not [p for p in parts if p not in ("", ".")])  # fmt: skip
+                or ".." in parts or not [p for p in parts if p not in ("", ".")]
+                or any(p.startswith("-") for p in parts))  # fmt: skip
         with pytest.raises(ConfigError):
             commands.link_shared_dir(APP, "R1", item)
         return
