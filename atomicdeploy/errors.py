@@ -10,6 +10,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # failed before go-live: nothing changed on any host
 EXIT_USAGE = 2  # bad inventory, bad option, no stage: nothing was contacted
 EXIT_PARTIAL = 3  # some hosts are live on the new release, others are not
+EXIT_LIVE_HOOK_FAILED = 4  # live on every host, but a hook after the switch failed
 EXIT_INTERRUPTED = 130
 
 

@@ -101,6 +101,11 @@ class Hooks:
         return fn
 
     def _register(self, when: str, step: str, fn: HookFn | None) -> Any:
+        if callable(step):  # `@hooks.after` without a step name
+            self._problems.append(f"@hooks.{when} needs a step name, e.g. @hooks.{when}('upload')"
+                                  f"; valid steps: {', '.join(STEPS)}")  # fmt: skip
+            return step
+
         def add(f: HookFn) -> HookFn:
             try:
                 self._at.setdefault(point_name(when, step), []).append(f)

@@ -30,7 +30,13 @@ from fabric import Config as FabricConfig
 
 from . import notify
 from .config import Config, RunInfo
-from .errors import EXIT_PARTIAL, AtomicDeployError, ConfigError, FleetError
+from .errors import (
+    EXIT_LIVE_HOOK_FAILED,
+    EXIT_PARTIAL,
+    AtomicDeployError,
+    ConfigError,
+    FleetError,
+)
 from .hooks import FAILURE, Hooks
 from .inventory import HostConfig
 from .releases import (
@@ -142,8 +148,10 @@ def _fail(phase: str, failures: dict[str, BaseException], total: int, note: str 
 
 
 def _switch_back(fleet: Fleet, cfgs: dict[str, Config], names: list[str], name: str, why: str,
-                 outcome: Outcome) -> None:  # fmt: skip
-    """Switch `names` back to the release each had before `name`, through the same steps."""
+                 outcome: Outcome) -> list[str]:  # fmt: skip
+    """Switch `names` back to the release each had before `name`, through the same steps.
+
+    Returns the hosts that could not be switched back (they stay on `name`)."""
 
     def back(r: Remote) -> None:
         cfg = cfgs[r.name]
@@ -163,6 +171,7 @@ def _switch_back(fleet: Fleet, cfgs: dict[str, Config], names: list[str], name: 
     for n, exc in failures.items():
         outcome.result[n] = "live (revert failed)"
         fleet.reporter.warn(n, f"revert failed, this host stays on the new release: {exc}")
+    return list(failures)
 
 
 @contextlib.contextmanager
@@ -246,7 +255,7 @@ def _summary(reporter: Reporter, fleet: Fleet, outcome: Outcome) -> None:
     """One table at the end: host, release, result, seconds per phase; then the skew."""
     reporter.end_progress()
     outcome.timings = fleet.timings
-    phases = [p for p in ("lock", "prepare", "go-live", "health", "revert", "finish")
+    phases = [p for p in ("lock", "prepare", "once", "go-live", "health", "revert", "finish")
               if any(p in t for t in fleet.timings.values())]  # fmt: skip
     rows = []
     for host in fleet.names:
@@ -318,7 +327,9 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
                 _deploy(fleet, cfgs, opts, reporter, hooks, outcome)
             except (AtomicDeployError, KeyboardInterrupt) as exc:
                 tell("failure", outcome, exc)
-                if not opts.dry_run and isinstance(exc, AtomicDeployError):
+                # Only once a release was named, i.e. every host is locked by us: never
+                # while someone else's deploy holds the stage.
+                if not opts.dry_run and isinstance(exc, AtomicDeployError) and outcome.release:
                     _failure_hooks(fleet, cfgs, hooks, exc)
                 raise
             tell("success", outcome)
@@ -369,6 +380,13 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
     if failures:
         _abort(fleet, cfgs, created, "another host failed" if uploads else "failed")
         raise _fail("prepare", failures, len(cfgs))
+    primary = next(n for n, c in cfgs.items() if c.primary)
+    if hook.script(cfgs[primary], "before_switch", once=True):
+        _, failures = fleet.each(lambda r: build.before_switch_once(r, cfgs[r.name]), [primary],
+                                 phase="once")  # fmt: skip
+        if failures:
+            _abort(fleet, cfgs, created, "a once hook failed")
+            raise _fail("before_switch (once)", failures, len(cfgs))
 
     triggers: dict[str, switch.Trigger] = {}
 
@@ -378,12 +396,14 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
                              trigger=triggers.get(r.name))  # fmt: skip
         if done.at is not None:
             outcome.switched_at[r.name] = done.at
-        reporter.host(r.name, f"live: current -> releases/{name}")
+        verb = "would go live" if opts.dry_run else "live"
+        reporter.host(r.name, f"{verb}: current -> releases/{name}")
         for text in done.warnings:
             reporter.warn(r.name, text)
 
     batches = plan_batches(list(cfgs), opts.batch, opts.canary)
     went_live: list[str] = []
+    stuck: list[str] = []  # went live, and switching back failed
     failures: dict[str, BaseException] = {}
     failed_at = ""
     with deferred_interrupts() as interrupted:
@@ -409,7 +429,7 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
                 # Never leave the stage split: the hosts that went live go back.
                 why = ("health check failed" if failed_at == "health check"
                        else "another host failed at go-live")  # fmt: skip
-                _switch_back(fleet, cfgs, went_live, name, why, outcome)
+                stuck = _switch_back(fleet, cfgs, went_live, name, why, outcome)
             if not_reached:
                 _abort(fleet, {n: cfgs[n] for n in not_reached}, set(not_reached),
                        f"{failed_at} failed on another host")  # fmt: skip
@@ -423,14 +443,17 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
         reverted = bool(went_live) and not keep
         # Reverted hosts were unlocked by their switch back; release the others' locks.
         still_locked = ([*failures] if failed_at == "go-live" else []) + (
-            [] if reverted else went_live)
+            stuck if reverted else went_live)
         _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), still_locked)
         for n in went_live:
             outcome.result.setdefault(n, "live")
         _summary(reporter, fleet, outcome)
-        note = (f"; reverted {', '.join(went_live)} to their previous release"
-                if reverted else "")  # fmt: skip
-        partial = bool(went_live) and not reverted
+        back = [n for n in went_live if n not in stuck]
+        note = (f"; reverted {', '.join(back)} to their previous release"
+                if reverted and back else "")  # fmt: skip
+        if stuck:
+            note += f"; {', '.join(stuck)} could not be switched back and stay on {name}"
+        partial = (bool(went_live) and not reverted) or bool(stuck)
         raise _fail(failed_at, failures, len(cfgs), note=note,
                     exit_code=EXIT_PARTIAL if partial else 1)  # fmt: skip
 
@@ -451,8 +474,13 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
             return
         outcome.removed[r.name] = victims
         if victims:
-            reporter.host(r.name, f"cleanup: removed {', '.join(victims)}")
-        build.after_cleanup(r, cfg, hooks)
+            verb = "would remove" if opts.dry_run else "removed"
+            reporter.host(r.name, f"cleanup: {verb} {', '.join(victims)}")
+        try:
+            build.after_cleanup(r, cfg, hooks)
+        except AtomicDeployError as exc:
+            exc.live = True
+            raise
 
     # The release is live: an interrupt now waits for after-switch hooks, cleanup and
     # unlock on every host (command_timeout bounds them), so no lock is left behind.
@@ -464,7 +492,8 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
         if n not in hook_failures:
             reporter.warn(n, f"after go-live: {exc}")
     for n in cfgs:
-        outcome.result[n] = "live" + (", hook failed" if n in hook_failures else "")
+        outcome.result[n] = ("dry run" if opts.dry_run else "live") + (
+            ", hook failed" if n in hook_failures else "")
     _summary(reporter, fleet, outcome)
     if interrupted or late:
         when = "during go-live" if interrupted else "after go-live"
@@ -473,7 +502,8 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
         raise KeyboardInterrupt
     if hook_failures:
         raise _fail("after go-live", hook_failures, len(cfgs),
-                    note=f"; release {name} is live on every host")  # fmt: skip
+                    note=f"; release {name} is live on every host",
+                    exit_code=EXIT_LIVE_HOOK_FAILED)  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -121,7 +121,10 @@ class Remote:
         # Dry run: commands that change something are recorded here, not run.
         self.dry = dry
         self.recorded: list[tuple[str, str]] = []
-        self.mask: Callable[[str], str] = lambda text: text  # the Reporter's, set by the Fleet
+        # Where a Python hook's command output goes, line by line (the Fleet points
+        # these at its Reporter, which prefixes the host and masks secrets).
+        self.out: Callable[[str], None] = lambda line: print(f"[{self.name}] {line}")
+        self.err: Callable[[str], None] = lambda line: print(f"[{self.name}] {line}")
 
     def record(self, step: str, text: str) -> None:
         self.recorded.append((step, text))

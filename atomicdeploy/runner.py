@@ -58,7 +58,9 @@ class Fleet:
                 host = self.hosts[name]
                 conn = connect(host, self._base, self._known_hosts)
                 self._remotes[name] = Remote(host, conn, dry=self.dry)
-                self._remotes[name].mask = self.reporter.mask
+                remote = self._remotes[name]
+                remote.out = lambda line, n=name: self.reporter.line(f"[{n}] {line}")
+                remote.err = lambda line, n=name: self.reporter.error(f"[{n}] {line}")
             return self._remotes[name]
 
     def peek(self, name: str) -> Remote | None:

@@ -39,7 +39,8 @@ def build(remote: Remote, cfg: Config, hooks: Hooks | None = None) -> None:
         *around("vendors"),  # the composer recipe runs at after_vendors
         ("nginx", nginx.check_script(cfg)),
         *around("warmup", ("warmup", warmup.script(cfg))),
-        *hook.parts(cfg, "before_switch", hooks),
+        # `once` commands here (migrations) wait for the barrier: see `before_switch_once`.
+        *hook.parts(cfg, "before_switch", hooks, once=False),
         ("log", release.mark_script(cfg, cfg.release, COMPLETE)),
     ]
     hook.run_plan(remote, cfg, plan, "build", dry=remote.dry)
@@ -55,3 +56,14 @@ def after_switch(remote: Remote, cfg: Config, hooks: Hooks) -> None:
 def after_cleanup(remote: Remote, cfg: Config, hooks: Hooks) -> None:
     hook.run_plan(remote, cfg, hook.parts(cfg, "after_cleanup", hooks), "hook after_cleanup",
                   dry=remote.dry)  # fmt: skip
+
+
+def before_switch_once(remote: Remote, cfg: Config) -> bool:
+    """The `once` commands of before_switch (e.g. `artisan migrate`), on the first host,
+    after every host has prepared: a database is never migrated for a release that
+    another host then fails to build. Returns whether there was anything to run."""
+    text = hook.script(cfg, "before_switch", once=True)
+    if text:
+        hook.run_plan(remote, cfg, [("hook before_switch (once)", text)], "hook before_switch",
+                      dry=remote.dry)  # fmt: skip
+    return bool(text)

@@ -8,9 +8,10 @@ between them with the host's Connection and the frozen config.
 from __future__ import annotations
 
 import io
-import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import Any
+
+from invoke.exceptions import UnexpectedExit
 
 from .. import commands
 from ..config import Config
@@ -22,13 +23,18 @@ from ..remote import Remote
 Part = tuple[str, "str | Callable[..., Any] | None"]
 
 
-def shell_commands(cfg: Config, point: str) -> tuple[HookCommand, ...]:
-    """Recipes' commands first, then the inventory's, for this host."""
+def shell_commands(cfg: Config, point: str, once: bool | None = None) -> tuple[HookCommand, ...]:
+    """Recipes' commands first, then the inventory's, for this host.
+
+    `once` commands only on the primary host; `once=True`/`False` selects only those /
+    only the others (before_switch runs its `once` commands after the barrier).
+    """
     host = cfg.host
     recipes = commands_for(host.recipes, composer_bin=host.composer,
                            composer_options=host.composer_options)  # fmt: skip
     cmds = recipes.get(point, ()) + tuple(host.hooks.get(point, ()))
-    return tuple(c for c in cmds if cfg.primary or not c.once)
+    return tuple(c for c in cmds if (cfg.primary or not c.once)
+                 and (once is None or c.once == once))  # fmt: skip
 
 
 def env(cfg: Config) -> list[tuple[str, str]]:
@@ -45,9 +51,9 @@ def env(cfg: Config) -> list[tuple[str, str]]:
     ]
 
 
-def script(cfg: Config, point: str) -> str | None:
+def script(cfg: Config, point: str, once: bool | None = None) -> str | None:
     """The point's shell commands as one script, or None; each stops the deploy on failure."""
-    cmds = shell_commands(cfg, point)
+    cmds = shell_commands(cfg, point, once)
     if not cmds:
         return None
     cwd = cfg.host.deploy_path if point in ("before_release", FAILURE) else cfg.release_path
@@ -55,9 +61,9 @@ def script(cfg: Config, point: str) -> str | None:
                      for c in cmds)  # fmt: skip
 
 
-def parts(cfg: Config, point: str, hooks: Hooks) -> list[Part]:
+def parts(cfg: Config, point: str, hooks: Hooks, once: bool | None = None) -> list[Part]:
     """A hook point as plan parts: its shell script, then its Python functions."""
-    out: list[Part] = [(f"hook {point}", script(cfg, point))]
+    out: list[Part] = [(f"hook {point}", script(cfg, point, once))]
     out += [(f"hook {point} {describe(fn)}", fn) for fn in hooks.at(point)]
     return out
 
@@ -88,54 +94,68 @@ def call(remote: Remote, cfg: Config, name: str, fn: Callable[..., Any], *args: 
         remote.record(name, f"python: {describe(fn)}(c, cfg)")
         return
     try:
-        fn(_HookConnection(remote.conn, remote.name, remote.mask), cfg, *args)
+        fn(_HookConnection(remote.conn, remote.out, remote.err), cfg, *args)
     except AtomicDeployError:
         raise
-    except Exception as exc:
-        raise AtomicDeployError(f"{type(exc).__name__}: {exc}", host=remote.name,
-                                step=name) from exc  # fmt: skip
+    except (Exception, SystemExit) as exc:  # sys.exit() in a hook must not skip our clean-up
+        raise AtomicDeployError(_describe_error(exc), host=remote.name, step=name) from exc
+
+
+def _describe_error(exc: BaseException) -> str:
+    """One line: Invoke's UnexpectedExit prints a whole report; keep what a user needs."""
+    if isinstance(exc, UnexpectedExit):
+        result = exc.result
+        last = next((ln for ln in reversed((result.stderr or result.stdout or "").splitlines())
+                     if ln.strip()), "")  # fmt: skip
+        command = result.command if len(result.command) <= 80 else result.command[:77] + "..."
+        return f"command {command!r} exited {result.exited}" + (f": {last}" if last else "")
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class _Lines(io.TextIOBase):
-    """Output of a hook's commands: whole lines, prefixed with the host, secrets masked."""
+    """Output of a hook's commands, passed on in whole lines (the Reporter prefixes the
+    host and masks secrets: a secret split across two reads is masked whole)."""
 
-    def __init__(self, stream: TextIO, prefix: str, mask: Callable[[str], str]) -> None:
-        self._stream, self._prefix, self._mask, self._part = stream, prefix, mask, ""
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        self._emit, self._part = emit, ""
 
     def write(self, text: str) -> int:
         self._part += text
         *lines, self._part = self._part.split("\n")
         for line in lines:
-            self._stream.write(f"{self._prefix}{self._mask(line)}\n")
-        self._stream.flush()
+            self._emit(line)
         return len(text)
 
     def flush(self) -> None:
+        """Invoke flushes after every read: a partial line waits for the rest."""
+
+    def finish(self) -> None:
         if self._part:
-            self._stream.write(f"{self._prefix}{self._mask(self._part)}\n")
+            self._emit(self._part)
             self._part = ""
-        self._stream.flush()
 
 
 class _HookConnection:
     """The host's Connection as a hook sees it: `run` and `sudo` never read our stdin
-    (CI has none) and print through `_Lines`; everything else is the real Connection."""
+    (CI has none) and print through the Reporter; everything else is the real Connection."""
 
-    def __init__(self, conn: Any, name: str, mask: Callable[[str], str]) -> None:
-        self._conn, self._name, self._mask = conn, name, mask
+    def __init__(self, conn: Any, out: Callable[[str], None], err: Callable[[str], None]) -> None:
+        self._conn, self._out, self._err = conn, out, err
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self._conn, attr)
 
     def _call(self, method: str, command: str, **kwargs: Any) -> Any:
         kwargs.setdefault("in_stream", False)
-        out = kwargs.setdefault("out_stream", _Lines(sys.stdout, f"[{self._name}] ", self._mask))
-        err = kwargs.setdefault("err_stream", _Lines(sys.stderr, f"[{self._name}] ", self._mask))
+        mine = [_Lines(self._out), _Lines(self._err)]
+        kwargs.setdefault("out_stream", mine[0])
+        kwargs.setdefault("err_stream", mine[1])
         try:
             return getattr(self._conn, method)(command, **kwargs)
         finally:
-            for stream in (out, err):
-                stream.flush()
+            for stream in mine:
+                stream.finish()
 
     def run(self, command: str, **kwargs: Any) -> Any:
         return self._call("run", command, **kwargs)

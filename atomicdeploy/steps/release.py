@@ -11,9 +11,12 @@ from ..remote import Remote
 
 
 def log_line(cfg: Config, release: str, state: str, note: str = "") -> str:
+    """One log line. The run's revision belongs to the release this run built only: a
+    revert's line for the old release must not make it look like the new commit."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    revision = cfg.run.revision if release == cfg.release else ""
     return LogEntry(release=release, state=state, time=now, user=cfg.run.user,
-                    revision=cfg.run.revision, note=note).render()  # fmt: skip
+                    revision=revision, note=note).render()  # fmt: skip
 
 
 def create_script(cfg: Config) -> str:

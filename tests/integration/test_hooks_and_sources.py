@@ -79,7 +79,7 @@ def test_a_failing_before_switch_hook_fails_the_deploy_and_nothing_goes_live(pro
 def test_a_failing_after_switch_hook_reports_the_release_live_and_unlocks(project):
     project.config["hooks"] = {"after_switch": ["echo 'cache:clear failed' >&2; exit 3"]}
     proc = project.fab("test", "deploy")
-    assert proc.returncode == 1
+    assert proc.returncode == 4  # live everywhere, a hook after the switch failed
     assert "[web1] failed at step 'hook after_switch' (live): cache:clear failed (exit 3)" in proc.stderr  # noqa: E501
     assert "is live on every host" in proc.stderr
     assert record(project, "fault", "a hook fails after the switch",
@@ -97,6 +97,21 @@ def test_unknown_hook_point_is_exit_2_naming_the_valid_points_and_touches_no_hos
     assert "unknown hook point 'after_symlink' (did you mean 'after_switch'?); valid: before_release" in proc.stderr  # noqa: E501
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not any(project.deploy_path(h).exists() for h in names(project))
+
+
+def test_once_commands_before_the_switch_wait_for_every_host_to_prepare(project):
+    trail = project.dir / "migrations"
+    project.config["hooks"] = {"before_switch": [{"run": f"echo migrated >> {trail}",
+                                                  "once": True}]}  # fmt: skip
+    project.overrides = {"web3": {"hooks": {"after_shared": ["exit 7"],
+                                            **project.config["hooks"]}}}  # fmt: skip
+    proc = project.fab("test", "deploy")
+    assert proc.returncode == 1 and "[web3] failed at step 'hook after_shared'" in proc.stderr
+    assert not trail.exists()  # web3 failed to prepare: the database was never migrated
+    project.overrides = {}
+    proc = project.ok("test", "deploy")
+    assert trail.read_text() == "migrated\n"  # once, on web1, after the barrier
+    assert re.search(r"^host\s+release\s+result\s+lock s\s+prepare s\s+once s", proc.stdout, re.M)
 
 
 # --- recipes -----------------------------------------------------------------------------------

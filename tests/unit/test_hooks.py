@@ -216,12 +216,15 @@ class FakeRemote:
     conn = "the connection"
     dry = False
 
-    @staticmethod
-    def mask(text):
-        return text.replace("hunter2", "***")
+    def out(self, line):
+        self.lines.append(("out", line))
+
+    def err(self, line):
+        self.lines.append(("err", line))
 
     def __init__(self):
         self.sent: list[tuple[str, str]] = []
+        self.lines: list[tuple[str, str]] = []
 
     def run(self, script, step, **kw):
         self.sent.append((step, script))
@@ -253,7 +256,7 @@ def test_a_python_hook_exception_becomes_a_step_failure_of_that_host():
     assert str(info.value) == "[web1 hook after_upload broken] RuntimeError: npm is missing"
 
 
-def test_a_python_hooks_commands_print_prefixed_masked_lines_and_never_read_stdin(capsys):
+def test_a_python_hooks_commands_print_whole_lines_through_the_reporter_and_never_read_stdin():
     seen = {}
 
     class Conn:
@@ -261,7 +264,9 @@ def test_a_python_hooks_commands_print_prefixed_masked_lines_and_never_read_stdi
 
         def run(self, command, **kw):
             seen.update(kw)
-            kw["out_stream"].write("password hunter2 ok\npart")
+            kw["out_stream"].write("password hun")
+            kw["out_stream"].flush()  # Invoke flushes after each read: no half line yet
+            kw["out_stream"].write("ter2 ok\npart")
             kw["out_stream"].write("ial line")
             kw["err_stream"].write("warn\n")
             return "result"
@@ -273,6 +278,46 @@ def test_a_python_hooks_commands_print_prefixed_masked_lines_and_never_read_stdi
                   "build")  # fmt: skip
     assert results == [("result", "127.0.0.1")]
     assert seen["in_stream"] is False
-    out, err = capsys.readouterr()
-    assert out == "[web1] password *** ok\n[web1] partial line\n"
-    assert err == "[web1] warn\n"
+    # Whole lines only, so the Reporter can mask a secret that arrived in two reads.
+    assert remote.lines == [("out", "password hunter2 ok"), ("err", "warn"),
+                            ("out", "partial line")]  # fmt: skip
+
+
+def test_a_failing_command_in_a_python_hook_is_one_line():
+    from invoke.exceptions import UnexpectedExit
+    from invoke.runners import Result
+
+    from atomicdeploy.errors import AtomicDeployError
+
+    def failing(c, cfg):
+        err = "npm ERR! missing script\nnpm ERR! build\n"
+        raise UnexpectedExit(Result(command="npm run build", exited=2, stderr=err))
+
+    def leaving(c, cfg):
+        raise SystemExit(3)
+
+    with pytest.raises(AtomicDeployError) as info:
+        hook.run_plan(FakeRemote(), cfg(), [("hook after_upload failing", failing)], "build")
+    assert info.value.message == "command 'npm run build' exited 2: npm ERR! build"
+    with pytest.raises(AtomicDeployError) as info:
+        hook.run_plan(FakeRemote(), cfg(), [("hook after_upload leaving", leaving)], "build")
+    assert info.value.message == "SystemExit: 3"
+
+
+def test_a_decorator_without_a_step_name_is_reported():
+    hooks = Hooks()
+
+    @hooks.after
+    def oops(c, cfg): ...
+
+    assert "@hooks.after needs a step name" in message(hooks.check)
+
+
+def test_a_revert_line_for_the_old_release_does_not_carry_the_new_revision():
+    import json
+
+    from atomicdeploy.steps.release import log_line
+
+    c = cfg()
+    assert json.loads(log_line(c, c.release, "live"))["revision"] == "0123456789abcdef"
+    assert json.loads(log_line(c, c.previous, "live", "reverted")).get("revision", "") == ""
