@@ -153,6 +153,21 @@ def test_laravel_recipe_caches_everywhere_and_migrates_on_the_first_host_only(pr
         assert log == expected
 
 
+def test_symfony_recipe_clears_and_warms_the_cache_on_every_host(project):
+    composer = project.dir / "fake-composer"
+    composer.write_text("#!/bin/sh\nmkdir -p vendor\n")
+    composer.chmod(0o755)
+    (project.app / "bin").mkdir()
+    (project.app / "bin" / "console").write_text(ARTISAN.replace("__DIR__ . '/", "__DIR__ . '/../"))
+    (project.app / "composer.json").write_text("{}")
+    project.config.update(recipes=["symfony"], composer=str(composer))
+    name = release_of(project.ok("test", "deploy"))
+    for h in names(project):
+        log = (project.deploy_path(h) / "releases" / name / "artisan.log").read_text().splitlines()
+        assert log == ["cache:clear --no-warmup --no-interaction --env=prod",
+                       "cache:warmup --no-interaction --env=prod"]  # fmt: skip
+
+
 # --- Python hooks from a fabfile ---------------------------------------------------------------
 
 PY_FABFILE = """
