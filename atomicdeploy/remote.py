@@ -190,7 +190,8 @@ class Remote:
                               step=step) from None  # fmt: skip
         if proc.returncode != 0:
             raise RemoteError(
-                f"rsync failed: {rsync_reason(proc.stderr)} (exit {proc.returncode})",
+                f"rsync failed: {rsync_reason(proc.stderr, proc.returncode)}"
+                f" (exit {proc.returncode})",
                 host=self.name, step=step, command=" ".join(argv),
                 exit_status=proc.returncode, stderr=proc.stderr,
             )  # fmt: skip
@@ -231,13 +232,24 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def rsync_reason(stderr: str) -> str:
+# rsync's exit codes (man rsync), for when the host side dies before it can say why.
+RSYNC_EXITS = {
+    10: "error in socket I/O", 11: "error in file I/O on the host (disk full?)",
+    12: "error in the rsync protocol data stream (connection lost?)", 23: "partial transfer",
+    30: "timeout in data send/receive", 35: "timeout waiting for the host",
+    255: "ssh failed (connection refused, lost, or authentication failed)",
+}  # fmt: skip
+
+
+def rsync_reason(stderr: str, status: int | None = None) -> str:
     """rsync's most telling line: the first error, not the protocol noise after it."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     for line in lines:
         if not line.startswith("rsync error:") and "connection unexpectedly closed" not in line:
             return line
-    return lines[-1] if lines else "no output"
+    if lines:
+        return lines[-1]
+    return RSYNC_EXITS.get(status or 0, "no output")
 
 
 def describe_connect_error(host: HostConfig, exc: BaseException) -> str:

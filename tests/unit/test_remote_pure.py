@@ -121,3 +121,12 @@ def test_rsync_reason_falls_back_to_the_last_line():
 )
 def test_last_line(text, line):
     assert last_line(text) == line
+
+
+def test_rsync_reason_falls_back_to_what_the_exit_code_means():
+    from atomicdeploy.remote import rsync_reason
+
+    assert rsync_reason("", 11) == "error in file I/O on the host (disk full?)"
+    assert rsync_reason("", 99) == "no output"
+    assert rsync_reason("rsync: write failed: No space left on device (28)\n", 11) == (
+        "rsync: write failed: No space left on device (28)")
