@@ -458,6 +458,9 @@ def parse(text: str, path: Path = Path("inventory.yml")) -> Inventory:
         raise ConfigError(f"{label}: invalid YAML{where}: {problem}") from None
     except RecursionError:
         raise ConfigError(f"{label}: invalid YAML: nested too deeply") from None
+    except Exception as exc:  # PyYAML's constructors: impossible dates, bad !!int, ...
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ConfigError(f"{label}: invalid YAML: a value cannot be read ({reason})") from None
     if data is None:
         raise ConfigError(f"{label}: the file is empty: it needs a 'hosts:' map")
     if not isinstance(data, dict):
@@ -550,9 +553,18 @@ def _host_config(label: str, name: str, raw: dict[str, Any]) -> HostConfig:
     return HostConfig(name=name, **values)
 
 
+MAX_EXPANDED_NODES = 100_000  # values after YAML aliases are expanded, per host
+MAX_VALUE_CHARS = 100_000  # one string after `{{key}}` expansion
+
+
 def _resolve_refs(where: str, name: str, raw: dict[str, Any]) -> dict[str, Any]:
-    """Expand `{{key}}` in string values (also inside lists and maps) from other keys."""
+    """Expand `{{key}}` in string values (also inside lists and maps) from other keys.
+
+    YAML aliases share one object: a recursive alias (`&x [*x]`) is refused, and an
+    alias bomb or a `{{key}}` bomb stops at a size limit instead of filling memory.
+    """
     scope = {"alias": name, **raw}
+    nodes = [0]
     if scope.get("hostname") is None:
         scope["hostname"] = name
     cache: dict[str, str] = {}
@@ -569,13 +581,24 @@ def _resolve_refs(where: str, name: str, raw: dict[str, Any]) -> dict[str, Any]:
             cache[key] = expand(str(value), (*chain, key))
         return cache[key]
 
-    def expand(value: Any, chain: tuple[str, ...]) -> Any:
+    def expand(value: Any, chain: tuple[str, ...], path: tuple[int, ...] = ()) -> Any:
+        nodes[0] += 1
+        if nodes[0] > MAX_EXPANDED_NODES:
+            raise ConfigError(f"{where}: more than {MAX_EXPANDED_NODES} values once YAML"
+                              " aliases are expanded")  # fmt: skip
         if isinstance(value, str):
-            return _REF.sub(lambda m: scalar(m.group(1), chain), value)
-        if isinstance(value, list):
-            return [expand(v, chain) for v in value]
-        if isinstance(value, dict):
-            return {k: expand(v, chain) for k, v in value.items()}
+            out = _REF.sub(lambda m: scalar(m.group(1), chain), value)
+            if "{{" in value and len(out) > MAX_VALUE_CHARS:
+                raise ConfigError(f"{where}: a value is longer than {MAX_VALUE_CHARS}"
+                                  " characters once {{key}} references are expanded")  # fmt: skip
+            return out
+        if isinstance(value, list | dict):
+            if id(value) in path:
+                raise ConfigError(f"{where}: {chain[0]}: a YAML alias refers to itself")
+            inner = (*path, id(value))
+            if isinstance(value, list):
+                return [expand(v, chain, inner) for v in value]
+            return {k: expand(v, chain, inner) for k, v in value.items()}
         return value
 
     return {key: expand(value, (key,)) for key, value in raw.items()}
