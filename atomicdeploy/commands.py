@@ -8,12 +8,18 @@ wait on a stdin that never closes.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Sequence
 
 from .layout import Layout
 
 q = shlex.quote
+
+
+def say(text: str) -> str:
+    """Print `text` exactly: dash's `echo` would rewrite the backslash escapes in it."""
+    return f"printf '%s\\n' {q(text)}"
 
 # Exit statuses our scripts use to say something precise.
 LOCK_HELD = 75
@@ -38,13 +44,16 @@ def sequence(parts: Sequence[tuple[str, str | None]]) -> str:
         if script:
             marker = q(STEP_MARKER + name)
             # A subshell, so a part's own `exit N` still reaches the marker.
-            out.append(f"( {script}\n) || {{ rc=$?; echo {marker} >&2; exit $rc; }}")
+            out.append(f"( {script}\n) || {{ rc=$?; printf '%s\\n' {marker} >&2; exit $rc; }}")
     return "\n".join(out) or "true"
 
 
 def then_unlock(script: str, layout: Layout, token: str) -> str:
-    """Run `script`, then release our lock whatever happened; keep the script's status."""
-    return f"{{ {script}\n}}; rc=$?; {unlock_own(layout, token)}; exit $rc"
+    """Run `script`, then release our lock whatever happened; keep the script's status.
+
+    A subshell, so an `exit` inside the script (go-live's failure paths, the live-release
+    guard) ends only the script, never the unlock after it."""
+    return f"( {script}\n); rc=$?; {unlock_own(layout, token)}; exit $rc"
 
 
 def remote(script: str, *, stdin: bool = False) -> str:
@@ -61,7 +70,7 @@ def setup(layout: Layout) -> str:
         [
             shlex.join(["mkdir", "-p", "--", layout.releases, layout.shared, layout.dep]),
             f"if [ -d {q(layout.current)} ] && [ ! -L {q(layout.current)} ]; then"
-            f" echo {q(layout.current + ' is a real directory: move it away so that it can be an atomic symlink')} >&2;"  # noqa: E501
+            f" {say(layout.current + ' is a real directory: move it away so that it can be an atomic symlink')} >&2;"  # noqa: E501
             f" exit {CURRENT_IS_DIR}; fi",
         ]
     )
@@ -120,7 +129,7 @@ def unlock_own(layout: Layout, token: str) -> str:
 
 def _token_field(token: str) -> str:
     """The exact JSON field the owner record holds (json.dumps, sort_keys)."""
-    if not token or not token.isalnum():
+    if not token or not (token.isascii() and token.isalnum()):  # json.dumps escapes the rest
         raise ValueError("a lock token must be a non-empty alphanumeric string")
     return f'"token": "{token}"'
 
@@ -147,7 +156,7 @@ def _refuse_if_live(layout: Layout, name: str) -> str:
     # -ef compares inodes, so an absolute `current` link (left by another tool) counts too.
     return (
         f"if [ {q(layout.current)} -ef {q(layout.release(name))} ]; then"
-        f" echo {q('refusing to remove the live release ' + name)} >&2; exit {REFUSED}; fi"
+        f" {say('refusing to remove the live release ' + name)} >&2; exit {REFUSED}; fi"
     )
 
 
@@ -195,7 +204,7 @@ def link_shared_file(layout: Layout, name: str, item: str) -> str:
             f"if [ ! -e {q(shared)} ]; then"
             f" if [ -f {q(target)} ] && [ ! -L {q(target)} ]; then"
             f" mkdir -p -- {q(_parent(shared))} && cp -a -- {q(target)} {q(shared)};"
-            f" else echo {q(missing)} >&2; exit {SHARED_MISSING}; fi; fi",
+            f" else {say(missing)} >&2; exit {SHARED_MISSING}; fi; fi",
             shlex.join(["rm", "-rf", "--", target]),
             shlex.join(["mkdir", "-p", "--", _parent(target)]),
             shlex.join(["ln", "-s", "--", layout.shared_link_target(item), target]),
@@ -308,12 +317,26 @@ def ssh_argv(
 
 
 def _ssh_option_value(value: str) -> str:
-    """OpenSSH splits an option's value on whitespace unless it is double-quoted."""
-    if any(c.isspace() for c in value) or '"' in value:
-        if '"' in value:
-            raise ValueError(f"OpenSSH cannot take a path with a double quote: {value!r}")
-        return f'"{value}"'
-    return value
+    """A path as an OpenSSH `-o` value that OpenSSH reads back unchanged.
+
+    OpenSSH splits on whitespace unless double-quoted, strips quotes, and expands `%`
+    tokens (`%%` is a literal `%`) and `${VAR}`; quotes, backslashes and `${` have no
+    escape that works everywhere, so such paths are refused (the inventory refuses
+    them first, before any host is contacted).
+    """
+    problem = ssh_path_problem(value)
+    if problem:
+        raise ValueError(problem)
+    value = value.replace("%", "%%")
+    return f'"{value}"' if any(c.isspace() for c in value) else value
+
+
+def ssh_path_problem(value: str) -> str | None:
+    """Why OpenSSH could not be given this path as an option value, or None."""
+    for bad in ("'", '"', "\\", "${"):
+        if bad in value:
+            return f"OpenSSH cannot be given a path containing {bad!r}: {value!r}"
+    return None
 
 
 def rsync_argv(
@@ -369,6 +392,9 @@ def hook(cwd: str, command: str, *, requires: str = "", env: Sequence[tuple[str,
     release path, the stage...) is exported to it; with `requires`, the command is
     skipped when that file is not in `cwd` (recipes: composer.json, artisan).
     """
+    for name, _ in env:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"not an environment variable name: {name!r}")
     assigns = [f"{name}={q(value)}" for name, value in env]
     run = " ".join([*assigns, shlex.join(["sh", "-c", command])]) + " </dev/null"
     if requires:
@@ -395,6 +421,8 @@ def write_if_changed(path: str, content: str) -> str:
     Prints `changed` or `unchanged`.
     """
     tmp, prev = f"{path}.tmp", f"{path}.prev"
+    # `$(cat)` drops trailing newlines: compare, and write, the content without them.
+    content = content.rstrip("\n")
     return (
         f"if [ -f {q(path)} ] && [ \"$(cat -- {q(path)})\" = {q(content)} ]; then echo unchanged;"
         f" else printf '%s\\n' {q(content)} > {q(tmp)}"
@@ -416,7 +444,7 @@ def nginx_check(public_path: str, root_file: str, content: str, test: str) -> st
     does not exist, hence the `test -d`.)
     """
     return (
-        f"test -d {q(public_path)} || {{ echo {q('public directory missing: ' + public_path)} >&2;"
+        f"test -d {q(public_path)} || {{ {say('public directory missing: ' + public_path)} >&2;"
         f" exit 1; }}; state=$({write_if_changed(root_file, content)}) || exit 1;"
         f" if [ \"$state\" = changed ]; then out=$( ({test}) </dev/null 2>&1); rc=$?;"
         f" {restore_previous(root_file)};"
@@ -440,7 +468,7 @@ def nginx_reload_and_wait(reload: str, pid_file: str, timeout: int) -> str:
         " old=$(cat /proc/$master/task/$master/children 2>/dev/null); fi;"
         f" ({reload}) </dev/null || exit $?;"
         " if [ -z \"$master\" ]; then"
-        f" echo {q(WARN_MARKER + 'nginx pid file ' + pid_file + ' not readable: not waiting')};"
+        f" {say(WARN_MARKER + 'nginx pid file ' + pid_file + ' not readable: not waiting')};"
         f" else deadline=$(( $(date +%s) + {int(timeout)} ));"
         " for p in $old; do"
         " while [ \"$(cut -d' ' -f4 /proc/$p/stat 2>/dev/null)\" = \"$master\" ]; do"
@@ -501,7 +529,7 @@ def opcache_reset(strategy: str, *, socket: str = "", dep_dir: str = "", token: 
     elif strategy == "cachetool":
         work = f"out=$({cachetool} opcache:reset {q('--fcgi=' + socket)} </dev/null 2>&1) || {{ printf '%s\\n' \"$out\" | tail -n 1; exit 1; }}"  # noqa: E501
     elif strategy == "http":
-        work = f"out=$(curl -fsS --max-time 10 {q(url)} 2>&1) || {{ printf '%s\\n' \"$out\" | tail -n 1; exit 1; }}"  # noqa: E501
+        work = f"out=$(curl -fsS --max-time 10 -- {q(url)} 2>&1) || {{ printf '%s\\n' \"$out\" | tail -n 1; exit 1; }}"  # noqa: E501
     elif strategy == "fpm-reload":
         work = f"out=$( ({reload}) </dev/null 2>&1) || {{ printf '%s\\n' \"$out\" | tail -n 1; exit 1; }}"  # noqa: E501
     else:
@@ -515,16 +543,16 @@ def health_check(url: str, status: int, contains: str, timeout: int) -> str:
     in the response (headers or body: `curl -i`)."""
     check_body = (
         f" printf '%s' \"$out\" | grep -qF -- {q(contains)} ||"
-        f" {{ echo {q('health check: the response lacks ' + repr(contains))} >&2; exit 1; }};"
+        f" {{ {say('health check: the response lacks ' + repr(contains))} >&2; exit 1; }};"
         if contains else ""
     )  # fmt: skip
     return (
-        f"out=$(curl -sS -i --max-time {int(timeout)} -w '\\n%{{http_code}}' {q(url)}"
+        f"out=$(curl -sS -i --max-time {int(timeout)} -w '\\n%{{http_code}}' -- {q(url)}"
         " </dev/null 2>&1)"
         f" || {{ echo \"health check: $(printf '%s' \"$out\" | tail -n 1)\" >&2; exit 1; }};"
         " code=$(printf '%s\\n' \"$out\" | tail -n 1);"
-        f" [ \"$code\" = {int(status)} ] || {{ echo {q('health check: ' + url)}\" answered $code,"
-        f" expected {int(status)}\" >&2; exit 1; }};{check_body}"
+        f" [ \"$code\" = {int(status)} ] || {{ printf '%s answered %s, expected %s\\n'"
+        f" {q('health check: ' + url)} \"$code\" {int(status)} >&2; exit 1; }};{check_body}"
     )
 
 

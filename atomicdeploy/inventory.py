@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from .commands import ssh_path_problem
 from .errors import ConfigError
 from .hooks import FAILURE, POINTS, HookCommand
 from .layout import check_relative_path
@@ -95,6 +96,23 @@ def _user(value: Any) -> str:
     value = _str(value)
     if value and not _USER_NAME.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid user name")
+    return value
+
+
+def _http_url(value: Any) -> str:
+    value = _str(value)
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"must be an http:// or https:// URL, not {value[:60]!r}")
+    return value
+
+
+def _ssh_path(value: Any) -> str:
+    """known_hosts, identity_file, ssh_config: paths OpenSSH (rsync's transport) must read
+    exactly as paramiko does."""
+    value = _str(value)
+    problem = ssh_path_problem(value)
+    if problem:
+        raise ValueError(f"cannot contain a quote, a backslash or '${{': {value!r}")
     return value
 
 
@@ -184,7 +202,7 @@ def _sub(kind: type, checks: dict[str, Callable[[Any], Any]]) -> Callable[[Any],
 def _opcache(value: Any) -> OpcacheConfig:
     cfg = _sub(OpcacheConfig, {
         "strategy": _choice(*OPCACHE_STRATEGIES), "socket": _str, "cachetool": _str,
-        "url": _str, "reload": _str,
+        "url": _http_url, "reload": _str,
     })(value)  # fmt: skip
     if "strategy" not in value and cfg.socket:
         cfg = replace(cfg, strategy="fcgi")
@@ -291,10 +309,10 @@ KEYS: dict[str, Key] = {
     "hostname": Key(_str, None, "address or ssh_config alias (default: the host's name)"),
     "port": Key(_int(1, 65535), None, "SSH port (default: from ssh_config, else 22)"),
     "remote_user": Key(_user, None, "SSH user (default: from ssh_config, else you)"),
-    "identity_file": Key(_str, None, "SSH private key"),
-    "ssh_config": Key(_str, None, "OpenSSH config file to read instead of ~/.ssh/config"),
+    "identity_file": Key(_ssh_path, None, "SSH private key"),
+    "ssh_config": Key(_ssh_path, None, "OpenSSH config file to read instead of ~/.ssh/config"),
     "known_hosts": Key(
-        _str, "~/.ssh/known_hosts", "host keys: new ones are recorded, changed ones refused"
+        _ssh_path, "~/.ssh/known_hosts", "host keys: new ones are recorded, changed ones refused"
     ),
     "connect_timeout": Key(_int(1, 3600), 10, "seconds to wait for SSH to connect"),
     "command_timeout": Key(_int(1, 86400), 900,
@@ -309,7 +327,7 @@ KEYS: dict[str, Key] = {
     "warmup": Key(_url_paths, (), "paths requested through php-fpm on the new release first"),
     "warmup_script": Key(_str, "index.php", "front controller used for warm-up paths"),
     "healthcheck": Key(_sub(HealthCheck, {
-        "url": _str, "status": _int(100, 599), "contains": _str, "timeout": _int(1, 600),
+        "url": _http_url, "status": _int(100, 599), "contains": _str, "timeout": _int(1, 600),
     }), None, "checked on each host after go-live; a failure rolls the stage back"),
     "hooks": Key(_hooks, {}, "shell commands run in the release at hook points"),
     "recipes": Key(_recipes, (), "framework recipes to run: composer, laravel, symfony"),

@@ -190,7 +190,8 @@ def test_setup_exact():
     assert commands.setup(APP) == (
         "mkdir -p -- /srv/app/releases /srv/app/shared /srv/app/.dep"
         " && if [ -d /srv/app/current ] && [ ! -L /srv/app/current ]; then"
-        " echo '/srv/app/current is a real directory: move it away so that it can be an atomic"
+        " printf '%s\\n' '/srv/app/current is a real directory: move it away so that it can be"
+        " an atomic"
         " symlink' >&2; exit 76; fi"
     )
 
@@ -233,7 +234,7 @@ def test_create_release_exact():
 def test_remove_release_exact():
     guard = (
         "if [ /srv/app/current -ef /srv/app/releases/R1 ]; then"
-        " echo 'refusing to remove the live release R1' >&2; exit 78; fi"
+        " printf '%s\\n' 'refusing to remove the live release R1' >&2; exit 78; fi"
     )
     assert commands.remove_release(APP, "R1") == f"{guard}; rm -rf -- /srv/app/releases/R1"
     assert commands.remove_release(APP, "R1", "LINE") == (
