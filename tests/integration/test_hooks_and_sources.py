@@ -83,7 +83,7 @@ def test_a_failing_after_switch_hook_reports_the_release_live_and_unlocks(projec
     assert "[web1] failed at step 'hook after_switch' (live): cache:clear failed (exit 3)" in proc.stderr  # noqa: E501
     assert "is live on every host" in proc.stderr
     assert record(project, "fault", "a hook fails after the switch",
-                  "release stays live, error says (live), locks released, exit 1",
+                  "release stays live, error says (live), locks released, exit 4",
                   sentinels=False) == []
     for h in names(project):
         assert project.current(h) is not None
