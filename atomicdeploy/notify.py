@@ -11,6 +11,7 @@ import http.client
 import json
 import socket
 import ssl
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -194,3 +195,38 @@ def notify(
         problem = send(url, payload, timeout=timeout)
         if problem is not None:
             warn(f"notification to webhook #{number} failed: {problem}")
+
+
+class Notifier:
+    """A deploy's notifications: start, success, failure, with the time since start.
+
+    `mask` hides secrets in the error text (a hook's stderr may echo one) before it
+    leaves this machine.
+    """
+
+    def __init__(self, urls: Sequence[str], *, stage: str, revision: str, user: str,
+                 hosts: tuple[str, ...], warn: Callable[[str], None],
+                 mask: Callable[[str], str]) -> None:  # fmt: skip
+        self.urls, self.stage, self.revision, self.user = list(urls), stage, revision, user
+        self.hosts, self.warn, self.mask = hosts, warn, mask
+        self.started = time.monotonic()
+
+    def __call__(self, kind: str, release: str, error: BaseException | None = None) -> None:
+        if not self.urls:
+            return
+        event = Event(kind=kind, stage=self.stage, revision=self.revision, user=self.user,
+                      release=release, hosts=self.hosts,
+                      duration=None if kind == "start" else time.monotonic() - self.started,
+                      error=self.mask(error_text(error)))  # fmt: skip
+        notify(self.urls, event, self.warn)
+
+
+def error_text(error: BaseException | None) -> str:
+    """The failure in words: a fleet failure with each host's own line."""
+    if error is None:
+        return ""
+    failures = getattr(error, "failures", None)
+    if isinstance(failures, dict):
+        message = getattr(error, "message", str(error))
+        return "; ".join([message, *(str(e) for e in failures.values())])
+    return str(error) or type(error).__name__

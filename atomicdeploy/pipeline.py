@@ -13,10 +13,8 @@ import contextlib
 import getpass
 import math
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -28,7 +26,7 @@ from typing import TypeVar
 
 from fabric import Config as FabricConfig
 
-from . import notify
+from . import dryrun, notify
 from .config import Config, RunInfo
 from .errors import (
     EXIT_LIVE_HOOK_FAILED,
@@ -315,28 +313,36 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
     hooks.check()
     run = run_info(opts.stage, source, opts.revision)
     cfgs = {h.name: Config(host=h, run=run, primary=i == 0) for i, h in enumerate(hosts)}
-    with _dry_hosts(hosts, opts.dry_run) as hosts:
+    with dryrun.hosts(hosts, opts.dry_run) as hosts:
         cfgs = {h.name: replace(cfgs[h.name], host=h) for h in hosts}
         fleet = Fleet(hosts, reporter, parallel=opts.parallel, fabric_config=fabric_config,
                       dry=opts.dry_run)  # fmt: skip
-        tell = _Notifier(hosts, run, reporter, enabled=not opts.dry_run)
+        urls = [] if opts.dry_run else list(dict.fromkeys(u for h in hosts for u in h.webhook))
+        notifier = notify.Notifier(urls, stage=run.stage, revision=run.revision, user=run.user,
+                                   hosts=tuple(cfgs), warn=lambda t: reporter.warn("notify", t),
+                                   mask=reporter.mask)  # fmt: skip
         outcome = Outcome()
+
+        def tell(kind: str, error: BaseException | None = None) -> None:
+            if not (kind == "success" and outcome.unchanged):
+                notifier(kind, next(iter(outcome.release.values()), ""), error)
+
         try:
-            tell("start", outcome)
+            tell("start")
             try:
                 _deploy(fleet, cfgs, opts, reporter, hooks, outcome)
             except (AtomicDeployError, KeyboardInterrupt) as exc:
-                tell("failure", outcome, exc)
+                tell("failure", exc)
                 # Only once a release was named, i.e. every host is locked by us: never
                 # while someone else's deploy holds the stage.
                 if not opts.dry_run and isinstance(exc, AtomicDeployError) and outcome.release:
                     _failure_hooks(fleet, cfgs, hooks, exc)
                 raise
-            tell("success", outcome)
+            tell("success")
             return outcome
         finally:
             if opts.dry_run:
-                _print_plan(reporter, fleet, outcome)
+                outcome.planned = dryrun.print_plan(reporter, fleet)
             fleet.close()
 
 
@@ -506,25 +512,6 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
                     exit_code=EXIT_LIVE_HOOK_FAILED)  # fmt: skip
 
 
-@contextlib.contextmanager
-def _dry_hosts(hosts: Sequence[HostConfig], dry: bool):
-    """A dry run records no new host key: it works on a temporary copy of known_hosts."""
-    if not dry:
-        yield tuple(hosts)
-        return
-    with tempfile.TemporaryDirectory(prefix="atomicdeploy-dry-") as tmp:
-        copies: dict[str, str] = {}
-        out = []
-        for h in hosts:
-            real = os.path.expanduser(h.known_hosts)
-            if real not in copies:
-                copies[real] = os.path.join(tmp, f"known_hosts.{len(copies)}")
-                if os.path.exists(real):
-                    shutil.copyfile(real, copies[real])
-            out.append(replace(h, known_hosts=copies[real]))
-        yield tuple(out)
-
-
 def _already_live(fleet: Fleet, cfgs: dict[str, Config], states: dict[str, HostState],
                   opts: Options, outcome: Outcome) -> bool:  # fmt: skip
     """Deployer's check_remote: this revision already live everywhere means nothing to do."""
@@ -545,59 +532,12 @@ def _already_live(fleet: Fleet, cfgs: dict[str, Config], states: dict[str, HostS
     return True
 
 
-class _Notifier:
-    """Webhook messages at start, success and failure; never fails the deploy."""
-
-    def __init__(self, hosts: Sequence[HostConfig], run: RunInfo, reporter: Reporter,
-                 *, enabled: bool) -> None:  # fmt: skip
-        self.urls = list(dict.fromkeys(u for h in hosts for u in h.webhook)) if enabled else []
-        self.run = run
-        self.hosts = tuple(h.name for h in hosts)
-        self.reporter = reporter
-        self.started = time.monotonic()
-
-    def __call__(self, kind: str, outcome: Outcome, error: BaseException | None = None) -> None:
-        if not self.urls or (kind == "success" and outcome.unchanged):
-            return
-        release_name = next(iter(outcome.release.values()), "")
-        event = notify.Event(
-            kind=kind, stage=self.run.stage, revision=self.run.revision, user=self.run.user,
-            release=release_name, hosts=self.hosts,
-            duration=None if kind == "start" else time.monotonic() - self.started,
-            error=self.reporter.mask(_error_text(error)),  # a hook's stderr may echo a secret
-        )  # fmt: skip
-        notify.notify(self.urls, event, lambda text: self.reporter.warn("notify", text))
-
-
-def _error_text(error: BaseException | None) -> str:
-    if error is None:
-        return ""
-    if isinstance(error, FleetError):
-        return "; ".join([error.message, *(str(e) for e in error.failures.values())])
-    return str(error) or type(error).__name__
-
-
 def _failure_hooks(fleet: Fleet, cfgs: dict[str, Config], hooks: Hooks,
                    error: AtomicDeployError) -> None:  # fmt: skip
     """`on_failure` on every host we can reach; their own failures are only warnings."""
     if not hooks.at(FAILURE) and not any(c.host.hooks.get(FAILURE) for c in cfgs.values()):
         return
     _best_effort(fleet, lambda r: hook.on_failure(r, cfgs[r.name], hooks, error), cfgs)
-
-
-def _print_plan(reporter: Reporter, fleet: Fleet, outcome: Outcome) -> None:
-    """The dry run's report: per host, every command and transfer it would have made."""
-    reporter.line("")
-    reporter.line("dry run: these commands would have run; nothing was changed on any host")
-    for name in fleet.names:
-        remote = fleet.peek(name)
-        steps = remote.recorded if remote else []
-        outcome.planned[name] = list(steps)
-        reporter.line(f"[{name}] {len(steps)} command(s):")
-        for step, text in steps:
-            reporter.line(f"  # {step}")
-            for line in text.splitlines():
-                reporter.line(f"    {line}")
 
 
 def _abort(fleet: Fleet, cfgs: dict[str, Config], created: set[str], why: str) -> None:
@@ -615,7 +555,7 @@ def _abort(fleet: Fleet, cfgs: dict[str, Config], created: set[str], why: str) -
 def rollback(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *,
              fabric_config: FabricConfig | None = None) -> Outcome:  # fmt: skip
     """Switch every host back to its previous complete release (or to `opts.release`)."""
-    with _dry_hosts(hosts, opts.dry_run) as hosts:
+    with dryrun.hosts(hosts, opts.dry_run) as hosts:
         fleet = Fleet(hosts, reporter, parallel=opts.parallel, fabric_config=fabric_config,
                       dry=opts.dry_run)  # fmt: skip
         outcome = Outcome()
@@ -623,7 +563,7 @@ def rollback(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *,
             return _rollback(fleet, hosts, opts, reporter, outcome)
         finally:
             if opts.dry_run:
-                _print_plan(reporter, fleet, outcome)
+                outcome.planned = dryrun.print_plan(reporter, fleet)
             fleet.close()
 
 

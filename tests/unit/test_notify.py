@@ -292,3 +292,25 @@ def test_send_never_raises_even_on_an_unserialisable_payload(server):
 
 def test_no_urls_no_warnings():
     assert run([]) == []
+
+
+def test_the_notifier_times_the_run_masks_the_error_and_lists_each_hosts_failure(server):
+    from atomicdeploy.errors import AtomicDeployError, FleetError
+    from atomicdeploy.notify import Notifier
+
+    warnings: list[str] = []
+    notifier = Notifier([server.url], stage="prod", revision="abc", user="alice",
+                        hosts=("web1", "web2"), warn=warnings.append,
+                        mask=lambda t: t.replace("hunter2", "***"))  # fmt: skip
+    notifier("start", "R1")
+    failure = FleetError("prepare failed on 1/2 host(s): web2", {
+        "web2": AtomicDeployError("password hunter2 refused", host="web2", step="hook")})
+    notifier("failure", "R1", failure)
+    start, failed = (json.loads(r["body"])["atomicdeploy"] for r in server.requests)
+    assert start["duration_s"] is None and failed["duration_s"] >= 0
+    assert failed["error"] == ("prepare failed on 1/2 host(s): web2;"
+                               " [web2 hook] password *** refused")  # fmt: skip
+    assert warnings == []
+    Notifier([], stage="s", revision="", user="u", hosts=(), warn=warnings.append,
+             mask=str)("start", "R1")  # no URL: nothing sent, nothing said
+    assert len(server.requests) == 2 and warnings == []
