@@ -486,7 +486,8 @@ def parse(text: str, path: Path = Path("inventory.yml")) -> Inventory:
     for key in data:
         if key not in ("config", "hosts"):
             raise ConfigError(f"{label}: unknown top-level key {key!r} (valid: config, hosts)")
-    defaults = data.get("config") or {}
+    defaults = data.get("config")
+    defaults = {} if defaults is None else defaults  # `config:` left empty
     if not isinstance(defaults, dict):
         raise ConfigError(f"{label}: config: must be a map, not {_type_name(defaults)}")
     hosts = data.get("hosts")

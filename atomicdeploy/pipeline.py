@@ -1,7 +1,9 @@
 """What a deploy and a rollback do, phase by phase, on every host of a stage.
 
-Deploy:   setup+lock -> (name the release) -> prepare: release, upload, shared, writable
-          -> barrier -> go live: switch -> finish: cleanup, unlock.
+Deploy:   setup+lock -> (name the release) -> prepare: release, upload, shared, writable,
+          vendors, nginx check, warm-up, with the hooks around each -> barrier -> `once`
+          commands of before_switch on the first host -> go live: switch (in batches if
+          asked, health checks) -> finish: after-switch hooks, cleanup, unlock.
 Rollback: setup+lock -> (choose targets; all must exist) -> go live: switch -> unlock.
 Nothing goes live anywhere unless every host has prepared; a failure before the
 switch removes the new release and releases the lock on every host.

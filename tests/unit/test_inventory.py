@@ -387,3 +387,10 @@ def test_load_unreadable_inputs(tmp_path):
     binary.write_bytes(b"hosts:\n  web1: {deploy_path: /\xff}\n")
     exc = raised(load, binary)
     assert "cannot read inventory" in str(exc)
+
+
+def test_config_as_a_list_is_refused_not_taken_as_empty():
+    with pytest.raises(ConfigError, match="config: must be a map, not a list"):
+        parse("config: []\nhosts:\n  web1: {deploy_path: /srv/app}\n")
+    (h,) = parse("config:\nhosts:\n  web1: {deploy_path: /srv/app}\n").hosts  # empty is fine
+    assert h.deploy_path == "/srv/app"
