@@ -99,6 +99,17 @@ def _user(value: Any) -> str:
     return value
 
 
+def _nginx_template(value: Any) -> str:
+    """Checked now, not at go-live: only {public_path}, {release_path} and {release}."""
+    value = _str(value)
+    try:
+        value.format(public_path="/p", release_path="/r", release="R")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"may only use {{public_path}}, {{release_path}} and {{release}}"
+                         f" (and {{{{ }}}} for a literal brace): {exc}") from None
+    return value
+
+
 def _http_url(value: Any) -> str:
     value = _str(value)
     if not value.startswith(("http://", "https://")):
@@ -320,7 +331,7 @@ KEYS: dict[str, Key] = {
     "forward_agent": Key(_bool, False, "forward your SSH agent to the host"),
     "labels": Key(_str_map, {}, "labels; labels.stage makes the stage task"),
     "nginx": Key(_sub(NginxConfig, {
-        "root_file": _str, "public_dir": _public_dir, "template": _str, "test": _str,
+        "root_file": _str, "public_dir": _public_dir, "template": _nginx_template, "test": _str,
         "reload": _str, "pid_file": _str, "reload_timeout": _int(1, 3600),
     }), None, "point nginx at each release through a generated include"),
     "opcache": Key(_opcache, OpcacheConfig(), "how to clear php-fpm's opcache after go-live"),

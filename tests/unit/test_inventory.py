@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import textwrap
 from dataclasses import fields
 from pathlib import Path
@@ -394,3 +395,10 @@ def test_config_as_a_list_is_refused_not_taken_as_empty():
         parse("config: []\nhosts:\n  web1: {deploy_path: /srv/app}\n")
     (h,) = parse("config:\nhosts:\n  web1: {deploy_path: /srv/app}\n").hosts  # empty is fine
     assert h.deploy_path == "/srv/app"
+
+
+@pytest.mark.parametrize("template", ["set $root_dir {x};", "root {0};", "set $a {;"])
+def test_an_nginx_template_with_an_unknown_field_is_refused_at_load(template):
+    text = f"hosts:\n  web1:\n    deploy_path: /srv/app\n    nginx: {{template: '{template}'}}\n"
+    with pytest.raises(ConfigError, match=re.escape("nginx .template may only use {public_path}")):
+        parse(text)
