@@ -5,6 +5,9 @@ Only the task layer turns them into one line and an exit code; everything below 
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 # Exit codes, documented in the README.
 EXIT_OK = 0
 EXIT_FAILED = 1  # failed before go-live: nothing changed on any host
@@ -83,3 +86,9 @@ class FleetError(AtomicDeployError):
         super().__init__(message)
         self.failures = failures
         self.exit_code = exit_code
+
+
+def did_you_mean(word: object, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the closest valid name, or "": for one-line errors."""
+    hint = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""

@@ -16,12 +16,11 @@ and the cleanup hooks run once every host of the stage is live and healthy.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 # The deploy's steps, in the order they run on each host.
 STEPS = ("release", "upload", "shared", "writable", "vendors", "warmup", "switch", "cleanup")
@@ -51,20 +50,22 @@ class HookCommand:
     source: str = "inventory"  # or the recipe's name, for messages
 
 
+def unknown_point(point: object) -> str:
+    """The message for a hook point that does not exist, naming the valid ones."""
+    return f"unknown hook point {point!r}{did_you_mean(point, POINTS)}; valid: {', '.join(POINTS)}"
+
+
 def check_point(point: str, where: str = "hook") -> str:
     """A valid hook point, or a ConfigError naming the valid ones."""
     if point in POINTS:
         return point
-    hint = difflib.get_close_matches(point, POINTS, n=1)
-    also = f" (did you mean {hint[0]!r}?)" if hint else ""
-    raise ConfigError(f"{where}: unknown hook point {point!r}{also}; valid: {', '.join(POINTS)}")
+    raise ConfigError(f"{where}: {unknown_point(point)}")
 
 
 def point_name(when: str, step: str) -> str:
     """`before`/`after` + a step name, checked: `before("switch")` -> `before_switch`."""
     if step not in STEPS:
-        hint = difflib.get_close_matches(step, STEPS, n=1)
-        also = f" (did you mean {hint[0]!r}?)" if hint else ""
+        also = did_you_mean(step, STEPS)
         raise ConfigError(f"{when}({step!r}): unknown step{also}; valid steps: {', '.join(STEPS)}")
     return check_point(f"{when}_{step}")
 

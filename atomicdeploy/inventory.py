@@ -9,7 +9,6 @@ before any host is contacted, and reported as one line naming the key and host.
 
 from __future__ import annotations
 
-import difflib
 import os
 import posixpath
 import re
@@ -21,8 +20,8 @@ from typing import Any
 import yaml
 
 from .commands import ssh_path_problem
-from .errors import ConfigError
-from .hooks import FAILURE, POINTS, HookCommand
+from .errors import ConfigError, did_you_mean
+from .hooks import FAILURE, POINTS, HookCommand, unknown_point
 from .layout import check_relative_path
 from .recipes import COMPOSER_OPTIONS, RECIPES
 
@@ -191,9 +190,7 @@ def _sub(kind: type, checks: dict[str, Callable[[Any], Any]]) -> Callable[[Any],
         out = {}
         for key, item in value.items():
             if key not in checks:
-                hint = difflib.get_close_matches(str(key), checks, n=1)
-                also = f" (did you mean {hint[0]!r}?)" if hint else ""
-                raise ValueError(f"has an unknown key {key!r}{also}")
+                raise ValueError(f"has an unknown key {key!r}{did_you_mean(key, checks)}")
             if item is None:
                 continue
             try:
@@ -246,9 +243,7 @@ def _hooks(value: Any) -> Mapping[str, tuple[HookCommand, ...]]:
     out: dict[str, tuple[HookCommand, ...]] = {}
     for point, cmds in value.items():
         if point not in POINTS:
-            hint = difflib.get_close_matches(str(point), POINTS, n=1)
-            also = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise ValueError(f"has an unknown hook point {point!r}{also}; valid: {', '.join(POINTS)}")  # noqa: E501
+            raise ValueError(f"has an {unknown_point(point)}")
         if isinstance(cmds, str | dict):
             cmds = [cmds]
         if not isinstance(cmds, list):
@@ -544,9 +539,7 @@ def _section_at(text: str, line: int) -> str:
 def _check_keys(label: str, where: str, values: dict) -> None:
     for key in values:
         if key not in KEYS:
-            hint = difflib.get_close_matches(str(key), KEYS, n=1)
-            also = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise ConfigError(f"{label}: {where}: unknown key {key!r}{also}")
+            raise ConfigError(f"{label}: {where}: unknown key {key!r}{did_you_mean(key, KEYS)}")
 
 
 def _host_config(label: str, name: str, raw: dict[str, Any]) -> HostConfig:
