@@ -8,6 +8,8 @@ into the README between its fault-report markers (how the README table is made).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +37,17 @@ def record(area: str, what: str, *, tries: int = 1, violations: int = 0, outcome
         row.tries += tries
         row.violations += violations
         row.outcome = outcome
+
+
+@contextmanager
+def trying(area: str, what: str, outcome: str) -> Iterator[None]:
+    """Count one try, and a violation if the body's property fails (its assert raises)."""
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        record(area, what, violations=0 if ok else 1, outcome=outcome)
 
 
 def table() -> str:

@@ -13,19 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests import faults
-
 from .conftest import FAB, write_app
-from .invariants import plant_sentinels, violations
+from .invariants import plant_sentinels, record, violations
 
 pytestmark = pytest.mark.integration
 
 
 def check(project, area: str, what: str, outcome: str, **kw) -> None:
     """Record the invariants after a fault (counted even when they fail), then assert them."""
-    found = violations(project, **kw)
-    faults.record(area, what, violations=len(found), outcome=outcome)
-    assert found == []
+    assert record(project, area, what, outcome, **kw) == []
 
 
 def next_deploy_works(project) -> None:

@@ -24,8 +24,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -99,16 +97,9 @@ LINE_ENDS = set("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 # --- sandbox and recording --------------------------------------------------------------------
 
 
-@contextmanager
-def recorded(builder: str, what: str = "hostile path/name") -> Iterator[None]:
-    """Count one try of `builder`, and a violation if the body's property fails."""
-    ok = False
-    try:
-        yield
-        ok = True
-    finally:
-        faults.record("bad input", f"{builder}: {what}", tries=1, violations=0 if ok else 1,
-                      outcome=OUTCOME)  # fmt: skip
+def recorded(builder: str, what: str = "hostile path/name"):
+    """One try of `builder` in the fault report."""
+    return faults.trying("bad input", f"{builder}: {what}", OUTCOME)
 
 
 def new_root(tmp_path: Path) -> Path:
