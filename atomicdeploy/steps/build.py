@@ -20,7 +20,7 @@ def begin(remote: Remote, cfg: Config, hooks: Hooks) -> None:
         ("release", release.create_script(cfg)),
         *hook.parts(cfg, "after_release", hooks),
         *hook.parts(cfg, "before_upload", hooks),
-    ], "release", dry=remote.dry)  # fmt: skip
+    ], "release")  # fmt: skip
 
 
 def build(remote: Remote, cfg: Config, hooks: Hooks | None = None) -> None:
@@ -43,27 +43,24 @@ def build(remote: Remote, cfg: Config, hooks: Hooks | None = None) -> None:
         *hook.parts(cfg, "before_switch", hooks, once=False),
         ("log", release.mark_script(cfg, cfg.release, COMPLETE)),
     ]
-    hook.run_plan(remote, cfg, plan, "build", dry=remote.dry)
+    hook.run_plan(remote, cfg, plan, "build")
 
 
 def after_switch(remote: Remote, cfg: Config, hooks: Hooks) -> None:
     """Once every host is live and healthy: `after_switch`, then `before_cleanup`."""
     hook.run_plan(remote, cfg, [*hook.parts(cfg, "after_switch", hooks),
                                 *hook.parts(cfg, "before_cleanup", hooks)],
-                  "hook after_switch", dry=remote.dry)  # fmt: skip
+                  "hook after_switch")  # fmt: skip
 
 
 def after_cleanup(remote: Remote, cfg: Config, hooks: Hooks) -> None:
-    hook.run_plan(remote, cfg, hook.parts(cfg, "after_cleanup", hooks), "hook after_cleanup",
-                  dry=remote.dry)  # fmt: skip
+    hook.run_plan(remote, cfg, hook.parts(cfg, "after_cleanup", hooks), "hook after_cleanup")
 
 
-def before_switch_once(remote: Remote, cfg: Config) -> bool:
+def before_switch_once(remote: Remote, cfg: Config) -> None:
     """The `once` commands of before_switch (e.g. `artisan migrate`), on the first host,
     after every host has prepared: a database is never migrated for a release that
-    another host then fails to build. Returns whether there was anything to run."""
-    text = hook.script(cfg, "before_switch", once=True)
-    if text:
-        hook.run_plan(remote, cfg, [("hook before_switch (once)", text)], "hook before_switch",
-                      dry=remote.dry)  # fmt: skip
-    return bool(text)
+    another host then fails to build."""
+    hook.run_plan(remote, cfg, [("hook before_switch (once)",
+                                 hook.script(cfg, "before_switch", once=True))],
+                  "hook before_switch")  # fmt: skip

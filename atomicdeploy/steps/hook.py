@@ -68,8 +68,7 @@ def parts(cfg: Config, point: str, hooks: Hooks, once: bool | None = None) -> li
     return out
 
 
-def run_plan(remote: Remote, cfg: Config, plan: Sequence[Part], step: str,
-             dry: bool = False) -> None:  # fmt: skip
+def run_plan(remote: Remote, cfg: Config, plan: Sequence[Part], step: str) -> None:
     """Run the parts in order: consecutive scripts as one round trip."""
     pending: list[tuple[str, str | None]] = []
 
@@ -83,14 +82,14 @@ def run_plan(remote: Remote, cfg: Config, plan: Sequence[Part], step: str,
             pending.append((name, part))
             continue
         flush()
-        call(remote, cfg, name, part, dry=dry)
+        call(remote, cfg, name, part)
     flush()
 
 
-def call(remote: Remote, cfg: Config, name: str, fn: Callable[..., Any], *args: Any,
-         dry: bool = False) -> None:  # fmt: skip
-    """A Python hook: any exception becomes a failure of this host at this hook."""
-    if dry:
+def call(remote: Remote, cfg: Config, name: str, fn: Callable[..., Any], *args: Any) -> None:
+    """A Python hook: any exception becomes a failure of this host at this hook.
+    In a dry run it is only recorded."""
+    if remote.dry:
         remote.record(name, f"python: {describe(fn)}(c, cfg)")
         return
     try:
@@ -164,11 +163,10 @@ class _HookConnection:
         return self._call("sudo", command, **kwargs)
 
 
-def on_failure(remote: Remote, cfg: Config, hooks: Hooks, error: BaseException,
-               dry: bool = False) -> None:  # fmt: skip
+def on_failure(remote: Remote, cfg: Config, hooks: Hooks, error: BaseException) -> None:
     """After a failed deploy was cleaned up: the user's failure commands and functions."""
     text = script(cfg, FAILURE)
     if text:
         remote.run(text, f"hook {FAILURE}")
     for fn in hooks.at(FAILURE):
-        call(remote, cfg, f"hook {FAILURE} {describe(fn)}", fn, error, dry=dry)
+        call(remote, cfg, f"hook {FAILURE} {describe(fn)}", fn, error)
