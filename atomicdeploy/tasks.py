@@ -6,11 +6,12 @@ turns an expected failure into one line and an exit code (never a traceback).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,19 @@ def _sigterm_as_interrupt():
     return signal.signal(signal.SIGTERM, interrupt)
 
 
+@contextlib.contextmanager
+def _release_source(src: str, revision: str | None,
+                    opts: pipeline.Options) -> Iterator[tuple[str, pipeline.Options]]:  # fmt: skip
+    """The directory to upload: `src` itself, or with --revision a temporary export of that
+    commit (removed afterwards), with the commit and its version tag in the options."""
+    if not revision:
+        yield src, opts
+        return
+    with gitsource.exported(Path(src), Path(src), revision) as (commit, tree):
+        tag = gitsource.tag_of(gitsource.repo_root(Path(src)), commit) or ""
+        yield str(tree), replace(opts, revision=commit, tag=tag)
+
+
 @task(help={
     "source": "local directory to upload (default: the inventory's `source`)",
     "stage": "stage to deploy, instead of `fab STAGE deploy`",
@@ -163,14 +177,8 @@ def deploy(c, source=None, stage=None, inventory=None, parallel=0, allow_partial
                                 canary=int(canary or 0), force=force,
                                 dry_run=dry_run)  # fmt: skip
         pipeline.plan_batches([h.name for h in hosts], batch, opts.canary)  # bad input: exit 2
-        if revision:
-            with gitsource.exported(Path(src), Path(src), revision) as (commit, tree):
-                tag = gitsource.tag_of(gitsource.repo_root(Path(src)), commit) or ""
-                opts = replace(opts, revision=commit, tag=tag)
-                out = pipeline.deploy(hosts, opts, reporter, source=str(tree),
-                                      fabric_config=c.config, hooks=hooks)  # fmt: skip
-        else:
-            out = pipeline.deploy(hosts, opts, reporter, source=src, fabric_config=c.config,
+        with _release_source(src, revision, opts) as (upload_dir, opts):
+            out = pipeline.deploy(hosts, opts, reporter, source=upload_dir, fabric_config=c.config,
                                   hooks=hooks)  # fmt: skip
         name = next(iter(out.release.values()))
         if out.unchanged or dry_run:
