@@ -20,6 +20,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
+from .errors import FleetError
 from .secrets import Masker
 
 SCHEMES = ("http", "https")
@@ -225,8 +226,6 @@ def error_text(error: BaseException | None) -> str:
     """The failure in words: a fleet failure with each host's own line."""
     if error is None:
         return ""
-    failures = getattr(error, "failures", None)
-    if isinstance(failures, dict):
-        message = getattr(error, "message", str(error))
-        return "; ".join([message, *(str(e) for e in failures.values())])
+    if isinstance(error, FleetError):
+        return "; ".join([error.message, *(str(e) for e in error.failures.values())])
     return str(error) or type(error).__name__
