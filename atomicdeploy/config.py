@@ -31,6 +31,7 @@ class Config:
     release: str = ""  # the release this run builds or switches to
     previous: str | None = None  # the release that was live on this host before
     primary: bool = False  # the stage's first host: where `once` hooks run
+    host_rsync: str = ""  # the host's `rsync --version` line, read with the state
 
     @property
     def layout(self) -> Layout:

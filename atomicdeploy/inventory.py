@@ -19,7 +19,6 @@ from typing import Any
 
 import yaml
 
-from .commands import ssh_path_problem
 from .errors import ConfigError, did_you_mean
 from .hooks import FAILURE, POINTS, HookCommand, unknown_point
 from .layout import check_relative_path
@@ -113,16 +112,6 @@ def _http_url(value: Any) -> str:
     value = _str(value)
     if not value.startswith(("http://", "https://")):
         raise ValueError(f"must be an http:// or https:// URL, not {value[:60]!r}")
-    return value
-
-
-def _ssh_path(value: Any) -> str:
-    """known_hosts, identity_file, ssh_config: paths OpenSSH (rsync's transport) must read
-    exactly as paramiko does."""
-    value = _str(value)
-    problem = ssh_path_problem(value)
-    if problem:
-        raise ValueError(f"cannot contain a quote, a backslash or '${{': {value!r}")
     return value
 
 
@@ -315,10 +304,10 @@ KEYS: dict[str, Key] = {
     "hostname": Key(_str, None, "address or ssh_config alias (default: the host's name)"),
     "port": Key(_int(1, 65535), None, "SSH port (default: from ssh_config, else 22)"),
     "remote_user": Key(_user, None, "SSH user (default: from ssh_config, else you)"),
-    "identity_file": Key(_ssh_path, None, "SSH private key"),
-    "ssh_config": Key(_ssh_path, None, "OpenSSH config file to read instead of ~/.ssh/config"),
+    "identity_file": Key(_str, None, "SSH private key"),
+    "ssh_config": Key(_str, None, "OpenSSH config file to read instead of ~/.ssh/config"),
     "known_hosts": Key(
-        _ssh_path, "~/.ssh/known_hosts", "host keys: new ones are recorded, changed ones refused"
+        _str, "~/.ssh/known_hosts", "host keys: new ones are recorded, changed ones refused"
     ),
     "connect_timeout": Key(_int(1, 3600), 10, "seconds to wait for SSH to connect"),
     "command_timeout": Key(_int(1, 86400), 900,

@@ -91,6 +91,11 @@ class Layout:
     def log(self) -> str:
         return posixpath.join(self.dep, "releases.log")
 
+    @property
+    def upload_cache(self) -> str:
+        """The last uploaded source, never served: rsync updates it, releases copy it."""
+        return posixpath.join(self.dep, "upload")
+
     def release(self, name: str) -> str:
         return posixpath.join(self.releases, check_release_name(name))
 

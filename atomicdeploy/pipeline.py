@@ -357,7 +357,8 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
     taken = {r.name for s in states.values() for r in s.releases}
     name = new_release_name(datetime.now(UTC), taken, opts.tag)
     # Updated in place: the caller's on_failure hooks see the release and previous one.
-    cfgs.update({n: replace(c, release=name, previous=states[n].current) for n, c in cfgs.items()})
+    cfgs.update({n: replace(c, release=name, previous=states[n].current,
+                            host_rsync=states[n].rsync) for n, c in cfgs.items()})  # fmt: skip
     for n, c in cfgs.items():
         outcome.release[n], outcome.previous[n] = name, c.previous
     rev = f" (revision {run.revision[:12]})" if run.revision else ""

@@ -164,12 +164,13 @@ class HostState:
     releases: tuple[ReleaseInfo, ...]
     lock_owner: str | None  # raw owner record, if a lock is held
     entries: tuple[LogEntry, ...] = ()
+    rsync: str = ""  # first line of the host's `rsync --version`, if it has rsync
 
     def get(self, name: str) -> ReleaseInfo | None:
         return next((r for r in self.releases if r.name == name), None)
 
 
-def parse_state(text: str, markers: tuple[str, str, str, str]) -> HostState:
+def parse_state(text: str, markers: tuple[str, ...]) -> HostState:
     sections: dict[str, list[str]] = {m: [] for m in markers}
     where: str | None = None
     for line in text.splitlines():
@@ -177,7 +178,8 @@ def parse_state(text: str, markers: tuple[str, str, str, str]) -> HostState:
             where = line
         elif where is not None:
             sections[where].append(line)
-    cur, rel, log, lock = markers
+    cur, rel, log, lock = markers[:4]
+    rsync = next((ln for m in markers[4:] for ln in sections[m] if ln.strip()), "")
     target = next((ln for ln in sections[cur] if ln.strip()), "")
     current = target.rstrip("/").rsplit("/", 1)[-1] if target else None
     entries = parse_log("\n".join(sections[log]))
@@ -188,4 +190,5 @@ def parse_state(text: str, markers: tuple[str, str, str, str]) -> HostState:
         releases=tuple(fold(names, entries, current)),
         lock_owner=owner,
         entries=tuple(entries),
+        rsync=rsync.strip(),
     )

@@ -22,9 +22,10 @@ from typing import IO
 import paramiko
 from fabric import Config as FabricConfig
 from fabric import Connection
+from fabric.runners import Remote as FabricRunner
 from invoke.exceptions import CommandTimedOut
 
-from . import commands
+from . import commands, tunnel
 from .errors import ConfigError, RemoteError
 from .inventory import HostConfig
 
@@ -55,10 +56,54 @@ class _AcceptNew(paramiko.MissingHostKeyPolicy):
         client.get_host_keys().add(hostname, key.get_name(), key)
 
 
+class _Runner(FabricRunner):
+    """Fabric's runner, told at once when the command exits.
+
+    Invoke's `wait()` polls every 10 ms; this one sleeps on paramiko's exit-status
+    event instead, so a short command's answer is not held back by the poll.
+    """
+
+    def wait(self) -> None:
+        while not (self.process_is_finished or self.has_dead_threads):
+            self.channel.status_event.wait(0.05)
+
+
+class _Connection(Connection):
+    """A Connection whose socket sends small packets at once (TCP_NODELAY).
+
+    The key exchange, the login and each exec request are a few small SSH packets
+    in a row: with Nagle's algorithm each waits for the ACK of the one before, which
+    the host delays by 40 ms. Measured on loopback: 76 ms against 28 ms to log in,
+    48 ms against 3-5 ms per `true`. OpenSSH sets the same option for its
+    interactive sessions. A gateway (ProxyCommand) keeps Fabric's own socket.
+    """
+
+    def open(self):  # type: ignore[no-untyped-def]
+        if self.is_connected or self.gateway or "sock" in self.connect_kwargs:
+            return super().open()
+        # As paramiko would connect, plus the option; paramiko's own error for a
+        # refused connection, which describe_connect_error knows.
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        except ConnectionRefusedError as exc:
+            raise paramiko.ssh_exception.NoValidConnectionsError(
+                {(self.host, self.port): exc}) from None  # fmt: skip
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.connect_kwargs = {**self.connect_kwargs, "sock": sock}
+        try:
+            return super().open()
+        except BaseException:
+            sock.close()
+            raise
+        finally:
+            self.connect_kwargs = {k: v for k, v in self.connect_kwargs.items() if k != "sock"}
+
+
 def connect(host: HostConfig, base: FabricConfig, known_hosts: KnownHosts) -> Connection:
     """A Connection of its own for one host (never shared between threads)."""
     config = base.clone()
     config.run.in_stream = False  # never read the local terminal; CI has none
+    config.runners.remote = _Runner
     # A command that hangs (a hook waiting on a lock, a dead NFS mount) ends with an
     # error instead of holding the deploy and its lock forever; hooks' c.run too.
     config.timeouts.command = host.command_timeout
@@ -75,7 +120,7 @@ def connect(host: HostConfig, base: FabricConfig, known_hosts: KnownHosts) -> Co
     kwargs: dict = {"banner_timeout": host.connect_timeout, "auth_timeout": host.connect_timeout}
     if host.identity_file:
         kwargs.update(key_filename=[host.identity_file], look_for_keys=False)
-    conn = Connection(
+    conn = _Connection(
         host.hostname,
         user=host.remote_user,
         port=host.port,
@@ -171,23 +216,30 @@ class Remote:
         return result.exited, result.stdout
 
     def rsync(self, argv: list[str], step: str, timeout: float | None = None) -> RsyncStats:
-        """Run rsync locally (it speaks to the host over OpenSSH); stdin closed.
+        """Run rsync locally; it reaches the host over this Remote's own SSH connection.
 
-        In a dry run the command is recorded and run with `--dry-run`, which changes
+        `argv` comes from `commands.rsync_argv(..., ssh=commands.tunnel_rsh())`. In a
+        dry run the command is recorded and run with `--dry-run`, which changes
         nothing and counts the files a real run would send.
         """
         if self.dry:
             self.record(step, shlex.join(argv))
             argv = [argv[0], "--dry-run", *argv[1:]]
         try:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                  timeout=timeout, check=False)  # fmt: skip
+            self.conn.open()
+            proc = tunnel.run_rsync(self.conn.transport, argv, timeout)
         except FileNotFoundError:
             raise RemoteError("rsync is not installed on this machine", host=self.name,
                               step=step) from None  # fmt: skip
         except subprocess.TimeoutExpired:
             raise RemoteError(f"rsync timed out after {timeout}s", host=self.name,
                               step=step) from None  # fmt: skip
+        except tunnel.TunnelError as exc:
+            raise RemoteError(f"rsync failed: the connection to the host was lost ({exc})",
+                              host=self.name, step=step) from None  # fmt: skip
+        except Exception as exc:  # connection-level: refused, auth, host key, DNS
+            raise RemoteError(describe_connect_error(self.host, exc), host=self.name,
+                              step=step) from exc  # fmt: skip
         if proc.returncode != 0:
             raise RemoteError(
                 f"rsync failed: {rsync_reason(proc.stderr, proc.returncode)}"
@@ -196,20 +248,6 @@ class Remote:
                 exit_status=proc.returncode, stderr=proc.stderr,
             )  # fmt: skip
         return parse_rsync_stats(proc.stdout)
-
-    def ssh_argv(self) -> list[str]:
-        """The OpenSSH command rsync uses, from the same settings as the Fabric connection."""
-        keys = self.conn.connect_kwargs.get("key_filename") or []
-        if isinstance(keys, str):
-            keys = [keys]
-        return commands.ssh_argv(
-            port=self.conn.port,
-            user=self.conn.user,
-            identity_files=list(dict.fromkeys(keys)),
-            known_hosts=self.host.known_hosts,
-            ssh_config=self.host.ssh_config,
-            connect_timeout=self.host.connect_timeout,
-        )
 
     def close(self) -> None:
         self.conn.close()

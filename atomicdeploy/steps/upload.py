@@ -1,24 +1,54 @@
-"""upload: rsync the local source into the new release, incrementally."""
+"""upload: rsync the local source to the host, incrementally, then build the release from it.
+
+By default rsync updates `.dep/upload`, the host's copy of the last uploaded source,
+and the release is copied from it with `cp -a`: rsync compares 2,000 unchanged files
+by size and time and writes only what changed, and `cp` makes the release's own
+copies. With `upload_hardlinks`, rsync writes the release directly and hardlinks
+unchanged files from the live release (`--link-dest`), which checks each file's
+attributes before sharing its inode.
+"""
 
 from __future__ import annotations
+
+import functools
+import subprocess
 
 from .. import commands
 from ..config import Config
 from ..remote import Remote, RsyncStats
 
 
+@functools.cache
+def local_rsync_version() -> str:
+    """This machine's `rsync --version` first line ('' without rsync: the upload says so)."""
+    try:
+        out = subprocess.run(["rsync", "--version"], capture_output=True, text=True,
+                             stdin=subprocess.DEVNULL, timeout=30, check=False).stdout  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.split("\n", 1)[0]
+
+
 def upload(remote: Remote, cfg: Config) -> RsyncStats:
-    """Send only what changed: unchanged files are copied on the host from the live release."""
+    """Send only what changed; the release gets the rest from the host's own copies."""
     layout = cfg.layout
+    hardlinks = cfg.host.upload_hardlinks
+    # The first upload into an empty cache (a new host, or after an upgrade) copies
+    # unchanged files from the live release on the host instead of sending them.
     copy_dest = layout.release(cfg.previous) if cfg.previous else None
     argv = commands.rsync_argv(
         cfg.run.source,
         remote.conn.host,
-        layout.release(cfg.release),
-        ssh=remote.ssh_argv(),
+        layout.release(cfg.release) if hardlinks else layout.upload_cache,
+        ssh=commands.tunnel_rsh(),
         exclude=cfg.host.exclude,
         copy_dest=copy_dest,
-        hardlinks=cfg.host.upload_hardlinks,
+        hardlinks=hardlinks,
         timeout=cfg.host.command_timeout,
+        exact_times=commands.rsync_exact_times(cfg.host_rsync)
+        and commands.rsync_exact_times(local_rsync_version()),
     )
-    return remote.rsync(argv, "upload")
+    stats = remote.rsync(argv, "upload")
+    if not hardlinks:
+        remote.run(commands.fill_release(layout, cfg.release), "upload")
+    return stats

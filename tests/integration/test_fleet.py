@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -70,10 +71,10 @@ def test_one_failing_upload_removes_the_new_release_everywhere(fleet, tmp_path):
     fleet.ok("test", "deploy")
     before = state(fleet)
     bad = fleet.hosts[3]
-    # paramiko ignores RemoteCommand; OpenSSH (rsync's transport) refuses to run with it.
-    cfg = tmp_path / "bad_ssh_config"
-    cfg.write_text("Host *\n  RemoteCommand false\n")
-    fleet.overrides = {bad.name: {"ssh_config": str(cfg)}}
+    # A file where the host's upload cache should be: rsync cannot write into it.
+    cache = fleet.deploy_path(bad.name) / ".dep" / "upload"
+    shutil.rmtree(cache)
+    cache.write_text("not a directory\n")
     write_app(fleet.app, "2")
     proc = fleet.fab("test", "deploy")
     assert proc.returncode == 1

@@ -30,12 +30,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from atomicdeploy import commands
+from atomicdeploy import commands, tunnel
 from atomicdeploy.errors import ConfigError
 from atomicdeploy.inventory import KEYS
 from atomicdeploy.layout import Layout, check_relative_path, check_release_name
 from atomicdeploy.releases import LogEntry, parse_state
 from tests import faults
+from tests.local_transport import LocalTransport
 
 q = shlex.quote
 OUTCOME = "refused or quoted; no injection"
@@ -957,67 +958,6 @@ def test_go_live_switches_writes_and_logs_exactly_or_puts_everything_back(
 
 # --- ssh and rsync argv -----------------------------------------------------------------------
 
-# OpenSSH reads these in an -o value its own way (see test_ssh_argv_known_hosts_openssh_rewrites).
-SSH_REWRITES = ("'", "\\", "%", "${")
-
-
-@BOUNDED
-@given(comp=components, key=components, user=st.one_of(st.none(), texts),
-       port=st.one_of(st.none(), st.integers(1, 65535)), timeout=st.integers(1, 3600))  # fmt: skip
-def test_ssh_argv_gives_openssh_exactly_these_files(tmp_path, comp, key, user, port, timeout):
-    root = new_root(tmp_path)
-    with recorded("ssh_argv", "hostile known_hosts/key/config/user"):
-        known_hosts = str(root / "kh" / comp / "known_hosts")
-        identity = str(root / "keys" / key)
-        config = str(root / "cfg" / comp)
-        for p in (known_hosts, identity, config):
-            os.makedirs(os.path.dirname(p), exist_ok=True)
-            Path(p).write_text("")
-        if user is not None and refusal(KEYS["remote_user"].check, user) is not None:
-            event("remote_user refused by the inventory")
-            user = None
-        user = user or None  # an empty user means "from ssh_config", as for Fabric
-
-        def build():
-            return commands.ssh_argv(port=port, user=user, identity_files=[identity],
-                                     known_hosts=known_hosts, ssh_config=config,
-                                     connect_timeout=timeout)  # fmt: skip
-
-        if commands.ssh_path_problem(known_hosts):
-            with pytest.raises(ValueError, match="OpenSSH cannot be given a path") as exc:
-                build()
-            assert_clear(str(exc.value))
-            assert refusal(KEYS["known_hosts"].check, known_hosts) is not None
-            return
-        argv = build()
-        assert argv[argv.index("-F") + 1] == config
-        assert argv[argv.index("-i") + 1] == identity
-        assert (argv[argv.index("-l") + 1] if "-l" in argv else None) == user
-        assert (argv[argv.index("-p") + 1] if "-p" in argv else None) == (
-            str(port) if port else None)
-        if any(s in known_hosts for s in SSH_REWRITES):
-            event("known_hosts OpenSSH rewrites: see test_ssh_argv_known_hosts_openssh_rewrites")
-            return
-        res = exact(subprocess.run([*argv, "-G", "127.0.0.1"], capture_output=True,
-                                   stdin=subprocess.DEVNULL, timeout=30, check=False))
-        assert res.returncode == 0, res.stderr
-        assert f"\nuserknownhostsfile {known_hosts}\n" in res.stdout
-        assert f"\nidentityfile {identity}\n" in res.stdout
-        assert f"\nconnecttimeout {timeout}\n" in res.stdout
-        assert_not_pwned(root)
-
-
-FAKE_SSH = """#!/bin/sh
-# Stand-in for ssh: log the host, drop the options, run the command locally like sshd.
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -F|-p|-l|-i|-o) shift 2 ;;
-    -*) shift ;;
-    *) printf '%s' "$1" > "$(dirname "$0")/host"; shift; break ;;
-  esac
-done
-exec sh -c "$*"
-"""
 # rsync's own filter syntax (wildcards, `!`, `+ `/`- ` prefixes, trailing `/`) is the user's
 # pattern language, not a quoting problem: exclude names here are literal file names.
 exclude_names = components.filter(lambda s: not any(c in s for c in "*?[\\")
@@ -1034,40 +974,37 @@ hosts = st.one_of(st.sampled_from(HOST_EDGES),
        host=hosts)  # fmt: skip
 def test_rsync_argv_uploads_exactly_the_source_into_the_release(tmp_path, src, comp, excludes,
                                                                 host):  # fmt: skip
+    """Through the tunnel's relay (the host's command run locally), then `fill_release`."""
     root = new_root(tmp_path)
     with recorded("rsync_argv", "hostile source/release path/exclude/host"):
         lay = setup_layout(root, comp)
         if lay is None:
             return
-        bindir = root / "bin"
-        bindir.mkdir()
-        (bindir / "ssh").write_text(FAKE_SSH)
-        (bindir / "ssh").chmod(0o755)
         source = root / "src" / src
         (source / "public").mkdir(parents=True)
         (source / "public" / "index.php").write_text("v2")
         for n in excludes:
             (source / n).write_text("excluded")
-        Path(lay.release("R2")).mkdir()
-        ssh = commands.ssh_argv(port=22, user=None, identity_files=[], known_hosts="/dev/null",
-                                ssh_config=None, connect_timeout=5)  # fmt: skip
-        ssh[0] = str(bindir / "ssh")
-        argv = commands.rsync_argv(str(source), host, lay.release("R2"), ssh=ssh,
-                                   exclude=excludes, timeout=60)  # fmt: skip
+        argv = commands.rsync_argv(str(source), host, lay.upload_cache,
+                                   ssh=commands.tunnel_rsh(), exclude=excludes,
+                                   timeout=60)  # fmt: skip
         before = tree(root)
-        res = exact(subprocess.run(argv, cwd=root, capture_output=True, timeout=60,
-                                   stdin=subprocess.DEVNULL, check=False))
+        transport = LocalTransport()
+        res = tunnel.run_rsync(transport, argv, timeout=60)
         if host.startswith("-"):
             assert res.returncode != 0  # rsync refuses a host that would be an ssh option
             assert "hostnames may not start with '-'" in res.stderr
         elif res.returncode == 0 or re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*|::1", host):
             assert res.returncode == 0, res.stderr
-            assert (bindir / "host").read_bytes().decode() == host
+            [channel] = transport.channels  # the host name never reaches the host's shell
+            assert shlex.split(channel.command)[:2] == ["rsync", "--server"]
+            Path(lay.release("R2")).mkdir()
+            assert run(commands.fill_release(lay, "R2"), root).returncode == 0
             assert tree(Path(lay.release("R2"))) == {"public", "public/index.php"}
         else:  # a host rsync cannot parse (`[`, ...) fails the upload and writes nothing
             event("rsync refused the host")
             assert res.stderr.strip()
-            assert tree(root) - {"bin/host"} == before
+            assert tree(root) == before
         assert_not_pwned(root)
 
 
@@ -1118,24 +1055,6 @@ def test_setup_message_keeps_backslashes_under_dash(tmp_path):
         assert res.returncode == commands.CURRENT_IS_DIR
         assert res.stderr == (f"{lay.current} is a real directory: move it away so that it can"
                               " be an atomic symlink\n")  # fmt: skip
-
-
-@pytest.mark.parametrize("component", ["o'brien", "a\\\\b", "100%d", "x${HOME}"])
-def test_ssh_argv_known_hosts_openssh_rewrites(tmp_path, component):
-    with recorded("ssh_argv", "known_hosts OpenSSH rewrites"):
-        known_hosts = str(tmp_path / component / "known_hosts")
-        try:  # refused (the inventory refuses it first), or OpenSSH reads it back exactly
-            argv = commands.ssh_argv(port=None, user=None, identity_files=[],
-                                     known_hosts=known_hosts, ssh_config="/dev/null",
-                                     connect_timeout=5)  # fmt: skip
-        except ValueError as exc:
-            assert_clear(str(exc))
-            assert refusal(KEYS["known_hosts"].check, known_hosts) is not None
-            return
-        res = exact(subprocess.run([*argv, "-G", "127.0.0.1"], capture_output=True,
-                                   stdin=subprocess.DEVNULL, timeout=30, check=False))
-        assert res.returncode == 0, res.stderr
-        assert f"\nuserknownhostsfile {known_hosts}\n" in res.stdout
 
 
 CURL_CONFIG = 'url = "file:///dev/null"\noutput = "pwned"\n'

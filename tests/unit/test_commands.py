@@ -18,13 +18,14 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from atomicdeploy import commands
+from atomicdeploy import commands, tunnel
 from atomicdeploy.config import Config, RunInfo
 from atomicdeploy.errors import ConfigError
 from atomicdeploy.inventory import HostConfig
 from atomicdeploy.layout import Layout, check_relative_path, check_release_name
 from atomicdeploy.releases import LogEntry, parse_log, parse_state
 from atomicdeploy.steps.lock import describe_owner, owner_record
+from tests.local_transport import LocalTransport
 
 q = shlex.quote
 APP = Layout("/srv/app")
@@ -410,49 +411,6 @@ def test_hostile_deploy_path_quotes_each_full_path():
 # --- ssh and rsync argv -----------------------------------------------------------------------
 
 
-def test_ssh_argv_full():
-    argv = commands.ssh_argv(port=2222, user="deploy", identity_files=["/k/id", "/k/id2"],
-                             known_hosts="/k/known_hosts", ssh_config="/k/config",
-                             connect_timeout=7)  # fmt: skip
-    assert argv == [
-        "ssh", "-F", "/k/config", "-p", "2222", "-l", "deploy", "-i", "/k/id", "-i", "/k/id2",
-        "-o", "IdentitiesOnly=yes", "-o", "UserKnownHostsFile=/k/known_hosts",
-        "-o", "StrictHostKeyChecking=accept-new", "-o", "BatchMode=yes",
-        "-o", "ConnectTimeout=7", "-o", "ForwardAgent=no",
-        "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
-    ]  # fmt: skip
-
-
-def test_ssh_argv_minimal():
-    argv = commands.ssh_argv(port=None, user=None, identity_files=[], known_hosts="/kh",
-                             ssh_config=None, connect_timeout=10)  # fmt: skip
-    assert argv == [
-        "ssh", "-o", "UserKnownHostsFile=/kh", "-o", "StrictHostKeyChecking=accept-new",
-        "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ForwardAgent=no",
-        "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
-    ]  # fmt: skip
-
-
-def test_ssh_argv_known_hosts_with_space_is_one_file():
-    argv = commands.ssh_argv(port=None, user=None, identity_files=[],
-                             known_hosts="/home/John Smith/.ssh/known_hosts", ssh_config=None,
-                             connect_timeout=10)  # fmt: skip
-    option = next(a for a in argv if a.startswith("UserKnownHostsFile="))
-    # OpenSSH splits this option's value into words (honouring quotes) like a shell would.
-    assert shlex.split(option.split("=", 1)[1]) == ["/home/John Smith/.ssh/known_hosts"]
-
-
-def test_ssh_argv_known_hosts_with_spaces_as_openssh_reads_it(tmp_path):
-    kh = str(tmp_path / "my known" / "hosts")
-    argv = commands.ssh_argv(port=2222, user="u", identity_files=[], known_hosts=kh,
-                             ssh_config=None, connect_timeout=5)  # fmt: skip
-    # `ssh -G` prints the resolved configuration and connects to nothing.
-    out = subprocess.run([*argv, "-G", "127.0.0.1"], capture_output=True, text=True,
-                         stdin=subprocess.DEVNULL, check=True).stdout  # fmt: skip
-    line = next(ln for ln in out.splitlines() if ln.startswith("userknownhostsfile "))
-    assert line.split(" ", 1)[1].strip('"') == kh
-
-
 def test_rsync_argv_exact():
     ssh = ["ssh", "-p", "2222", "-o", "UserKnownHostsFile=/k h/kh"]
     argv = commands.rsync_argv("/src", "web1.example", "/srv/app/releases/R2", ssh=ssh,
@@ -460,11 +418,47 @@ def test_rsync_argv_exact():
                                copy_dest="/srv/app/releases/R1")  # fmt: skip
     assert argv == [
         "rsync", "--archive", "--delete", "--delete-excluded", "-s", "--stats",
-        "--rsh", "ssh -p 2222 -o 'UserKnownHostsFile=/k h/kh'",
+        "--rsh", "ssh -p 2222 -o 'UserKnownHostsFile=/k h/kh'", "--modify-window=-1",
         "--exclude", ".git", "--exclude", "node_modules",
         "--copy-dest", "/srv/app/releases/R1",
         "--", "/src/", "web1.example:/srv/app/releases/R2/",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("line", "exact"), [
+    ("rsync  version 3.2.7  protocol version 31", True),
+    ("rsync  version v3.2.3  protocol version 31", True),
+    ("rsync  version 3.10.0  protocol version 32", True),
+    ("rsync  version 3.2.0  protocol version 31", False),
+    ("rsync  version 3.1.3  protocol version 31", False),
+    ("openrsync: protocol version 29", False),
+    ("", False),
+])  # fmt: skip
+def test_rsync_compares_nanoseconds_only_where_it_can(line, exact):
+    assert commands.rsync_exact_times(line) is exact
+    argv = commands.rsync_argv("/src", "h", "/dst", ssh=["ssh"], exact_times=exact)
+    assert ("--modify-window=-1" in argv) is exact
+    assert ("--checksum" in argv) is not exact
+
+
+def test_same_size_same_second_change_is_sent(sandbox):
+    """rsync's default quick check would skip this file: same size, same second."""
+    src, dst = sandbox / "src", sandbox / "dst"
+    src.mkdir()
+    dst.mkdir()
+    (src / "f.php").write_text("version 1")
+    os.utime(src / "f.php", ns=(1_000_000_000_100, 1_000_000_000_100))
+    argv = commands.rsync_argv(str(src), "h", str(dst), ssh=commands.tunnel_rsh())
+    assert tunnel.run_rsync(LocalTransport(), argv, timeout=60).returncode == 0
+    (src / "f.php").write_text("version 2")
+    os.utime(src / "f.php", ns=(1_000_000_000_900, 1_000_000_000_900))
+    for exact in (True, False):
+        argv = commands.rsync_argv(str(src), "h", str(dst), ssh=commands.tunnel_rsh(),
+                                   exact_times=exact)  # fmt: skip
+        assert tunnel.run_rsync(LocalTransport(), argv, timeout=60).returncode == 0
+        assert (dst / "f.php").read_text() == "version 2"
+        (dst / "f.php").write_text("version 1")
+        os.utime(dst / "f.php", ns=(1_000_000_000_100, 1_000_000_000_100))
 
 
 def test_rsync_argv_variants():
@@ -474,26 +468,9 @@ def test_rsync_argv_variants():
     assert argv[argv.index("--rsh") + 1] == "ssh"
 
 
-FAKE_SSH = """#!/bin/sh
-# Stand-in for ssh: drop the options and the host, run the command locally, like sshd would.
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -F|-p|-l|-i|-o) shift 2 ;;
-    -*) shift ;;
-    *) shift; break ;;
-  esac
-done
-exec sh -c "$*"
-"""
-
-
 def test_rsync_argv_uploads_into_hostile_paths(sandbox):
-    """rsync parses --rsh itself and -s keeps the remote shell off the paths: run it for real."""
-    bindir = sandbox / "bin dir it's $(touch pwned)"
-    bindir.mkdir()
-    fake = bindir / "ssh"
-    fake.write_text(FAKE_SSH)
-    fake.chmod(0o755)
+    """rsync parses --rsh itself and -s keeps the remote shell off the paths: run it for real,
+    through the tunnel's relay, with the host's command run locally."""
     src = sandbox / "src it's `touch pwned`"
     (src / "public").mkdir(parents=True)
     (src / "public" / "index.php").write_text("version 2")
@@ -504,21 +481,18 @@ def test_rsync_argv_uploads_into_hostile_paths(sandbox):
     (src / "public" / "same.css").write_text("css")
     os.utime(src / "public" / "same.css", (1_000_000, 1_000_000))
     os.utime(old / "public" / "same.css", (1_000_000, 1_000_000))
-    Path(lay.release("R2")).mkdir()
-    ssh = commands.ssh_argv(port=2222, user=None, identity_files=[str(sandbox / "id it's")],
-                            known_hosts=str(sandbox / "kh"), ssh_config=None,
-                            connect_timeout=5)  # fmt: skip
-    ssh[0] = str(fake)
-    argv = commands.rsync_argv(str(src), "fakehost", lay.release("R2"), ssh=ssh,
+    argv = commands.rsync_argv(str(src), "fakehost", lay.upload_cache, ssh=commands.tunnel_rsh(),
                                exclude=[".git"], copy_dest=lay.release("R1"))  # fmt: skip
-    res = subprocess.run(argv, cwd=sandbox, capture_output=True, text=True, timeout=60,
-                         stdin=subprocess.DEVNULL, env=_env(sandbox), check=False)  # fmt: skip
+    res = tunnel.run_rsync(LocalTransport(), argv, timeout=60)
     assert res.returncode == 0, res.stderr
+    assert "Number of regular files transferred: 1" in res.stdout  # same.css: copied on the host
+    Path(lay.release("R2")).mkdir()
+    assert sh(commands.fill_release(lay, "R2"), sandbox).returncode == 0
     new = Path(lay.release("R2"))
     assert (new / "public" / "index.php").read_text() == "version 2"
     assert (new / "public" / "same.css").read_text() == "css"
     assert not (new / ".git").exists()
-    assert "Number of files:" in res.stdout
+    assert not any(p.name == "pwned" for p in sandbox.rglob("*"))
 
 
 # --- behaviour: switch ------------------------------------------------------------------------

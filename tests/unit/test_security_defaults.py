@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import shlex
 
 from fabric import Config as FabricConfig
 
@@ -21,16 +22,17 @@ def test_agent_forwarding_is_off_unless_asked():
     assert host.forward_agent is False
     conn = connect(host, FabricConfig(), KnownHosts())  # builds, does not connect
     assert conn.forward_agent is False
-    assert "ForwardAgent=no" in commands.ssh_argv(port=None, user=None, identity_files=[],
-                                                  known_hosts="/kh", ssh_config=None,
-                                                  connect_timeout=5)  # fmt: skip
-    faults.record("security", "agent forwarding by default", outcome="off (Fabric and rsync)")
+    faults.record("security", "agent forwarding by default",
+                  outcome="off (the upload uses the same connection)")  # fmt: skip
 
 
-def test_rsync_ssh_never_prompts_and_checks_host_keys():
-    argv = commands.ssh_argv(port=None, user=None, identity_files=[], known_hosts="/kh",
-                             ssh_config=None, connect_timeout=5)  # fmt: skip
-    assert "BatchMode=yes" in argv and "StrictHostKeyChecking=accept-new" in argv
+def test_the_upload_has_no_ssh_of_its_own():
+    """rsync's remote shell is the local relay onto the Fabric connection, whose host key
+    check and login are the only ones: no second client with settings of its own."""
+    argv = commands.rsync_argv("/src", "web1", "/srv/app/.dep/upload", ssh=commands.tunnel_rsh())
+    rsh = argv[argv.index("--rsh") + 1]
+    assert rsh == shlex.join(commands.tunnel_rsh())
+    assert "ssh" not in shlex.split(rsh)
 
 
 def test_every_sudo_we_emit_or_default_to_is_sudo_n():
