@@ -92,7 +92,7 @@ def read_state(layout: Layout) -> str:
             # `echo` ends a last line torn by a crash, so the next marker stays whole.
             f"cat -- {q(layout.log)} 2>/dev/null; echo",
             f"echo {q(lock)}",
-            f"cat -- {q(layout.lock_info)} 2>/dev/null",
+            f"cat -- {q(layout.lock_info)} 2>/dev/null; echo",
             f"echo {q(rsync)}",
             "rsync --version 2>/dev/null | head -n 1",
             "true",

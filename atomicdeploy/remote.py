@@ -63,9 +63,22 @@ class _Runner(FabricRunner):
     event instead, so a short command's answer is not held back by the poll.
     """
 
+    # Between reads of a command's stdin (only the go signal is fed that way).
+    input_sleep = 0.002
+
     def wait(self) -> None:
         while not (self.process_is_finished or self.has_dead_threads):
             self.channel.status_event.wait(0.05)
+        if self._killed and self._timer is not None:
+            # The timeout's kill woke us while its thread is still running: Invoke
+            # reports a timeout only once that thread has ended.
+            self._timer.join(5)
+
+    _killed = False
+
+    def kill(self) -> None:
+        self._killed = True
+        super().kill()
 
 
 class _Connection(Connection):
