@@ -218,6 +218,10 @@ def arm(names: list[str]) -> dict[str, switch.Trigger]:
         deadline = time.monotonic() + ARM_TIMEOUT
         for t in triggers.values():
             t.armed.wait(max(0.0, deadline - time.monotonic()))
+        # One thread writes every host's go, back to back: 30 stdin threads waking
+        # and writing each their own spread the signal over 30-80 ms here.
+        for t in triggers.values():
+            t.send_go()
         fire.set()
 
     threading.Thread(target=fire_when_armed, name="atomicdeploy-fire", daemon=True).start()

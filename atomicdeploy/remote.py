@@ -63,9 +63,6 @@ class _Runner(FabricRunner):
     event instead, so a short command's answer is not held back by the poll.
     """
 
-    # Between reads of a command's stdin (only the go signal is fed that way).
-    input_sleep = 0.002
-
     def wait(self) -> None:
         while not (self.process_is_finished or self.has_dead_threads):
             self.channel.status_event.wait(0.05)
@@ -75,6 +72,13 @@ class _Runner(FabricRunner):
             self._timer.join(5)
 
     _killed = False
+
+    def start(self, command, shell, env, timeout=None):  # type: ignore[no-untyped-def]
+        super().start(command, shell, env, timeout=timeout)
+        # A stdin that wants the channel (the go signal) gets it, to write to it directly.
+        attach = getattr(self.streams.get("in"), "attach", None)
+        if attach is not None:
+            attach(self.channel)
 
     def kill(self) -> None:
         self._killed = True
