@@ -218,8 +218,8 @@ def arm(names: list[str]) -> dict[str, switch.Trigger]:
         deadline = time.monotonic() + ARM_TIMEOUT
         for t in triggers.values():
             t.armed.wait(max(0.0, deadline - time.monotonic()))
-        # One thread writes every host's go, back to back: 30 stdin threads waking
-        # and writing each their own spread the signal over 30-80 ms here.
+        # One thread writes every host's go, back to back, instead of 30 stdin
+        # threads each waking to write its own.
         for t in triggers.values():
             t.send_go()
         fire.set()

@@ -182,3 +182,47 @@ def test_rsh_is_one_argument_rsync_can_split_without_backslashes():
     joined = shlex.join(rsh)
     assert "\\" not in joined  # rsync's --rsh parser takes quotes, not backslashes
     assert shlex.split(joined) == rsh
+
+
+# --- the go signal (switch.Trigger): written once, never followed by an EOF -----------------
+
+
+class _Channel:
+    def __init__(self, fail: bool = False) -> None:
+        self.sent: list[bytes] = []
+        self.fail = fail
+        self.status_event = threading.Event()
+
+    def sendall(self, data: bytes) -> None:
+        if self.fail:
+            raise OSError("channel closed")
+        self.sent.append(data)
+
+
+def test_go_is_written_by_the_firing_thread_and_stdin_never_ends():
+    from atomicdeploy.steps.switch import GO, Trigger, _GoSignal
+
+    trigger = Trigger(fire=threading.Event(), armed=threading.Event())
+    stdin = _GoSignal(trigger)
+    channel = _Channel()
+    stdin.attach(channel)
+    assert stdin.read(1) is None  # not fired yet
+    trigger.send_go()
+    trigger.fire.set()
+    assert channel.sent == [GO] and trigger.sent.is_set()
+    channel.status_event.set()  # the script ended
+    assert stdin.read(1) is None and stdin.read(1) is None  # no second go, no EOF
+
+
+def test_go_falls_back_to_stdin_when_the_channel_cannot_be_written():
+    from atomicdeploy.steps.switch import GO, Trigger, _GoSignal
+
+    trigger = Trigger(fire=threading.Event(), armed=threading.Event())
+    stdin = _GoSignal(trigger)
+    stdin.attach(_Channel(fail=True))
+    trigger.send_go()  # a host that failed: no exception reaches the firing thread
+    trigger.fire.set()
+    assert not trigger.sent.is_set()
+    assert stdin.read(1) == GO.decode()
+    trigger.channel.status_event.set()
+    assert stdin.read(1) is None
