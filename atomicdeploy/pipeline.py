@@ -218,10 +218,6 @@ def arm(names: list[str]) -> dict[str, switch.Trigger]:
         deadline = time.monotonic() + ARM_TIMEOUT
         for t in triggers.values():
             t.armed.wait(max(0.0, deadline - time.monotonic()))
-        # One thread writes every host's go, back to back, instead of 30 stdin
-        # threads each waking to write its own.
-        for t in triggers.values():
-            t.send_go()
         fire.set()
 
     threading.Thread(target=fire_when_armed, name="atomicdeploy-fire", daemon=True).start()

@@ -7,6 +7,7 @@ key is recorded, a changed key is refused.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -15,7 +16,7 @@ import shlex
 import socket
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
@@ -265,6 +266,26 @@ class Remote:
                 exit_status=proc.returncode, stderr=proc.stderr,
             )  # fmt: skip
         return parse_rsync_stats(proc.stdout)
+
+    @contextlib.contextmanager
+    def nagle(self) -> Iterator[None]:
+        """TCP_NODELAY off while a fleet's armed switches wait for their go signal.
+
+        Measured with 30 loopback hosts on 2 cores: with it on, the small packets that
+        follow each host's go reached the hosts during the renames and the skew median
+        rose from 61-78 ms to 106-116 ms; every other command keeps it on (5 ms per
+        round trip instead of 48 ms).
+        """
+        sock = getattr(self.conn.transport, "sock", None)
+        tcp = isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6)
+        if tcp:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+        try:
+            yield
+        finally:
+            if tcp:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def close(self) -> None:
         self.conn.close()

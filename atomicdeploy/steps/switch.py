@@ -6,12 +6,10 @@ and wait for its old workers, log, clear the opcache.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from .. import commands
 from ..config import Config
@@ -31,53 +29,25 @@ class Trigger:
     """Arm-then-fire: each host's script waits, just before its rename, for `fire`.
 
     `armed` is set when the host's script is waiting (or when the host is done,
-    failed or not, so the fleet never waits for a host that cannot arm). `channel`
-    is the script's SSH channel once it runs: the firing thread writes `go` to every
-    armed host's channel itself, one after the other, and sets `sent`.
+    failed or not, so the fleet never waits for a host that cannot arm).
     """
 
     fire: threading.Event
     armed: threading.Event
-    sent: threading.Event = field(default_factory=threading.Event)
-    channel: Any = None
-
-    def send_go(self) -> None:
-        """Write the go signal to this host's script now (the firing thread calls it)."""
-        if self.channel is not None:
-            with contextlib.suppress(Exception):  # a host that failed has no channel left
-                self.channel.sendall(GO)
-                self.sent.set()
-
-
-GO = b"go\n"
 
 
 class _GoSignal(io.TextIOBase):
-    """stdin for an armed script: nothing until fired, then `go` (unless the firing
-    thread wrote it to the channel already), and never an end of file.
+    """stdin for an armed script: nothing until fired, then `go`, then end of file."""
 
-    The script reads one line and nothing else reads stdin; closing it would send
-    each host an EOF message right in the middle of the fleet's renames (it made the
-    skew 25 ms worse here). The channel closes when the script ends.
-    """
-
-    def __init__(self, trigger: Trigger) -> None:
-        self._trigger = trigger
-        self._left = GO.decode()
-
-    def attach(self, channel: Any) -> None:
-        self._trigger.channel = channel
+    def __init__(self, fire: threading.Event) -> None:
+        self._fire = fire
+        self._left = "go\n"
 
     def read(self, size: int = -1) -> str | None:  # type: ignore[override]
-        trigger = self._trigger
-        if not trigger.fire.wait(0.05):
+        if not self._fire.wait(0.01):
             return None  # invoke: "not ready yet", asks again
-        if self._left and not trigger.sent.is_set():
-            out, self._left = self._left, ""
-            return out
-        if trigger.channel is not None:
-            trigger.channel.status_event.wait(0.05)  # sleep until the script ends
-        return None
+        out, self._left = self._left[:1], self._left[1:]
+        return out
 
 
 class _ArmedWatch(io.TextIOBase):
@@ -114,8 +84,9 @@ def switch(remote: Remote, cfg: Config, release: str, log_lines: Sequence[str] =
         _, out = remote.run(script, "switch")
     else:
         try:
-            _, out = remote.run(script, "switch", stdin=_GoSignal(trigger),
-                                out=_ArmedWatch(trigger.armed))  # fmt: skip
+            with remote.nagle():
+                _, out = remote.run(script, "switch", stdin=_GoSignal(trigger.fire),
+                                    out=_ArmedWatch(trigger.armed))  # fmt: skip
         finally:
             trigger.armed.set()
     if remote.dry:
