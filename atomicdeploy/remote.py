@@ -64,6 +64,8 @@ class _Runner(FabricRunner):
     event instead, so a short command's answer is not held back by the poll.
     """
 
+    _killed = False
+
     def wait(self) -> None:
         while not (self.process_is_finished or self.has_dead_threads):
             self.channel.status_event.wait(0.05)
@@ -71,15 +73,6 @@ class _Runner(FabricRunner):
             # The timeout's kill woke us while its thread is still running: Invoke
             # reports a timeout only once that thread has ended.
             self._timer.join(5)
-
-    _killed = False
-
-    def start(self, command, shell, env, timeout=None):  # type: ignore[no-untyped-def]
-        super().start(command, shell, env, timeout=timeout)
-        # A stdin that wants the channel (the go signal) gets it, to write to it directly.
-        attach = getattr(self.streams.get("in"), "attach", None)
-        if attach is not None:
-            attach(self.channel)
 
     def kill(self) -> None:
         self._killed = True
