@@ -170,7 +170,7 @@ class HostState:
         return next((r for r in self.releases if r.name == name), None)
 
 
-def parse_state(text: str, markers: tuple[str, ...]) -> HostState:
+def parse_state(text: str, markers: tuple[str, str, str, str, str]) -> HostState:
     sections: dict[str, list[str]] = {m: [] for m in markers}
     where: str | None = None
     for line in text.splitlines():
@@ -178,8 +178,7 @@ def parse_state(text: str, markers: tuple[str, ...]) -> HostState:
             where = line
         elif where is not None:
             sections[where].append(line)
-    cur, rel, log, lock = markers[:4]
-    rsync = next((ln for m in markers[4:] for ln in sections[m] if ln.strip()), "")
+    cur, rel, log, lock, rsync = markers
     target = next((ln for ln in sections[cur] if ln.strip()), "")
     current = target.rstrip("/").rsplit("/", 1)[-1] if target else None
     entries = parse_log("\n".join(sections[log]))
@@ -190,5 +189,5 @@ def parse_state(text: str, markers: tuple[str, ...]) -> HostState:
         releases=tuple(fold(names, entries, current)),
         lock_owner=owner,
         entries=tuple(entries),
-        rsync=rsync.strip(),
+        rsync=next((ln.strip() for ln in sections[rsync] if ln.strip()), ""),
     )

@@ -284,7 +284,7 @@ def test_cleanup_invariants(rows, keep, current_at):
 
 # --- parse_state ------------------------------------------------------------------------------
 
-MARKERS = ("@@c@@", "@@r@@", "@@l@@", "@@k@@")
+MARKERS = ("@@c@@", "@@r@@", "@@l@@", "@@k@@", "@@v@@")
 
 
 def test_parse_state_sections():
