@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from atomicdeploy import inventory, remote
+from atomicdeploy.report import Reporter
 from atomicdeploy.runner import Fleet
 
 from .conftest import write_app
@@ -128,12 +129,11 @@ def test_excluded_paths_are_never_in_a_release(project):
             assert not (where / "debug.log.tmp").exists()
 
 
-def test_connections_send_small_packets_at_once(project, tmp_path):
-    """TCP_NODELAY: without it each command waited ~40 ms for a delayed ACK."""
+def test_connections_send_small_packets_at_once(project):
+    """TCP_NODELAY: without it each command waited ~40 ms for a delayed ACK; an armed
+    switch turns it off for its one command only (`Remote.nagle`)."""
     path = project.write_inventory()
     stage = inventory.load(path).stage("test")
-    from atomicdeploy.report import Reporter
-
     fleet = Fleet(stage, Reporter())
     try:
         r = fleet.remote(stage[0].name)
@@ -141,5 +141,9 @@ def test_connections_send_small_packets_at_once(project, tmp_path):
         sock = r.conn.transport.sock
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
         assert isinstance(r.conn, remote.Connection)
+        with r.nagle():
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+            r.run("true", "probe", read_only=True)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     finally:
         fleet.close()
