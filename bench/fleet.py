@@ -6,6 +6,10 @@ switch, from the hosts' clocks); then the same with `parallel=1` as the baseline
 For the incremental deploy it also splits the machine's CPU time between the controller
 (this process, its rsync and ssh clients) and the fake hosts (sshd, shells, rsync
 receivers), which on a real fleet run on machines of their own.
+The SSH floor, measured in the same run on the same hosts with the same concurrency:
+a fresh login and as many no-op commands as the incremental deploy ran on each host.
+No deploy can be faster than it; when its 30-host time is already over 3x the one-host
+deploy, the fake hosts' CPU (all on this machine) bounds the ratio, not the deploy.
 Prints a table. Not a test: it prints figures.
 Usage: python bench/fleet.py [--sizes 1,10,30] [--files 2000]
 """
@@ -13,6 +17,7 @@ Usage: python bench/fleet.py [--sizes 1,10,30] [--files 2000]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import resource
@@ -20,14 +25,20 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from atomicdeploy import inventory, pipeline  # noqa: E402
+from fabric import Config as FabricConfig  # noqa: E402
+
+from atomicdeploy import inventory, pipeline, remote  # noqa: E402
 from atomicdeploy.report import Reporter  # noqa: E402
 from atomicdeploy.testing import LocalHosts, write_inventory  # noqa: E402
+
+COUNTS = ("files sent", "commands per host")  # printed as whole numbers
 
 
 def make_app(app: Path, files: int) -> None:
@@ -56,6 +67,44 @@ def controller_cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+@contextlib.contextmanager
+def counting_commands() -> Iterator[list[str]]:
+    """Count the remote commands and rsync channels started, by host name (bench only)."""
+    seen: list[str] = []
+    run, rsync = remote.Remote.run, remote.Remote.rsync
+
+    def counted_run(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(self.name)
+        return run(self, *args, **kwargs)
+
+    def counted_rsync(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(self.name)
+        return rsync(self, *args, **kwargs)
+
+    remote.Remote.run, remote.Remote.rsync = counted_run, counted_rsync  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        remote.Remote.run, remote.Remote.rsync = run, rsync  # type: ignore[method-assign]
+
+
+def ssh_floor(stage, commands: int, parallel: int) -> float:
+    """Seconds for a fresh login plus `commands` no-op commands on every host of `stage`."""
+    known = remote.KnownHosts()
+
+    def one(host) -> None:  # type: ignore[no-untyped-def]
+        conn = remote.connect(host, FabricConfig(), known)
+        conn.open()
+        for _ in range(commands):
+            conn.run("true", hide=True, in_stream=False)
+        conn.close()
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=min(parallel, len(stage))) as pool:
+        list(pool.map(one, stage))
+    return time.monotonic() - start
+
+
 def run(base: Path, hosts, app: Path, parallel: int | None, hardlinks: bool) -> dict[str, float]:
     tag = f"p{parallel or 'default'}-{'links' if hardlinks else 'copy'}"
     srv = base / "srv" / tag
@@ -78,13 +127,17 @@ def run(base: Path, hosts, app: Path, parallel: int | None, hardlinks: bool) -> 
     first, _ = timed(lambda: pipeline.deploy(stage, opts, quiet, source=str(app)))
     (app / "public" / "index.php").write_text(f"<?php echo 'version {time.time()}';\n")
     busy, ctl = machine_busy(), controller_cpu()
-    incr, out = timed(lambda: pipeline.deploy(stage, opts, quiet, source=str(app)))
+    with counting_commands() as seen:
+        incr, out = timed(lambda: pipeline.deploy(stage, opts, quiet, source=str(app)))
     busy, ctl = machine_busy() - busy, controller_cpu() - ctl
+    per_host = max(seen.count(h.name) for h in hosts)
+    floor = ssh_floor(list(stage), per_host, parallel or min(h.parallel for h in stage))
     sent = max(getattr(s, "files_transferred", 0) for s in out.uploads.values())
     back, rb = timed(lambda: pipeline.rollback(stage, opts, quiet))
     return {"first deploy s": first, "incremental s": incr, "files sent": sent,
             "incr. CPU s controller": ctl, "incr. CPU s hosts": max(0.0, busy - ctl),
-            "rollback s": back, "deploy skew ms": (out.skew or 0) * 1000,
+            "SSH floor s": floor, "commands per host": per_host, "rollback s": back,
+            "deploy skew ms": (out.skew or 0) * 1000,
             "rollback skew ms": (rb.skew or 0) * 1000}  # fmt: skip
 
 
@@ -108,23 +161,27 @@ def main() -> None:
                          f" {'upload_hardlinks' if hardlinks else 'copy (default)'}")  # fmt: skip
                 rows.append((label, run(base, hosts, app, parallel, hardlinks)))
     cols = ["first deploy s", "incremental s", "files sent", "incr. CPU s controller",
-            "incr. CPU s hosts", "rollback s", "deploy skew ms", "rollback skew ms"]  # fmt: skip
+            "incr. CPU s hosts", "SSH floor s", "commands per host", "rollback s",
+            "deploy skew ms", "rollback skew ms"]  # fmt: skip
     print(f"| hosts | {' | '.join(cols)} |")
     print("|---|" + "---|" * len(cols))
     for label, r in rows:
-        cells = [f"{r[c]:.0f}" if c.endswith("ms") or c == "files sent" else f"{r[c]:.2f}"
-                 for c in cols]  # fmt: skip
+        cells = [f"{r[c]:.0f}" if c.endswith("ms") or c in COUNTS else f"{r[c]:.2f}" for c in cols]
         print(f"| {label} | {' | '.join(cells)} |")
     one = {label.split(", ", 2)[2]: r for label, r in rows if label.startswith("1 host")}
     for label, r in rows:
         mode = label.split(", ", 2)[2]
         if "parallel=default" in label and not label.startswith("1 host") and mode in one:
             ratio = r["incremental s"] / one[mode]["incremental s"]
+            floor = r["SSH floor s"] / one[mode]["incremental s"]
             ctl = r["incr. CPU s controller"]
             busy = ctl + r["incr. CPU s hosts"]
-            print(f"{label}: incremental {ratio:.1f}x one host; controller CPU"
-                  f" {ctl / int(label.split()[0]):.3f} s per host; machine busy {busy:.1f} CPU s"
-                  f" in {r['incremental s']:.1f} s on {os.cpu_count()} cores")
+            print(
+                f"{label}: incremental {ratio:.1f}x one host (SSH floor alone {floor:.1f}x);"
+                f" controller CPU"
+                f" {ctl / int(label.split()[0]):.3f} s per host; machine busy {busy:.1f} CPU s"
+                f" in {r['incremental s']:.1f} s on {os.cpu_count()} cores"
+            )
     shutil.rmtree(base, ignore_errors=True)
 
 
