@@ -32,6 +32,9 @@ STATE_MARKERS = ("@@ad:current@@", "@@ad:releases@@", "@@ad:log@@", "@@ad:lock@@
 
 
 STEP_MARKER = "@@ad:step="
+# Printed on stderr as each part of a sequence starts: when a part hangs and
+# command_timeout stops the script, the last one names it.
+START_MARKER = "@@ad:start="
 
 
 def sequence(parts: Sequence[tuple[str, str | None]]) -> str:
@@ -39,13 +42,16 @@ def sequence(parts: Sequence[tuple[str, str | None]]) -> str:
 
     Each SSH round trip costs a channel and a shell start on the host (0.1-0.3 s
     even on loopback), so a phase sends one script instead of one per command.
+    Each part also says when it starts, so that a part that never returns can be
+    named after command_timeout stops it.
     """
     out = []
     for name, script in parts:
         if script:
-            marker = q(STEP_MARKER + name)
+            start, marker = q(START_MARKER + name), q(STEP_MARKER + name)
             # A subshell, so a part's own `exit N` still reaches the marker.
-            out.append(f"( {script}\n) || {{ rc=$?; printf '%s\\n' {marker} >&2; exit $rc; }}")
+            out.append(f"printf '%s\\n' {start} >&2\n"
+                       f"( {script}\n) || {{ rc=$?; printf '%s\\n' {marker} >&2; exit $rc; }}")
     return "\n".join(out) or "true"
 
 

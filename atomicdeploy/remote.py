@@ -211,8 +211,11 @@ class Remote:
             result = self.conn.run(command, warn=True, in_stream=stdin or False, pty=False,
                                    **streams)  # fmt: skip
         except CommandTimedOut as exc:
+            # The part of a sequence that hung, if the script had parts.
+            # (An Invoke Result is false when its command failed: test for None.)
+            hung = last_started(exc.result.stderr if exc.result is not None else "") or step
             raise RemoteError(f"no answer within {exc.timeout} s (command_timeout): stopped",
-                              host=self.name, step=step, command=script) from exc  # fmt: skip
+                              host=self.name, step=hung, command=script) from exc  # fmt: skip
         except Exception as exc:  # connection-level: refused, auth, host key, DNS
             raise RemoteError(describe_connect_error(self.host, exc), host=self.name, step=step,
                               command=script) from exc  # fmt: skip
@@ -285,15 +288,23 @@ class Remote:
 
 
 def split_step_marker(stderr: str) -> tuple[str | None, str]:
-    """`commands.sequence` names the part that failed on stderr; take it out of the text."""
+    """`commands.sequence` names the part that failed on stderr; take it out of the text,
+    with the markers of the parts that started."""
     step = None
     kept = []
     for line in (stderr or "").splitlines():
         if line.startswith(commands.STEP_MARKER):
             step = line[len(commands.STEP_MARKER):].strip()
-        else:
+        elif not line.startswith(commands.START_MARKER):
             kept.append(line)
     return step, "\n".join(kept)
+
+
+def last_started(stderr: str) -> str | None:
+    """The part of a `commands.sequence` that started last: the one running at a timeout."""
+    started = [line[len(commands.START_MARKER):].strip() for line in (stderr or "").splitlines()
+               if line.startswith(commands.START_MARKER)]  # fmt: skip
+    return started[-1] if started else None
 
 
 def last_line(text: str) -> str:

@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from atomicdeploy import commands, tunnel
+from atomicdeploy import commands, remote, tunnel
 from atomicdeploy.errors import ConfigError
 from atomicdeploy.inventory import KEYS
 from atomicdeploy.layout import Layout, check_relative_path, check_release_name
@@ -592,6 +592,11 @@ def test_make_writable_user_and_mode_are_one_argument_each(tmp_path, user, chmod
 # --- sequence, remote, hook -------------------------------------------------------------------
 
 
+def parsable(name: str) -> bool:
+    """A step name that reads back from a marker line as it was (one line, no edge spaces)."""
+    return len(f"x{name}x".splitlines()) == 1 and name == name.strip()
+
+
 @BOUNDED
 @given(part_names=st.lists(texts, min_size=1, max_size=3), fail_at=st.integers(0, 3),
        code=st.integers(1, 125))  # fmt: skip
@@ -604,13 +609,22 @@ def test_sequence_stops_at_the_failing_part_and_names_it(tmp_path, part_names, f
         res = run(commands.sequence(parts), root)
         ran = min(fail_at + 1, len(part_names))
         assert res.stdout == "".join(f"{i}\n" for i in range(ran))
+        started = "".join(f"{commands.START_MARKER}{n}\n" for n in part_names[:ran])
         if fail_at < len(part_names):
             assert res.returncode == code
             name = part_names[fail_at]
-            if echo_safe(name):
-                assert res.stderr == f"{commands.STEP_MARKER}{name}\n"
+            if all(echo_safe(n) for n in part_names[:ran]):
+                assert res.stderr == f"{started}{commands.STEP_MARKER}{name}\n"
+            if all(echo_safe(n) and parsable(n) for n in part_names[:ran]):
+                assert remote.split_step_marker(res.stderr) == (name, "")
+                assert remote.last_started(res.stderr) == name
         else:
-            assert res.returncode == 0 and res.stderr == ""
+            assert res.returncode == 0
+            if all(echo_safe(n) for n in part_names):
+                assert res.stderr == started
+            if all(echo_safe(n) and parsable(n) for n in part_names):
+                assert remote.split_step_marker(res.stderr) == (None, "")
+                assert remote.last_started(res.stderr) == part_names[-1]
         assert_not_pwned(root)
 
 
@@ -1027,7 +1041,8 @@ def _msg_cases(root: Path) -> dict[str, tuple[str, str, str]]:
                              f"shared file x\\cy is missing: create {lay.shared}/x\\cy on the"
                              " host\n", "stderr"),
         "sequence": (commands.sequence([("hook a\\tb", "exit 3")]),
-                     f"{commands.STEP_MARKER}hook a\\tb\n", "stderr"),
+                     f"{commands.START_MARKER}hook a\\tb\n{commands.STEP_MARKER}hook a\\tb\n",
+                     "stderr"),
         "nginx_check": (commands.nginx_check(str(root / "no\\tpublic"), str(root / "f"), "x",
                                              "true"),
                         f"public directory missing: {root}/no\\tpublic\n", "stderr"),
