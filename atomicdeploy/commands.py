@@ -83,8 +83,10 @@ def setup(layout: Layout) -> str:
     )
 
 
-def read_state(layout: Layout) -> str:
-    """One round trip: live target, release dirs, releases log, lock owner, rsync version."""
+def read_state(layout: Layout, *, rsync_version: bool = False) -> str:
+    """One round trip: live target, release dirs, releases log, lock owner, and (for a
+    deploy, whose upload depends on it) the host's rsync version; the marker is always
+    printed, so every answer has the same five parts."""
     cur, rel, log, lock, rsync = STATE_MARKERS
     return "; ".join(
         [
@@ -100,7 +102,7 @@ def read_state(layout: Layout) -> str:
             f"echo {q(lock)}",
             f"cat -- {q(layout.lock_info)} 2>/dev/null; echo",
             f"echo {q(rsync)}",
-            "rsync --version 2>/dev/null | head -n 1",
+            *(["rsync --version 2>/dev/null | head -n 1"] if rsync_version else []),
             "true",
         ]
     )

@@ -269,7 +269,8 @@ def _summary(reporter: Reporter, fleet: Fleet, outcome: Outcome) -> None:
                       f" last host's switch ({len(outcome.switched_at)} hosts)")  # fmt: skip
 
 
-def _lock_and_read(fleet: Fleet, cfgs: dict[str, Config]) -> dict[str, HostState]:
+def _lock_and_read(fleet: Fleet, cfgs: dict[str, Config], *,
+                   upload: bool) -> dict[str, HostState]:  # fmt: skip
     """setup + lock + state on every host; if any host fails, release the locks we took.
 
     The stage's first host is locked alone, before the others: of two deploys started
@@ -277,12 +278,14 @@ def _lock_and_read(fleet: Fleet, cfgs: dict[str, Config]) -> dict[str, HostState
     there. (Locking all hosts at once, each could win some hosts and both would fail.)
     """
     names = list(cfgs)
+
+    def begin(r: Remote) -> HostState:
+        return setup.begin(r, cfgs[r.name], upload=upload)
+
     try:
-        states, failures = fleet.each(lambda r: setup.begin(r, cfgs[r.name]), names[:1],
-                                     phase="lock", wide=True)  # fmt: skip
+        states, failures = fleet.each(begin, names[:1], phase="lock", wide=True)
         if not failures:
-            rest, failures = fleet.each(lambda r: setup.begin(r, cfgs[r.name]), names[1:],
-                                        phase="lock", wide=True)  # fmt: skip
+            rest, failures = fleet.each(begin, names[1:], phase="lock", wide=True)
             states.update(rest)
     except KeyboardInterrupt:
         # Which hosts we locked is not known here: release ours everywhere (the token
@@ -351,7 +354,7 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
 def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Reporter,
             hooks: Hooks, outcome: Outcome) -> None:  # fmt: skip
     run = next(iter(cfgs.values())).run
-    states = _lock_and_read(fleet, cfgs)
+    states = _lock_and_read(fleet, cfgs, upload=True)
     if _already_live(fleet, cfgs, states, opts, outcome):
         return
     taken = {r.name for s in states.values() for r in s.releases}
@@ -574,7 +577,7 @@ def _rollback(fleet: Fleet, hosts: Sequence[HostConfig], opts: Options, reporter
               outcome: Outcome) -> Outcome:  # fmt: skip
     run = run_info(opts.stage)
     cfgs = {h.name: Config(host=h, run=run) for h in hosts}
-    states = _lock_and_read(fleet, cfgs)
+    states = _lock_and_read(fleet, cfgs, upload=False)
     problems: dict[str, BaseException] = {}
     for n, state in states.items():
         try:

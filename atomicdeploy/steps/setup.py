@@ -13,8 +13,9 @@ from ..remote import Remote
 from .lock import describe_owner, owner_record
 
 
-def begin(remote: Remote, cfg: Config) -> HostState:
-    """Idempotent mkdirs, take the lock, read the state.
+def begin(remote: Remote, cfg: Config, *, upload: bool = True) -> HostState:
+    """Idempotent mkdirs, take the lock, read the state (with the host's rsync version
+    when this run will `upload`).
 
     Refuses a real directory at `current` (it could not be swapped atomically) and
     a lock held by someone else (with who and since when).
@@ -23,11 +24,11 @@ def begin(remote: Remote, cfg: Config) -> HostState:
     script = commands.sequence([
         ("setup", commands.setup(layout)),
         ("lock", commands.lock(layout, owner_record(cfg))),
-        ("state", commands.read_state(layout)),
+        ("state", commands.read_state(layout, rsync_version=upload)),
     ])  # fmt: skip
     if remote.dry:
         remote.run(script, "setup")  # recorded: a dry run takes no lock
-        return read_state(remote, cfg)
+        return read_state(remote, cfg, rsync_version=upload)
     try:
         _, out = remote.run(script, "setup")
     except RemoteError as exc:
@@ -42,7 +43,8 @@ def begin(remote: Remote, cfg: Config) -> HostState:
     return parse_state(out, commands.STATE_MARKERS)
 
 
-def read_state(remote: Remote, cfg: Config) -> HostState:
+def read_state(remote: Remote, cfg: Config, *, rsync_version: bool = False) -> HostState:
     """Live release, release directories with their logged states, and the lock owner."""
-    _, out = remote.run(commands.read_state(cfg.layout), "state", read_only=True)
+    script = commands.read_state(cfg.layout, rsync_version=rsync_version)
+    _, out = remote.run(script, "state", read_only=True)
     return parse_state(out, commands.STATE_MARKERS)

@@ -12,6 +12,7 @@ import shlex
 import stat
 import subprocess
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -894,6 +895,21 @@ def test_read_state_of_an_empty_host(sandbox):
     assert state.current is None
     assert state.releases == ()
     assert state.lock_owner is None
+
+
+def test_read_state_asks_rsync_its_version_only_for_a_deploy(sandbox):
+    """A rollback, status or unlock runs no `rsync --version` on the host."""
+    lay = Layout(str(sandbox / "srv" / "app"))
+    assert sh(commands.setup(lay), sandbox).returncode == 0
+    local = subprocess.run(["rsync", "--version"], capture_output=True, text=True, check=True)
+    asked = parse_state(sh(commands.read_state(lay, rsync_version=True), sandbox).stdout,
+                        commands.STATE_MARKERS)  # fmt: skip
+    assert asked.rsync == local.stdout.split("\n", 1)[0]
+    plain = commands.read_state(lay)
+    assert "rsync --version" not in plain
+    state = parse_state(sh(plain, sandbox).stdout, commands.STATE_MARKERS)
+    assert state.rsync == ""
+    assert replace(state, rsync=asked.rsync) == asked
 
 
 def test_remote_closes_stdin(sandbox):
