@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .hosts import HostGroup, free_port
+from .hosts import HostGroup, free_port, free_ports, pid_in
 
 NGINX = "/usr/sbin/nginx"
 PHP_FPM = "/usr/sbin/php-fpm8.2"
@@ -130,9 +130,12 @@ class WebHost:
             self._wait(lambda: _accepts_unix(self.fpm_socket), "php-fpm",
                        ["php-fpm.log", self.fpm_error_log.name])  # fmt: skip
             self._spawn([NGINX, "-c", str(self.nginx_conf)], "nginx.log")
-            # Config errors go to stderr (nginx.log): error_log is not open yet.
-            self._wait(lambda: _accepts_tcp(self.port), "nginx",
-                       ["nginx.log", self.nginx_error_log.name])  # fmt: skip
+            master = self._procs[-1].pid
+            # Config errors go to stderr (nginx.log): error_log is not open yet. The pid
+            # file is written once nginx listens: naming our master, it proves that the
+            # answer on the port is ours, not another server's on the same port.
+            self._wait(lambda: pid_in(self.nginx_pid_file) == master and _accepts_tcp(self.port),
+                       "nginx", ["nginx.log", self.nginx_error_log.name])  # fmt: skip
         except BaseException:
             self.stop()
             raise
@@ -324,9 +327,10 @@ class WebHosts(HostGroup[WebHost]):
         ports: list[int] | None = None,
     ) -> None:
         names = names or [f"web{i + 1}" for i in range(len(deploy_paths))]
+        ports = ports or free_ports(len(deploy_paths))
         self.hosts = [
             WebHost(name=n, base=Path(base) / n, deploy_path=Path(p), mode=mode,
-                    port=(ports[i] if ports else 0))
+                    port=ports[i])
             for i, (n, p) in enumerate(zip(names, deploy_paths, strict=True))
         ]  # fmt: skip
 
