@@ -28,6 +28,10 @@ MAX_INVENTORY_BYTES = 1_000_000
 WRITABLE_MODES = ("chmod", "acl", "chown", "skip")
 _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _USER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# DNS names, IPv4 and IPv6 addresses (with a %zone), ssh_config aliases. Not spaces or
+# newlines, nor ',' '*' '?' '!' '[' ']': in a known_hosts line those would name other
+# hosts (a pattern, a list) for the key recorded on first use.
+_ADDRESS = re.compile(r"^[A-Za-z0-9_.:%][A-Za-z0-9_.:%-]*$")
 _REF = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
@@ -88,6 +92,14 @@ def _choice(*choices: str) -> Callable[[Any], str]:
         return value
 
     return check
+
+
+def _address(value: Any) -> str:
+    value = _str(value)
+    if not _ADDRESS.fullmatch(value):
+        raise ValueError(f"{value!r} is not a host name, IP address or ssh_config alias"
+                         " (letters, digits, '.', '-', '_', ':', '%')")  # fmt: skip
+    return value
 
 
 def _user(value: Any) -> str:
@@ -301,7 +313,7 @@ KEYS: dict[str, Key] = {
     "http_user": Key(_user, "", "web server user, for acl and chown modes"),
     "writable_use_sudo": Key(_bool, False, "run chown through `sudo -n` (never a prompt)"),
     "parallel": Key(_int(1, 1000), 10, "hosts worked on at the same time"),
-    "hostname": Key(_str, None, "address or ssh_config alias (default: the host's name)"),
+    "hostname": Key(_address, None, "address or ssh_config alias (default: the host's name)"),
     "port": Key(_int(1, 65535), None, "SSH port (default: from ssh_config, else 22)"),
     "remote_user": Key(_user, None, "SSH user (default: from ssh_config, else you)"),
     "identity_file": Key(_str, None, "SSH private key"),

@@ -183,6 +183,13 @@ def test_unknown_key_with_hint():
         ("writable_recursive: yes please", "writable_recursive", "must be true or false"),
         ("forward_agent: 1", "forward_agent", "must be true or false"),
         ("remote_user: 'bad user'", "remote_user", "not a valid user name"),
+        ("hostname: 'web1 web2'", "hostname", "not a host name, IP address or ssh_config alias"),
+        ('hostname: "web1\\n[evil]:22"', "hostname", "not a host name"),
+        ("hostname: 'web1,github.com'", "hostname", "not a host name"),
+        ("hostname: '*'", "hostname", "not a host name"),
+        ("hostname: '-oProxyCommand=x'", "hostname", "not a host name"),
+        ("hostname: ''", "hostname", "not a host name"),
+        ("hostname: 22", "hostname", "must be a string, not an integer"),
         ("http_user: '$(id)'", "http_user", "not a valid user name"),
         ("application: [a]", "application", "must be a string, not a list"),
         ("exclude: {a: b}", "exclude", "must be a list of strings, not a map"),
@@ -192,6 +199,13 @@ def test_wrong_types(body, key, why):
     exc = bad(host(f"deploy_path: /srv/app\n{body}"))
     assert str(exc).startswith(f"inventory.yml: host web1: {key} ")
     assert why in str(exc)
+
+
+@pytest.mark.parametrize("address", ["10.0.0.2", "::1", "fe80::1%eth0", "web-1.example.com",
+                                     "my_alias", "2001:db8::5"])  # fmt: skip
+def test_hostnames_that_are_addresses_or_aliases_are_kept(address):
+    [web1] = parse(host(f"deploy_path: /srv/app\nhostname: '{address}'"), Path("i.yml")).hosts
+    assert web1.hostname == address
 
 
 def test_wrong_type_in_config_names_the_host_it_breaks():
