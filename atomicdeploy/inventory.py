@@ -340,7 +340,7 @@ KEYS: dict[str, Key] = {
     "recipes": Key(_recipes, (), "framework recipes to run: composer, laravel, symfony"),
     "composer": Key(_str, "composer", "composer command on the host, for the composer recipe"),
     "composer_options": Key(_str, COMPOSER_OPTIONS, "arguments of the composer recipe"),
-    "webhook": Key(_urls, (), "Slack-compatible webhook URL(s) told of start, success, failure"),
+    "webhook": Key(_urls, (), "Slack-compatible webhook URL(s): start, success, failure of a run"),
     "secrets": Key(_str_map, {}, "values masked in every log line; hooks read cfg.host.secrets"),
 }
 

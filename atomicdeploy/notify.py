@@ -1,4 +1,5 @@
-"""Notifications: a Slack-compatible webhook told of a deploy's start, success and failure.
+"""Notifications: a Slack-compatible webhook told of the start, success and failure of a
+deploy, a rollback or a `switch` (Deployer's slack recipe tells of rollbacks too).
 
 A notification never fails a deploy: every problem becomes a warning. The warning never shows
 the URL, because a webhook URL carries its credential in the path: webhooks are named by their
@@ -38,6 +39,7 @@ class Event:
     hosts: tuple[str, ...]
     duration: float | None = None  # seconds since the start; None for "start"
     error: str = ""  # one line, already masked by the caller
+    action: str = "deploy"  # "deploy" | "rollback" | "switch"
 
 
 def message(event: Event) -> dict[str, Any]:
@@ -46,7 +48,12 @@ def message(event: Event) -> dict[str, Any]:
     Never raises, even for an unknown kind: a typo in a caller must not fail the deploy.
     """
     rev = f" (rev {event.revision[:7]})" if event.revision else ""
-    what = f"deploy of {event.release or 'a new release'}{rev} to {event.stage} by {event.user}"
+    if event.action == "deploy":
+        what = f"deploy of {event.release or 'a new release'}{rev} to {event.stage}"
+    else:  # the target is known only once every host has been read
+        to = f" to {event.release}" if event.release else ""
+        what = f"{event.action} of {event.stage}{to}"
+    what += f" by {event.user}"
     if event.kind == "start":
         outcome = f"started on {', '.join(event.hosts) or 'no hosts'}"
     elif event.kind == "success":
@@ -58,6 +65,7 @@ def message(event: Event) -> dict[str, Any]:
     else:
         outcome = event.kind
     data = {
+        "action": event.action,
         "kind": event.kind,
         "stage": event.stage,
         "revision": event.revision,
@@ -199,7 +207,7 @@ def notify(
 
 
 class Notifier:
-    """A deploy's notifications: start, success, failure, with the time since start.
+    """A run's notifications: start, success, failure, with the time since start.
 
     `mask` hides secrets in the error text (a hook's stderr may echo one) before it
     leaves this machine.
@@ -207,9 +215,9 @@ class Notifier:
 
     def __init__(self, urls: Sequence[str], *, stage: str, revision: str, user: str,
                  hosts: tuple[str, ...], warn: Callable[[str], None],
-                 mask: Callable[[str], str]) -> None:  # fmt: skip
+                 mask: Callable[[str], str], action: str = "deploy") -> None:  # fmt: skip
         self.urls, self.stage, self.revision, self.user = list(urls), stage, revision, user
-        self.hosts, self.warn, self.mask = hosts, warn, mask
+        self.hosts, self.warn, self.mask, self.action = hosts, warn, mask, action
         self.started = time.monotonic()
 
     def __call__(self, kind: str, release: str, error: BaseException | None = None) -> None:
@@ -218,7 +226,7 @@ class Notifier:
         event = Event(kind=kind, stage=self.stage, revision=self.revision, user=self.user,
                       release=release, hosts=self.hosts,
                       duration=None if kind == "start" else time.monotonic() - self.started,
-                      error=self.mask(error_text(error)))  # fmt: skip
+                      error=self.mask(error_text(error)), action=self.action)  # fmt: skip
         notify(self.urls, event, self.warn)
 
 

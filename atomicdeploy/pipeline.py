@@ -322,16 +322,8 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
         cfgs = {h.name: replace(cfgs[h.name], host=h) for h in hosts}
         fleet = Fleet(hosts, reporter, parallel=opts.parallel, fabric_config=fabric_config,
                       dry=opts.dry_run)  # fmt: skip
-        urls = [] if opts.dry_run else list(dict.fromkeys(u for h in hosts for u in h.webhook))
-        notifier = notify.Notifier(urls, stage=run.stage, revision=run.revision, user=run.user,
-                                   hosts=tuple(cfgs), warn=lambda t: reporter.warn("notify", t),
-                                   mask=reporter.mask)  # fmt: skip
         outcome = Outcome()
-
-        def tell(kind: str, error: BaseException | None = None) -> None:
-            if not (kind == "success" and outcome.unchanged):
-                notifier(kind, next(iter(outcome.release.values()), ""), error)
-
+        tell = _notifier("deploy", hosts, run, opts, reporter, outcome)
         try:
             tell("start")
             try:
@@ -558,24 +550,51 @@ def _abort(fleet: Fleet, cfgs: dict[str, Config], created: set[str], why: str) -
     _best_effort(fleet, undo, cfgs)
 
 
+def _notifier(action: str, hosts: Sequence[HostConfig], run: RunInfo, opts: Options,
+              reporter: Reporter, outcome: Outcome) -> Callable[..., None]:  # fmt: skip
+    """`tell(kind, error=None)`: the run's webhooks (none in a dry run) hear of it, with the
+    release `outcome` names by then; a deploy that found its revision live is no news."""
+    urls = [] if opts.dry_run else list(dict.fromkeys(u for h in hosts for u in h.webhook))
+    notifier = notify.Notifier(urls, stage=run.stage, revision=run.revision, user=run.user,
+                               hosts=tuple(h.name for h in hosts), action=action,
+                               warn=lambda t: reporter.warn("notify", t),
+                               mask=reporter.mask)  # fmt: skip
+
+    def tell(kind: str, error: BaseException | None = None) -> None:
+        if not (kind == "success" and outcome.unchanged):
+            notifier(kind, next(iter(outcome.release.values()), ""), error)
+
+    return tell
+
+
 def rollback(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *,
              fabric_config: FabricConfig | None = None) -> Outcome:  # fmt: skip
-    """Switch every host back to its previous complete release (or to `opts.release`)."""
+    """Switch every host back to its previous complete release (or to `opts.release`),
+    with the same webhook notifications as a deploy."""
+    run = run_info(opts.stage)
     with dryrun.hosts(hosts, opts.dry_run) as hosts:
         fleet = Fleet(hosts, reporter, parallel=opts.parallel, fabric_config=fabric_config,
                       dry=opts.dry_run)  # fmt: skip
         outcome = Outcome()
+        tell = _notifier("switch" if opts.switch_only else "rollback", hosts, run, opts,
+                         reporter, outcome)  # fmt: skip
         try:
-            return _rollback(fleet, hosts, opts, reporter, outcome)
+            tell("start")
+            try:
+                _rollback(fleet, hosts, run, opts, reporter, outcome)
+            except (AtomicDeployError, KeyboardInterrupt) as exc:
+                tell("failure", exc)
+                raise
+            tell("success")
+            return outcome
         finally:
             if opts.dry_run:
                 outcome.planned = dryrun.print_plan(reporter, fleet)
             fleet.close()
 
 
-def _rollback(fleet: Fleet, hosts: Sequence[HostConfig], opts: Options, reporter: Reporter,
-              outcome: Outcome) -> Outcome:  # fmt: skip
-    run = run_info(opts.stage)
+def _rollback(fleet: Fleet, hosts: Sequence[HostConfig], run: RunInfo, opts: Options,
+              reporter: Reporter, outcome: Outcome) -> Outcome:  # fmt: skip
     cfgs = {h.name: Config(host=h, run=run) for h in hosts}
     states = _lock_and_read(fleet, cfgs, upload=False)
     problems: dict[str, BaseException] = {}

@@ -401,6 +401,26 @@ def test_webhook_is_told_of_start_success_and_failure_with_stage_user_and_durati
     assert "hook before_switch" in receiver.bodies[1]["atomicdeploy"]["error"]
 
 
+def test_webhook_is_told_of_a_rollback_and_of_a_switch_with_their_target(project, receiver):
+    project.ok("test", "deploy")
+    write_app(project.app, "rolled")
+    project.ok("test", "deploy")
+    first, _ = sorted(project.releases("web1"))[-2:]
+    project.config["webhook"] = receiver.url
+    project.ok("test", "rollback", "--dry-run")
+    assert receiver.bodies == []  # a dry run tells no one
+    project.ok("test", "rollback", env={"ATOMICDEPLOY_USER": "alice"})
+    start, done = (b["atomicdeploy"] for b in receiver.bodies)
+    assert (start["action"], start["kind"], done["kind"]) == ("rollback", "start", "success")
+    assert done["release"] == first and done["user"] == "alice"
+    assert receiver.bodies[1]["text"].startswith(f"atomicdeploy: rollback of test to {first}")
+    receiver.bodies.clear()
+    assert project.fab("test", "switch", "--release", "nope", "--hosts", "web1").returncode != 0
+    assert [(b["atomicdeploy"]["action"], b["atomicdeploy"]["kind"])
+            for b in receiver.bodies] == [("switch", "start"), ("switch", "failure")]  # fmt: skip
+    assert "nope" in receiver.bodies[1]["atomicdeploy"]["error"]
+
+
 def test_a_failing_webhook_only_warns_and_never_shows_its_url(project, receiver):
     receiver.status = 500
     project.config["webhook"] = receiver.url

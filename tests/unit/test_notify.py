@@ -155,6 +155,7 @@ def test_failure_text_keeps_one_line_and_data_keeps_everything():
 
 def test_data_carries_the_full_revision_and_every_field():
     assert message(FAILURE)["atomicdeploy"] == {
+        "action": "deploy",
         "kind": "failure",
         "stage": "prod",
         "revision": "abc1234def5678",
@@ -171,6 +172,20 @@ def test_message_without_revision_or_release_still_reads():
     assert (
         message(event)["text"] == "atomicdeploy: deploy of a new release to prod by bob succeeded"
     )
+
+
+def test_rollback_and_switch_messages_name_the_target_once_it_is_known():
+    start = Event("start", "prod", "", "alice", "", ("web1", "web2"), action="rollback")
+    assert message(start)["text"] == (
+        "atomicdeploy: rollback of prod by alice started on web1, web2")
+    done = Event("success", "prod", "", "alice", "R1", ("web1",), 0.84, action="rollback")
+    assert message(done)["text"] == (
+        "atomicdeploy: rollback of prod to R1 by alice succeeded in 0.8 s")
+    assert message(done)["atomicdeploy"]["action"] == "rollback"
+    failed = Event("failure", "prod", "", "bob", "R2", ("web1",), 1.0, "[web1 switch] boom",
+                   action="switch")  # fmt: skip
+    assert message(failed)["text"] == (
+        "atomicdeploy: switch of prod to R2 by bob FAILED after 1.0 s: [web1 switch] boom")
 
 
 def test_payload_is_json_serialisable():
