@@ -79,8 +79,30 @@ class _Runner(FabricRunner):
         super().kill()
 
 
+class _QuickAckSocket(socket.socket):
+    """A TCP socket that acknowledges what it receives at once (TCP_QUICKACK, Linux).
+
+    Right after the login, sshd sends a hostkeys-00@openssh.com notice and, when our
+    first channel request arrives, its confirmation: two small packets, so its Nagle
+    holds the confirmation until the notice is acknowledged, and Linux delays that
+    ACK by 40 ms. Measured on loopback: the first command after a login took 43-46 ms
+    to open its channel, 2.0-2.4 ms with this. The kernel drops quick-ACK mode on its
+    own, so it is set again after every read.
+    """
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        data = super().recv(bufsize, flags)
+        with contextlib.suppress(OSError):
+            self.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+        return data
+
+
+QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
+
 class _Connection(Connection):
-    """A Connection whose socket sends small packets at once (TCP_NODELAY).
+    """A Connection whose socket sends small packets at once (TCP_NODELAY) and
+    acknowledges at once what it receives (see _QuickAckSocket).
 
     The key exchange, the login and each exec request are a few small SSH packets
     in a row: with Nagle's algorithm each waits for the ACK of the one before, which
@@ -100,6 +122,9 @@ class _Connection(Connection):
             raise paramiko.ssh_exception.NoValidConnectionsError(
                 {(self.host, self.port): exc}) from None  # fmt: skip
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if QUICKACK is not None:
+            sock = _QuickAckSocket(fileno=sock.detach())
+            sock.settimeout(self.connect_timeout)  # as create_connection left it
         self.connect_kwargs = {**self.connect_kwargs, "sock": sock}
         try:
             return super().open()

@@ -145,5 +145,22 @@ def test_connections_send_small_packets_at_once(project):
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
             r.run("true", "probe", read_only=True)
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        assert isinstance(sock, remote._QuickAckSocket)
     finally:
         fleet.close()
+
+
+def test_quick_ack_is_set_again_after_every_read():
+    """Linux leaves quick-ACK mode on its own; each read of our SSH socket re-enters it, so
+    sshd's confirmation of the first channel is not held 40 ms behind its hostkeys notice."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        sock = remote._QuickAckSocket(fileno=client.detach())
+        peer, _ = server.accept()
+        with sock, peer:
+            for _ in range(3):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0)
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK) == 0
+                peer.sendall(b"x")
+                assert sock.recv(1) == b"x"
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK) == 1
