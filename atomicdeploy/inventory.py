@@ -303,6 +303,7 @@ KEYS: dict[str, Key] = {
     "source": Key(_str, ".", "local directory uploaded as each release"),
     "exclude": Key(_str_list, (".git",), "rsync patterns left out of the upload"),
     "upload_hardlinks": Key(_bool, False, "hardlink unchanged files from the live release"),
+    "sync_release": Key(_bool, True, "flush the release to disk before it can go live"),
     "keep_releases": Key(_int(1, 1000), 5, "complete releases kept by cleanup"),
     "shared_dirs": Key(_rel_paths, (), "directories linked from shared/ into each release"),
     "shared_files": Key(_rel_paths, (), "files linked from shared/ into each release"),
@@ -356,6 +357,7 @@ class HostConfig:
     source: str = "."
     exclude: tuple[str, ...] = (".git",)
     upload_hardlinks: bool = False
+    sync_release: bool = True
     keep_releases: int = 5
     shared_dirs: tuple[str, ...] = ()
     shared_files: tuple[str, ...] = ()

@@ -298,6 +298,14 @@ def test_dry_run_prints_every_command_and_transfer_and_changes_nothing(project):
     assert proc.stdout.count("cp -a --no-preserve=xattr,context") == 3
     assert "# setup" in proc.stdout and "# switch" in proc.stdout and "mv -fT" in proc.stdout
     assert "nothing was changed on any host" in proc.stdout
+    # The release reaches the disk before it is logged complete (sync_release: true).
+    for h in names(project):
+        release_path = f"{project.deploy_path(h)}/releases/"
+        flushed = proc.stdout.index(f"sync -f -- {release_path}")
+        assert proc.stdout.index("@@ad:start=log", flushed) > flushed
+    project.config["sync_release"] = False
+    assert "sync -f" not in project.ok("test", "deploy", "--dry-run").stdout
+    del project.config["sync_release"]
 
     project.ok("test", "deploy")
     write_app(project.app, "2")

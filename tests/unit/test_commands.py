@@ -912,6 +912,23 @@ def test_read_state_asks_rsync_its_version_only_for_a_deploy(sandbox):
     assert replace(state, rsync=asked.rsync) == asked
 
 
+def test_sync_release_flushes_the_filesystem_and_falls_back_to_plain_sync(sandbox):
+    release = sandbox / "srv" / "app $(touch pwned)" / "releases" / "R1"
+    release.mkdir(parents=True)
+    assert sh(commands.sync_release(str(release)), sandbox).returncode == 0
+    assert not (sandbox / "pwned").exists()
+    # A `sync` that knows no -f (coreutils < 8.24, busybox): plain sync instead.
+    shim = sandbox / "bin"
+    shim.mkdir()
+    (shim / "sync").write_text('#!/bin/sh\necho "sync $*" >> "$LOG"\n[ "$1" != -f ]\n')
+    (shim / "sync").chmod(0o755)
+    env = {**os.environ, "PATH": f"{shim}:{os.environ['PATH']}", "LOG": str(sandbox / "log")}
+    res = subprocess.run(["sh", "-c", commands.sync_release(str(release))], env=env,
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    assert res.returncode == 0 and res.stderr == ""
+    assert (sandbox / "log").read_text() == f"sync -f -- {release}\nsync \n"
+
+
 def test_remote_closes_stdin(sandbox):
     proc = subprocess.run(["sh", "-c", commands.remote("cat; echo done")], cwd=sandbox,
                           input="would block a remote command forever\n", capture_output=True,
