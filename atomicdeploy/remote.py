@@ -79,6 +79,9 @@ class _Runner(FabricRunner):
         super().kill()
 
 
+QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
 class _QuickAckSocket(socket.socket):
     """A TCP socket that acknowledges what it receives at once (TCP_QUICKACK, Linux).
 
@@ -95,9 +98,6 @@ class _QuickAckSocket(socket.socket):
         with contextlib.suppress(OSError):
             self.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
         return data
-
-
-QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
 class _Connection(Connection):
