@@ -48,11 +48,16 @@ def sequence(parts: Sequence[tuple[str, str | None]]) -> str:
     out = []
     for name, script in parts:
         if script:
-            start, marker = q(START_MARKER + name), q(STEP_MARKER + name)
+            marker = q(STEP_MARKER + name)
             # A subshell, so a part's own `exit N` still reaches the marker.
-            out.append(f"printf '%s\\n' {start} >&2\n"
+            out.append(f"{started(name)}\n"
                        f"( {script}\n) || {{ rc=$?; printf '%s\\n' {marker} >&2; exit $rc; }}")
     return "\n".join(out) or "true"
+
+
+def started(name: str) -> str:
+    """Say on stderr that part `name` starts (see START_MARKER)."""
+    return f"printf '%s\\n' {q(START_MARKER + name)} >&2"
 
 
 def then_unlock(script: str, layout: Layout, token: str) -> str:
@@ -166,9 +171,12 @@ def sync_release(path: str) -> str:
     of empty files. Flushed before go-live, the switch's rename also no longer queues
     behind this release's writeback (30 loopback hosts on one disk, rollback right after
     a deploy: skew 163 and 174 ms without, 65 and 50 ms with). Plain `sync` where
-    `sync -f` is unknown (coreutils < 8.24).
+    `sync -f` is unknown (coreutils < 8.24, old busybox).
     """
-    return f"{{ sync -f -- {q(path)} 2>/dev/null || sync; }}"
+    # Only an unknown option falls back (to flushing every filesystem); a real failure
+    # of the flush (EIO) fails the part, and the release is not logged complete.
+    return (f"{{ out=$(sync -f -- {q(path)} 2>&1) || case $out in *option*) sync ;;"
+            " *) printf '%s\\n' \"$out\" >&2; false ;; esac; }")
 
 
 def create_release(layout: Layout, name: str, log_line: str) -> str:
@@ -627,6 +635,7 @@ def go_live(
     if nginx:
         root_file, content, test, reload_and_wait = nginx
         marker = q(STEP_MARKER + "nginx")
+        lines.append(started("nginx"))
         lines.append(
             f"state=$({write_if_changed(root_file, content)}) || {{ {revert}; echo {marker} >&2;"
             " exit 1; }"
@@ -643,6 +652,7 @@ def go_live(
         )
     lines.extend(sequence([("log", append_log(layout, line))]) for line in log_lines)
     if opcache:
+        lines.append(started("opcache"))
         lines.append(opcache)
     lines.append(f"readlink -- {cur}")
     return "\n".join(lines)

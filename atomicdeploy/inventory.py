@@ -31,7 +31,8 @@ _USER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # DNS names, IPv4 and IPv6 addresses (with a %zone), ssh_config aliases. Not spaces or
 # newlines, nor ',' '*' '?' '!' '[' ']': in a known_hosts line those would name other
 # hosts (a pattern, a list) for the key recorded on first use.
-_ADDRESS = re.compile(r"^[A-Za-z0-9_.:%][A-Za-z0-9_.:%-]*$")
+# (A user goes in remote_user, not in front of the name.)
+_ADDRESS = re.compile(r"^(?=.*[A-Za-z0-9])[A-Za-z0-9_.:%][A-Za-z0-9_.:%-]*$")
 _REF = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 

@@ -562,7 +562,8 @@ def _notifier(action: str, hosts: Sequence[HostConfig], run: RunInfo, opts: Opti
 
     def tell(kind: str, error: BaseException | None = None) -> None:
         if not (kind == "success" and outcome.unchanged):
-            notifier(kind, next(iter(outcome.release.values()), ""), error)
+            # A rollback's hosts may go back to different releases: name each once.
+            notifier(kind, ", ".join(dict.fromkeys(outcome.release.values())), error)
 
     return tell
 

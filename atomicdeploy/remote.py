@@ -312,23 +312,40 @@ class Remote:
         self.conn.close()
 
 
+def _markers(stderr: str) -> tuple[list[str], list[str], list[str]]:
+    """(lines without markers, failed-part names, started-part names) in order.
+
+    A marker ends its line but need not start it: a part that wrote to stderr without a
+    final newline leaves its text before the next marker, and that text is kept.
+    """
+    kept: list[str] = []
+    failed: list[str] = []
+    started: list[str] = []
+    for line in (stderr or "").splitlines():
+        for marker, names in ((commands.STEP_MARKER, failed), (commands.START_MARKER, started)):
+            text, found, name = line.partition(marker)
+            if found:
+                names.append(name.strip())
+                line = text
+                break
+        else:
+            kept.append(line)
+            continue
+        if line:
+            kept.append(line)
+    return kept, failed, started
+
+
 def split_step_marker(stderr: str) -> tuple[str | None, str]:
     """`commands.sequence` names the part that failed on stderr; take it out of the text,
     with the markers of the parts that started."""
-    step = None
-    kept = []
-    for line in (stderr or "").splitlines():
-        if line.startswith(commands.STEP_MARKER):
-            step = line[len(commands.STEP_MARKER):].strip()
-        elif not line.startswith(commands.START_MARKER):
-            kept.append(line)
-    return step, "\n".join(kept)
+    kept, failed, _ = _markers(stderr)
+    return (failed[-1] if failed else None), "\n".join(kept)
 
 
 def last_started(stderr: str) -> str | None:
     """The part of a `commands.sequence` that started last: the one running at a timeout."""
-    started = [line[len(commands.START_MARKER):].strip() for line in (stderr or "").splitlines()
-               if line.startswith(commands.START_MARKER)]  # fmt: skip
+    started = _markers(stderr)[2]
     return started[-1] if started else None
 
 

@@ -13,7 +13,7 @@ from ..remote import Remote
 from .lock import describe_owner, owner_record
 
 
-def begin(remote: Remote, cfg: Config, *, upload: bool = True) -> HostState:
+def begin(remote: Remote, cfg: Config, *, upload: bool) -> HostState:
     """Idempotent mkdirs, take the lock, read the state (with the host's rsync version
     when this run will `upload`).
 

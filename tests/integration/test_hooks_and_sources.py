@@ -316,8 +316,10 @@ def test_dry_run_prints_every_command_and_transfer_and_changes_nothing(project):
     proc = project.ok("test", "deploy", "--dry-run")
     assert re.search(r"would upload \d+ changed file\(s\)", proc.stdout)
     assert snapshot(project) == before and project.known_hosts.read_text() == kh
+    assert "rsync --version" in proc.stdout  # a deploy reads the hosts' rsync version
     proc = project.ok("test", "rollback", "--dry-run")
     assert "# switch" in proc.stdout and "nothing was changed on any host" in proc.stdout
+    assert "rsync --version" not in proc.stdout  # a rollback has no use for it
     assert snapshot(project) == before
     assert all(project.current(h) == f"releases/{name}" for h in names(project))
 

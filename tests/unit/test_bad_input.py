@@ -592,6 +592,16 @@ def test_make_writable_user_and_mode_are_one_argument_each(tmp_path, user, chmod
 # --- sequence, remote, hook -------------------------------------------------------------------
 
 
+def test_a_part_whose_stderr_lacks_a_final_newline_keeps_its_text_and_the_marker():
+    """`printf warn >&2` leaves the next marker on the same line: both are still read."""
+    res = subprocess.run(["sh", "-c", commands.sequence([("hook a", "printf warn >&2"),
+                                                         ("hook b", "printf oops >&2; exit 3")])],
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    assert res.returncode == 3
+    assert remote.split_step_marker(res.stderr) == ("hook b", "warn\noops")
+    assert remote.last_started(res.stderr) == "hook b"
+
+
 def parsable(name: str) -> bool:
     """A step name that reads back from a marker line as it was (one line, no edge spaces)."""
     return len(f"x{name}x".splitlines()) == 1 and name == name.strip()

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from atomicdeploy import commands, tunnel
+from atomicdeploy import commands, remote, tunnel
 from atomicdeploy.config import Config, RunInfo
 from atomicdeploy.errors import ConfigError
 from atomicdeploy.inventory import HostConfig
@@ -917,16 +917,30 @@ def test_sync_release_flushes_the_filesystem_and_falls_back_to_plain_sync(sandbo
     release.mkdir(parents=True)
     assert sh(commands.sync_release(str(release)), sandbox).returncode == 0
     assert not (sandbox / "pwned").exists()
-    # A `sync` that knows no -f (coreutils < 8.24, busybox): plain sync instead.
     shim = sandbox / "bin"
     shim.mkdir()
-    (shim / "sync").write_text('#!/bin/sh\necho "sync $*" >> "$LOG"\n[ "$1" != -f ]\n')
-    (shim / "sync").chmod(0o755)
-    env = {**os.environ, "PATH": f"{shim}:{os.environ['PATH']}", "LOG": str(sandbox / "log")}
-    res = subprocess.run(["sh", "-c", commands.sync_release(str(release))], env=env,
-                         capture_output=True, text=True, check=False)  # fmt: skip
+    env = {**os.environ, "PATH": f"{shim}:{os.environ['PATH']}", "LOG": str(sandbox / "log"),
+           "ANSWER": str(sandbox / "answer")}
+
+    def with_sync(answer_to_f: str) -> subprocess.CompletedProcess:
+        """Run the part with a `sync` that logs its arguments and fails -f with `answer_to_f`."""
+        (sandbox / "answer").write_text(answer_to_f + "\n")
+        (shim / "sync").write_text('#!/bin/sh\necho "sync $*" >> "$LOG"\n'
+                                   'if [ "$1" = -f ]; then cat "$ANSWER" >&2; exit 1; fi\n')
+        (shim / "sync").chmod(0o755)
+        (sandbox / "log").write_text("")
+        return subprocess.run(["sh", "-c", commands.sync_release(str(release))], env=env,
+                              cwd=sandbox, capture_output=True, text=True, check=False)  # fmt: skip
+
+    # A `sync` that knows no -f (coreutils < 8.24, old busybox): plain sync instead.
+    res = with_sync("sync: invalid option -- 'f'")
     assert res.returncode == 0 and res.stderr == ""
     assert (sandbox / "log").read_text() == f"sync -f -- {release}\nsync \n"
+    # A flush that really fails fails the part: the release is not logged complete.
+    res = with_sync(f"sync: error syncing '{release}': Input/output error")
+    assert res.returncode != 0
+    assert res.stderr == f"sync: error syncing '{release}': Input/output error\n"
+    assert (sandbox / "log").read_text() == f"sync -f -- {release}\n"
 
 
 def test_remote_closes_stdin(sandbox):
@@ -1052,6 +1066,22 @@ def test_an_armed_go_live_waits_for_go_on_stdin_just_before_the_rename(tmp_path)
     assert go.returncode == 0, go.stderr
     assert go.stdout.splitlines()[0] == commands.ARMED_MARKER
     assert os.readlink(layout.current) == "releases/R1"
+
+
+def test_go_live_says_when_nginx_and_the_opcache_reset_start(tmp_path):
+    """A go-live that hangs in the nginx reload or the opcache reset names that part."""
+    layout = Layout(str(tmp_path / "app"))
+    assert sh(commands.setup(layout), tmp_path).returncode == 0
+    Path(layout.release("R1"), "public").mkdir(parents=True)
+    root_file = str(tmp_path / "root.conf")
+    script = commands.go_live(layout, "R1", log_lines=["x"],
+                              nginx=(root_file, "set $root_dir x;\n", "true", "true"),
+                              opcache="echo reset")  # fmt: skip
+    res = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    started = [ln.removeprefix(commands.START_MARKER) for ln in res.stderr.splitlines()]
+    assert started == ["switch", "nginx", "log", "opcache"]
+    assert remote.split_step_marker(res.stderr) == (None, "")
 
 
 def test_rsync_ends_a_stalled_transfer_with_its_own_timeout():

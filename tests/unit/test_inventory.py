@@ -189,6 +189,8 @@ def test_unknown_key_with_hint():
         ("hostname: '*'", "hostname", "not a host name"),
         ("hostname: '-oProxyCommand=x'", "hostname", "not a host name"),
         ("hostname: ''", "hostname", "not a host name"),
+        ("hostname: '.'", "hostname", "not a host name"),
+        ("hostname: deploy@web1", "hostname", "not a host name"),
         ("hostname: 22", "hostname", "must be a string, not an integer"),
         ("http_user: '$(id)'", "http_user", "not a valid user name"),
         ("application: [a]", "application", "must be a string, not a list"),
