@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .hosts import HostGroup, free_port, free_ports, pid_in
+from .hosts import HostGroup, PortTaken, free_port, free_ports, pid_in
 
 NGINX = "/usr/sbin/nginx"
 PHP_FPM = "/usr/sbin/php-fpm8.2"
@@ -53,12 +53,15 @@ class WebHost:
     mode: str = "include"
     fpm_children: int = 4
     nginx_workers: int = 2
+    # A port the kit chose may be chosen again if another process took it meanwhile.
+    chosen_port: bool = False
     _procs: list[subprocess.Popen] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self.base = Path(self.base)
         self.deploy_path = Path(self.deploy_path)
-        self.port = self.port or free_port()
+        if not self.port:
+            self.port, self.chosen_port = free_port(), True
 
     # --- paths ---------------------------------------------------------------------------
     @property
@@ -129,13 +132,15 @@ class WebHost:
             self._spawn(args, "php-fpm.log")
             self._wait(lambda: _accepts_unix(self.fpm_socket), "php-fpm",
                        ["php-fpm.log", self.fpm_error_log.name])  # fmt: skip
-            self._spawn([NGINX, "-c", str(self.nginx_conf)], "nginx.log")
-            master = self._procs[-1].pid
-            # Config errors go to stderr (nginx.log): error_log is not open yet. The pid
-            # file is written once nginx listens: naming our master, it proves that the
-            # answer on the port is ours, not another server's on the same port.
-            self._wait(lambda: pid_in(self.nginx_pid_file) == master and _accepts_tcp(self.port),
-                       "nginx", ["nginx.log", self.nginx_error_log.name])  # fmt: skip
+            for attempt in range(3):
+                try:
+                    self._start_nginx()
+                    break
+                except PortTaken:
+                    if not self.chosen_port or attempt == 2:
+                        raise
+                    self.port = free_port()
+                    self._write_nginx_conf()
         except BaseException:
             self.stop()
             raise
@@ -198,6 +203,28 @@ class WebHost:
         return status, headers, body
 
     # --- internals ---------------------------------------------------------------------------
+    def _start_nginx(self) -> None:
+        logs = [self.base / "nginx.log", self.nginx_error_log]
+        logged = [path.stat().st_size if path.exists() else 0 for path in logs]
+        self._spawn([NGINX, "-c", str(self.nginx_conf)], "nginx.log")
+        master = self._procs[-1].pid
+        # Config errors go to stderr (nginx.log): error_log is not open yet. The pid
+        # file is written once nginx listens: naming our master, it proves that the
+        # answer on the port is ours, not another server's on the same port.
+        try:
+            self._wait(lambda: pid_in(self.nginx_pid_file) == master and _accepts_tcp(self.port),
+                       "nginx", ["nginx.log", self.nginx_error_log.name])  # fmt: skip
+        except RuntimeError as exc:
+            taken = False
+            for path, offset in zip(logs, logged, strict=True):
+                with contextlib.suppress(OSError), open(path, "rb") as f:
+                    f.seek(offset)
+                    taken = taken or b"Address already in use" in f.read()
+            if taken and self._procs[-1].poll() is not None:
+                self._procs.pop()
+                raise PortTaken(f"port {self.port} is taken: {exc}") from None
+            raise
+
     def _spawn(self, args: list[str], log: str) -> None:
         out = open(self.base / log, "ab")  # noqa: SIM115 - lives as long as the daemon
         self._procs.append(subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
@@ -327,10 +354,11 @@ class WebHosts(HostGroup[WebHost]):
         ports: list[int] | None = None,
     ) -> None:
         names = names or [f"web{i + 1}" for i in range(len(deploy_paths))]
+        chosen = not ports
         ports = ports or free_ports(len(deploy_paths))
         self.hosts = [
             WebHost(name=n, base=Path(base) / n, deploy_path=Path(p), mode=mode,
-                    port=ports[i])
+                    port=ports[i], chosen_port=chosen)
             for i, (n, p) in enumerate(zip(names, deploy_paths, strict=True))
         ]  # fmt: skip
 
