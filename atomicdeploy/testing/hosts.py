@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Self, TypeVar
@@ -66,6 +66,36 @@ def keygen(path: Path) -> None:
 
 class PortTaken(RuntimeError):
     """Another process listens on the port a fake host was given."""
+
+
+class LogMark:
+    """Where some daemon logs end now, to read what a start writes to them after this."""
+
+    def __init__(self, *paths: Path) -> None:
+        self.sizes = [(p, p.stat().st_size if p.exists() else 0) for p in paths]
+
+    def says_port_taken(self) -> bool:
+        """Whether a log, since the mark, says the daemon could not bind its port."""
+        for path, size in self.sizes:
+            with contextlib.suppress(OSError), open(path, "rb") as f:
+                f.seek(size)
+                if b"Address already in use" in f.read():
+                    return True
+        return False
+
+
+def start_on_a_free_port(start: Callable[[], None], move: Callable[[int], None],
+                         chosen: bool) -> None:  # fmt: skip
+    """`start()`; if its port was taken meanwhile and the kit had `chosen` it, `move` to
+    another port and start again (three tries). A caller's own port is never changed."""
+    for attempt in range(3):
+        try:
+            start()
+            return
+        except PortTaken:
+            if not chosen or attempt == 2:
+                raise
+            move(free_port())
 
 
 @dataclass
@@ -127,8 +157,8 @@ class LocalHost:
         )  # fmt: skip
         if os.geteuid() == 0:
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+        mark = LogMark(self.dir / "sshd.log")
         log = open(self.dir / "sshd.log", "ab")  # noqa: SIM115 - lives as long as sshd
-        logged = log.tell()
         self.proc = subprocess.Popen(
             [sshd, "-D", "-e", "-f", str(self.dir / "sshd_config")],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
@@ -137,10 +167,8 @@ class LocalHost:
         try:
             wait_for_ssh(self.port, self.proc, self.dir / "sshd.pid")
         except RuntimeError as exc:
-            with open(self.dir / "sshd.log", "rb") as f:
-                f.seek(logged)
-                if b"Address already in use" in f.read():
-                    raise PortTaken(f"port {self.port} is taken: {exc}") from None
+            if mark.says_port_taken():
+                raise PortTaken(f"port {self.port} is taken: {exc}") from None
             raise
 
     def stop(self) -> None:
@@ -253,14 +281,10 @@ class LocalHosts(HostGroup[LocalHost]):
         self.known_hosts = self.base / "known_hosts"
 
     def _start_one(self, host: LocalHost) -> None:
-        for attempt in range(3):
-            try:
-                host.start(self._sshd)
-                return
-            except PortTaken:
-                if not self.chosen_ports or attempt == 2:
-                    raise
-                host.port = free_port()
+        def move(port: int) -> None:
+            host.port = port
+
+        start_on_a_free_port(lambda: host.start(self._sshd), move, self.chosen_ports)
 
     def start(self) -> LocalHosts:
         self._sshd = find_sshd()

@@ -25,7 +25,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .hosts import HostGroup, PortTaken, free_port, free_ports, pid_in
+from .hosts import (
+    HostGroup,
+    LogMark,
+    PortTaken,
+    free_port,
+    free_ports,
+    pid_in,
+    start_on_a_free_port,
+)
 
 NGINX = "/usr/sbin/nginx"
 PHP_FPM = "/usr/sbin/php-fpm8.2"
@@ -132,15 +140,7 @@ class WebHost:
             self._spawn(args, "php-fpm.log")
             self._wait(lambda: _accepts_unix(self.fpm_socket), "php-fpm",
                        ["php-fpm.log", self.fpm_error_log.name])  # fmt: skip
-            for attempt in range(3):
-                try:
-                    self._start_nginx()
-                    break
-                except PortTaken:
-                    if not self.chosen_port or attempt == 2:
-                        raise
-                    self.port = free_port()
-                    self._write_nginx_conf()
+            start_on_a_free_port(self._start_nginx, self._move_nginx, self.chosen_port)
         except BaseException:
             self.stop()
             raise
@@ -204,8 +204,7 @@ class WebHost:
 
     # --- internals ---------------------------------------------------------------------------
     def _start_nginx(self) -> None:
-        logs = [self.base / "nginx.log", self.nginx_error_log]
-        logged = [path.stat().st_size if path.exists() else 0 for path in logs]
+        mark = LogMark(self.base / "nginx.log", self.nginx_error_log)
         self._spawn([NGINX, "-c", str(self.nginx_conf)], "nginx.log")
         master = self._procs[-1].pid
         # Config errors go to stderr (nginx.log): error_log is not open yet. The pid
@@ -215,15 +214,14 @@ class WebHost:
             self._wait(lambda: pid_in(self.nginx_pid_file) == master and _accepts_tcp(self.port),
                        "nginx", ["nginx.log", self.nginx_error_log.name])  # fmt: skip
         except RuntimeError as exc:
-            taken = False
-            for path, offset in zip(logs, logged, strict=True):
-                with contextlib.suppress(OSError), open(path, "rb") as f:
-                    f.seek(offset)
-                    taken = taken or b"Address already in use" in f.read()
-            if taken and self._procs[-1].poll() is not None:
+            if mark.says_port_taken() and self._procs[-1].poll() is not None:
                 self._procs.pop()
                 raise PortTaken(f"port {self.port} is taken: {exc}") from None
             raise
+
+    def _move_nginx(self, port: int) -> None:
+        self.port = port
+        self._write_nginx_conf()
 
     def _spawn(self, args: list[str], log: str) -> None:
         out = open(self.base / log, "ab")  # noqa: SIM115 - lives as long as the daemon
