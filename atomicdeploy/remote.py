@@ -326,13 +326,9 @@ def _markers(stderr: str) -> tuple[list[str], list[str], list[str]]:
             text, found, name = line.partition(marker)
             if found:
                 names.append(name.strip())
-                line = text
                 break
-        else:
-            kept.append(line)
-            continue
-        if line:
-            kept.append(line)
+        if text or not found:  # a line without a marker is kept even when blank
+            kept.append(text)
     return kept, failed, started
 
 

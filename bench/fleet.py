@@ -73,15 +73,14 @@ def counting_commands() -> Iterator[list[str]]:
     seen: list[str] = []
     run, rsync = remote.Remote.run, remote.Remote.rsync
 
-    def counted_run(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append(self.name)
-        return run(self, *args, **kwargs)
+    def counted(method):  # type: ignore[no-untyped-def]
+        def call(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            seen.append(self.name)
+            return method(self, *args, **kwargs)
 
-    def counted_rsync(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append(self.name)
-        return rsync(self, *args, **kwargs)
+        return call
 
-    remote.Remote.run, remote.Remote.rsync = counted_run, counted_rsync  # type: ignore[method-assign]
+    remote.Remote.run, remote.Remote.rsync = counted(run), counted(rsync)  # type: ignore[method-assign]
     try:
         yield seen
     finally:
