@@ -8,6 +8,7 @@ fresh project (app source, fabfile, inventory) and its own known_hosts file.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -21,6 +22,13 @@ from atomicdeploy.testing import LocalHosts
 REPO = Path(__file__).resolve().parents[2]
 FAB = [sys.executable, "-m", "fabric"]
 FABFILE = "from atomicdeploy import namespace\n\nns = namespace()\n"
+
+
+@pytest.fixture
+def taken_port():
+    """A port on 127.0.0.1 that another process listens on, for the test's duration."""
+    with socket.create_server(("127.0.0.1", 0)) as squatter:
+        yield squatter.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,6 @@ each login meant for it then met the first host's keys and failed with
 
 from __future__ import annotations
 
-import socket
-
 import paramiko
 import pytest
 
@@ -49,38 +47,25 @@ def test_a_host_whose_port_another_sshd_holds_does_not_start(tmp_path):
         assert login(first[0]) == "ok"
 
 
-def test_hosts_whose_chosen_port_was_taken_meanwhile_move_to_another(tmp_path, monkeypatch):
-    squatter = socket.socket()
-    squatter.bind(("127.0.0.1", 0))
-    squatter.listen()
-    taken = squatter.getsockname()[1]
-    try:
-        real, calls = kit.free_ports, []
+def test_hosts_whose_chosen_port_was_taken_meanwhile_move_to_another(tmp_path, monkeypatch,
+                                                                       taken_port):  # fmt: skip
+    real, calls = kit.free_ports, []
 
-        def first_taken(count: int) -> list[int]:  # the first choice only
-            calls.append(count)
-            return [taken] * count if len(calls) == 1 else real(count)
+    def first_taken(count: int) -> list[int]:  # the first choice only
+        calls.append(count)
+        return [taken_port] * count if len(calls) == 1 else real(count)
 
-        monkeypatch.setattr(kit, "free_ports", first_taken)
-        with LocalHosts(tmp_path, 2, prefix="m") as hosts:
-            ports = [h.port for h in hosts]
-            assert taken not in ports and len(set(ports)) == 2
-            assert [login(h) for h in hosts] == ["ok", "ok"]
-    finally:
-        squatter.close()
+    monkeypatch.setattr(kit, "free_ports", first_taken)
+    with LocalHosts(tmp_path, 2, prefix="m") as hosts:
+        ports = [h.port for h in hosts]
+        assert taken_port not in ports and len(set(ports)) == 2
+        assert [login(h) for h in hosts] == ["ok", "ok"]
 
 
-def test_given_ports_are_kept_even_if_taken(tmp_path):
+def test_given_ports_are_kept_even_if_taken(tmp_path, taken_port):
     """A caller's own port (the demo's fixed ones) is never silently changed."""
-    squatter = socket.socket()
-    squatter.bind(("127.0.0.1", 0))
-    squatter.listen()
-    taken = squatter.getsockname()[1]
-    try:
-        with pytest.raises(kit.PortTaken), LocalHosts(tmp_path, 1, ports=[taken]):
-            pass
-    finally:
-        squatter.close()
+    with pytest.raises(kit.PortTaken), LocalHosts(tmp_path, 1, ports=[taken_port]):
+        pass
 
 
 def test_thirty_hosts_each_let_in_only_their_own_key(tmp_path):

@@ -270,21 +270,14 @@ def _connects(path: Path) -> bool:
 
 
 
-def test_a_web_host_whose_chosen_port_was_taken_meanwhile_moves_to_another(tmp_path,
-                                                                          monkeypatch):  # fmt: skip
-    squatter = socket.socket()
-    squatter.bind(("127.0.0.1", 0))
-    squatter.listen()
-    taken = squatter.getsockname()[1]
-    try:
-        monkeypatch.setattr(webkit, "free_ports", lambda count: [taken] * count)
-        with WebHosts(tmp_path / "web", [tmp_path / "app"]) as webs:
-            web = webs[0]
-            assert web.port != taken
-            assert kit.pid_in(web.nginx_pid_file) in web.pids  # our nginx holds the new port
-            socket.create_connection(("127.0.0.1", web.port), timeout=5).close()
-        with pytest.raises(kit.PortTaken), WebHosts(tmp_path / "fixed", [tmp_path / "app2"],
-                                                    ports=[taken]):  # fmt: skip
-            pass  # a port the caller gave is never changed behind its back
-    finally:
-        squatter.close()
+def test_a_web_host_whose_chosen_port_was_taken_meanwhile_moves_to_another(tmp_path, monkeypatch,
+                                                                          taken_port):  # fmt: skip
+    monkeypatch.setattr(webkit, "free_ports", lambda count: [taken_port] * count)
+    with WebHosts(tmp_path / "web", [tmp_path / "app"]) as webs:
+        web = webs[0]
+        assert web.port != taken_port
+        assert kit.pid_in(web.nginx_pid_file) in web.pids  # our nginx holds the new port
+        socket.create_connection(("127.0.0.1", web.port), timeout=5).close()
+    with pytest.raises(kit.PortTaken), WebHosts(tmp_path / "fixed", [tmp_path / "app2"],
+                                                ports=[taken_port]):  # fmt: skip
+        pass  # a port the caller gave is never changed behind its back
