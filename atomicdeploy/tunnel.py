@@ -110,6 +110,12 @@ class _Relay:
         finally:
             os.close(self.to_rsync)
 
+    def settle(self, wait: float) -> None:
+        """Give the host's side up to `wait` s to end on its own: what it wrote to stderr
+        (why it refused) comes before its exit status, and would be lost to `abort`."""
+        if self.channel is not None:
+            self.channel.status_event.wait(wait)
+
     def abort(self) -> None:
         """Close the channel: the downstream pump ends, and with it the relay's `cat`s."""
         if self.channel is not None:
@@ -159,6 +165,7 @@ def run_rsync(transport: paramiko.Transport, argv: list[str],
         relay.finish(wait=5)
         raise
     if proc.returncode != 0:
+        relay.settle(wait=2)
         relay.abort()
     host_err = relay.finish(wait=5)
     if relay.error is not None and proc.returncode != 0:

@@ -22,6 +22,9 @@ class LocalChannel:
         self.command = ""
         self._err = b""
         self.closed = False
+        # Set once the command has ended (its stderr closed), as paramiko sets it on the
+        # exit status, which follows all of the channel's stderr.
+        self.status_event = threading.Event()
 
     def exec_command(self, command: str) -> None:
         if self.fail:
@@ -34,6 +37,7 @@ class LocalChannel:
 
     def _read_err(self) -> None:
         self._err = self.proc.stderr.read()
+        self.status_event.set()
 
     def sendall(self, data: bytes) -> None:
         self.proc.stdin.write(data)
