@@ -12,7 +12,7 @@ import re
 import shlex
 from collections.abc import Sequence
 
-from .layout import Layout
+from .layout import Layout, check_relative_path
 
 q = shlex.quote
 
@@ -263,6 +263,7 @@ def make_writable(
     dirs: Sequence[str],
     mode: str,
     *,
+    shared_dirs: Sequence[str] = (),
     chmod_mode: str = "ug+rwX",
     http_user: str = "",
     recursive: bool = True,
@@ -270,33 +271,81 @@ def make_writable(
 ) -> str | None:
     """Make `dirs` (relative to the release) writable by the web server.
 
-    Each path is named with a trailing slash, so a shared link at the top resolves to
-    the real directory in `shared/`; below it, symlinks are never followed (`-P`, and
-    chmod never follows them): a link planted in `shared/storage` pointing at
-    `/etc` must not hand `/etc` to the web server.
+    The web server's user can write below a shared dir, so it can replace
+    `shared/storage/logs` (or a middle part such as `framework`) with a link to a
+    directory the deploy user or root owns; a path handed to chmod, setfacl or
+    chown would follow it (`-P` only stops links met during the recursive walk).
+    So each dir is reached where it really lives (`shared/<dir>` below a shared
+    dir, else in the release) one part at a time, and the change runs on `.` only
+    after the physical working directory is exactly the expected one: a planted
+    link, even one swapped in between the check and the `cd`, fails the step
+    with a line naming it, and nothing it points to is touched.
     """
     if mode == "skip" or not dirs:
         return None
-    paths = [layout.release_item(name, d) for d in dirs]
-    mkdir = shlex.join(["mkdir", "-p", "--", *paths])
+    change = _writable_change(mode, chmod_mode, http_user, recursive, use_sudo)
+    parts = []
+    for item in dirs:
+        base, rel = _writable_home(layout, name, item, shared_dirs)
+        parts.append(_in_verified_dir(base, rel, item, change))
+    return " && ".join(parts)
+
+
+def _writable_change(mode: str, chmod_mode: str, http_user: str, recursive: bool,
+                     use_sudo: bool) -> str:  # fmt: skip
+    """The command that changes `.`: its walk never follows a link (chmod never does)."""
     rec = ["-R"] if recursive else []
     physical = ["-R", "-P"] if recursive else []
-    tops = [p + "/" for p in paths]
     if mode == "chmod":
-        change = shlex.join(["chmod", *rec, chmod_mode, "--", *tops])
-    elif mode == "chown":
+        return shlex.join(["chmod", *rec, chmod_mode, "--", "."])
+    if mode == "chown":
         # `sudo -n` fails at once instead of prompting for a password nobody can type.
         sudo = ["sudo", "-n"] if use_sudo else []
-        change = shlex.join([*sudo, "chown", *physical, http_user, "--", *tops])
-    elif mode == "acl":
+        return shlex.join([*sudo, "chown", *physical, http_user, "--", "."])
+    if mode == "acl":
         # The deploy user keeps access too; `$(id -un)` is expanded on the host on purpose.
         spec = q(f"u:{http_user}:rwX,u:") + '"$(id -un)"' + q(":rwX")
         flags = shlex.join(["setfacl", *physical])
-        targets = shlex.join(["--", *tops])
-        change = f"{flags} -m {spec} {targets} && {flags} -d -m {spec} {targets}"
-    else:  # validated by the inventory
-        raise ValueError(f"unknown writable mode {mode!r}")
-    return f"{mkdir} && {change}"
+        return f"{flags} -m {spec} -- . && {flags} -d -m {spec} -- ."
+    raise ValueError(f"unknown writable mode {mode!r}")  # validated by the inventory
+
+
+def _writable_home(layout: Layout, name: str, item: str,
+                   shared_dirs: Sequence[str]) -> tuple[str, str]:  # fmt: skip
+    """(base, path below it) where writable dir `item` really lives.
+
+    Below a shared dir that is `shared/`, not the release's link to it: the release
+    link is ours, but walking through it would make every later part relative to
+    a directory the web server can write.
+    """
+    rel = check_relative_path(item, "writable dir")
+    for shared in sorted(shared_dirs, key=len, reverse=True):
+        top = check_relative_path(shared, "shared dir")
+        if rel == top or rel.startswith(top + "/"):
+            return layout.shared, rel
+    return layout.release(name), rel
+
+
+def _in_verified_dir(base: str, rel: str, item: str, command: str) -> str:
+    """Run `command` in `base/rel`, reached without following any link below `base`.
+
+    Missing parts are made with `mkdir` (which never follows a link either). The
+    `[ -L ]` test names a planted link; the `pwd -P` test is the guard, since it
+    also catches a link swapped in after that test.
+    """
+    refused = q(f"writable dir {item}: ")
+    link = q(" is a symbolic link: refusing to follow it (nothing was changed through it)")
+    moved = q(" is not where it should be (a link was planted on the way): nothing changed")
+    names = " ".join(q(p) for p in rel.split("/"))
+    return (
+        f"( cd -P -- {q(base)} && top=$(pwd -P) && at={q(base)} || exit 1;"
+        f" for p in {names}; do at=\"$at/$p\";"
+        f" if [ -L \"$p\" ]; then printf '%s\\n' {refused}\"$at\"{link} >&2; exit {REFUSED}; fi;"
+        ' { [ -d "$p" ] || mkdir -- "$p"; } && cd -P -- "$p" || exit 1; done;'
+        f" [ \"$(pwd -P)\" = \"$top\"/{q(rel)} ] ||"
+        f" {{ printf '%s\\n' {refused}\"$at\"{moved} >&2; exit {REFUSED}; }};"
+        f" {command} )"
+    )
 
 
 def switch(layout: Layout, name: str) -> str:

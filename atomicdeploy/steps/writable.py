@@ -1,4 +1,8 @@
-"""writable: let the web server write to writable_dirs (chmod, acl, chown or skip)."""
+"""writable: let the web server write to writable_dirs (chmod, acl, chown or skip).
+
+Runs after `shared`, so a writable dir below a shared dir is changed in `shared/`,
+where the web server's files live, never through a link it could have planted.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,6 @@ def script(cfg: Config) -> str | None:
     host = cfg.host
     return commands.make_writable(
         cfg.layout, cfg.release, host.writable_dirs, host.writable_mode,
-        chmod_mode=host.writable_chmod_mode, http_user=host.http_user,
+        shared_dirs=host.shared_dirs, chmod_mode=host.writable_chmod_mode, http_user=host.http_user,
         recursive=host.writable_recursive, use_sudo=host.writable_use_sudo,
     )  # fmt: skip

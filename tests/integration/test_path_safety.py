@@ -314,6 +314,66 @@ def test_a_symlink_planted_in_shared_never_lets_a_deploy_change_anything_outside
     assert v == []
 
 
+def victim_dir(tmp_path: Path) -> Path:
+    """The deploy user's own private files outside deploy_path: a 700 dir, a 600 key file."""
+    victim = tmp_path / "home" / ".ssh"
+    victim.mkdir(parents=True)
+    (victim / "authorized_keys").write_text("ssh-ed25519 AAAA deploy\n")
+    (victim / "authorized_keys").chmod(0o600)
+    victim.chmod(0o700)
+    return victim
+
+
+WRITABLE_CASES = [("chmod", False), ("acl", False), ("chown", False), ("chown", True)]
+
+
+@pytest.mark.parametrize("planted", ["storage/logs", "storage/framework"])
+@pytest.mark.parametrize(("mode", "sudo"), WRITABLE_CASES,
+                         ids=["chmod", "acl", "chown", "sudo chown"])  # fmt: skip
+def test_a_link_planted_below_a_shared_dir_never_redirects_a_writable_mode(
+    project, tmp_path, mode, sudo, planted
+):
+    """The web server can write below shared/storage; with writable_dirs below it, a leaf
+    (`logs`) or a middle part (`framework`) it replaced by a link to the deploy user's files
+    fails the deploy before go-live with one line naming the link, and changes nothing."""
+    victim = victim_dir(tmp_path)
+    project.config.update(writable_mode=mode, writable_use_sudo=sudo, http_user="nobody",
+                          writable_dirs=["storage/logs", "storage/framework/cache"])  # fmt: skip
+    project.ok("test", "deploy")
+    live = {h.name: project.current(h.name) for h in project.hosts}
+    plant_sentinels(project)
+    untouched = tree(victim)
+    web1 = project.hosts[0].name
+    link = project.deploy_path(web1) / "shared" / planted
+    if link.is_dir():
+        for p in sorted(link.rglob("*"), reverse=True):
+            p.rmdir() if p.is_dir() else p.unlink()
+        link.rmdir()
+    link.symlink_to(victim)
+    write_app(project.app, "2")
+    proc = project.fab("test", "deploy")
+    problems = []
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith(f"[{web1}]")]
+    expected = f"{link} is a symbolic link: refusing to follow it"
+    if proc.returncode != 1 or len(errors) != 1 or expected not in errors[0]:
+        problems.append(f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
+    elif "(not live)" not in errors[0] or "writable" not in errors[0]:
+        problems.append(f"the line does not say step and not live: {errors[0]}")
+    problems += [f"{h.name}: current -> {project.current(h.name)}" for h in project.hosts
+                 if project.current(h.name) != live[h.name]]  # fmt: skip
+    after = tree(victim)
+    problems += [f"victim {p}: {changed(untouched.get(p), after.get(p))}"
+                 for p in sorted(set(untouched) | set(after)) if untouched.get(p) != after.get(p)]
+    link.unlink()  # the operator removes the planted link; the next deploy works
+    v = problems + violations(project)
+    what = "leaf" if planted.endswith("logs") else "middle part"
+    faults.record("path safety", f"link planted as a writable dir's {what} in shared/"
+                  f" ({'sudo ' if sudo else ''}{mode})", violations=len(v),
+                  outcome=outcome(v, "refused before go-live, one line naming the link;"
+                                     " the linked dir's mode, ACL and owner kept"))  # fmt: skip
+    assert v == []
+
+
 # --- 4. hostile names from the inventory and the command line --------------------------------
 
 

@@ -26,6 +26,7 @@ from atomicdeploy.inventory import HostConfig
 from atomicdeploy.layout import Layout, check_relative_path, check_release_name
 from atomicdeploy.releases import LogEntry, parse_log, parse_state
 from atomicdeploy.steps.lock import describe_owner, owner_record
+from tests import faults
 from tests.local_transport import LocalTransport
 
 q = shlex.quote
@@ -287,40 +288,73 @@ def test_link_shared_file_structure():
     assert "touch" not in script  # a missing file is an error, never an empty file
 
 
+def _walk(base: str, rel: str, item: str, change: str) -> str:
+    """The text make_writable wraps around `change`: reach base/rel part by part."""
+    names = " ".join(q(p) for p in rel.split("/"))
+    refused = q(f"writable dir {item}: ")
+    return (
+        f"( cd -P -- {q(base)} && top=$(pwd -P) && at={q(base)} || exit 1;"
+        f' for p in {names}; do at="$at/$p";'
+        f""" if [ -L "$p" ]; then printf '%s\\n' {refused}"$at"' is a symbolic link: refusing to"""
+        f" follow it (nothing was changed through it)' >&2; exit {commands.REFUSED}; fi;"
+        ' { [ -d "$p" ] || mkdir -- "$p"; } && cd -P -- "$p" || exit 1; done;'
+        f' [ "$(pwd -P)" = "$top"/{q(rel)} ] ||'
+        f""" {{ printf '%s\\n' {refused}"$at"' is not where it should be (a link was planted"""
+        f" on the way): nothing changed' >&2; exit {commands.REFUSED}; }};"
+        f" {change} )"
+    )
+
+
 def test_make_writable_chmod_exact():
     dirs = ["storage", "bootstrap/cache"]
     assert commands.make_writable(APP, "R1", dirs, "chmod") == (
-        "mkdir -p -- /srv/app/releases/R1/storage /srv/app/releases/R1/bootstrap/cache"
-        " && chmod -R ug+rwX -- /srv/app/releases/R1/storage/ /srv/app/releases/R1/bootstrap/cache/"
-    )
+        _walk("/srv/app/releases/R1", "storage", "storage", "chmod -R ug+rwX -- .") + " && "
+        + _walk("/srv/app/releases/R1", "bootstrap/cache", "bootstrap/cache",
+                "chmod -R ug+rwX -- .")
+    )  # fmt: skip
     assert commands.make_writable(APP, "R1", ["storage"], "chmod", chmod_mode="0775",
                                   recursive=False) == (
-        "mkdir -p -- /srv/app/releases/R1/storage && chmod 0775 -- /srv/app/releases/R1/storage/"
+        _walk("/srv/app/releases/R1", "storage", "storage", "chmod 0775 -- .")
     )  # fmt: skip
+
+
+def test_make_writable_below_a_shared_dir_works_in_shared_not_through_the_link():
+    """The release's `storage` is our link to shared/storage; a writable dir below it is
+    reached from shared/ itself, so every part on the way is checked."""
+    script = commands.make_writable(HOSTILE, "R1", ["storage/logs", "var/cache"], "chmod",
+                                    shared_dirs=["var", "storage", "storage/app"])  # fmt: skip
+    assert script == (
+        _walk(HOSTILE.shared, "storage/logs", "storage/logs", "chmod -R ug+rwX -- .") + " && "
+        + _walk(HOSTILE.shared, "var/cache", "var/cache", "chmod -R ug+rwX -- .")
+    )  # fmt: skip
+    inside = commands.make_writable(APP, "R1", ["storage/app/public"], "chmod",
+                                    shared_dirs=["storage/app"])  # fmt: skip
+    assert inside.startswith("( cd -P -- /srv/app/shared && ")
+    assert "for p in storage app public;" in inside
+    # `storagefoo` is not below `storage`.
+    other = commands.make_writable(APP, "R1", ["storagefoo"], "chmod", shared_dirs=["storage"])
+    assert other.startswith("( cd -P -- /srv/app/releases/R1 && ")
 
 
 def test_make_writable_chown_structure():
     script = commands.make_writable(APP, "R1", ["storage"], "chown", http_user="www-data")
-    assert script == (
-        "mkdir -p -- /srv/app/releases/R1/storage"
-        " && chown -R -P www-data -- /srv/app/releases/R1/storage/"
-    )
+    assert script == _walk("/srv/app/releases/R1", "storage", "storage",
+                           "chown -R -P www-data -- .")  # fmt: skip
     sudo = commands.make_writable(APP, "R1", ["storage"], "chown", http_user="www-data",
                                   use_sudo=True)  # fmt: skip
-    assert sudo.endswith(" && sudo -n chown -R -P www-data -- /srv/app/releases/R1/storage/")
+    assert sudo.endswith("; sudo -n chown -R -P www-data -- . )")
     flat = commands.make_writable(APP, "R1", ["storage"], "chown", http_user="www-data",
                                   recursive=False, use_sudo=True)  # fmt: skip
-    assert "-R" not in flat and "sudo -n chown www-data --" in flat
+    assert "-R" not in flat and "sudo -n chown www-data -- ." in flat
 
 
 def test_make_writable_acl_structure():
     script = commands.make_writable(APP, "R1", ["storage"], "acl", http_user="www-data")
     spec = 'u:www-data:rwX,u:"$(id -un)":rwX'
-    assert script == (
-        "mkdir -p -- /srv/app/releases/R1/storage"
-        f" && setfacl -R -P -m {spec} -- /srv/app/releases/R1/storage/"
-        f" && setfacl -R -P -d -m {spec} -- /srv/app/releases/R1/storage/"
-    )
+    assert script == _walk(
+        "/srv/app/releases/R1", "storage", "storage",
+        f"setfacl -R -P -m {spec} -- . && setfacl -R -P -d -m {spec} -- .",
+    )  # fmt: skip
     # `$(id -un)` is the one expansion that happens on the host, on purpose.
     assert "$(id -un)" in _outside_single_quotes(script)
 
@@ -404,8 +438,9 @@ def test_hostile_deploy_path_quotes_each_full_path():
     assert q(HOSTILE.lock_info) in commands.lock(HOSTILE, "{}")
     assert q(HOSTILE.log) in commands.append_log(HOSTILE, "x")
     assert q(HOSTILE.shared_item("storage")) in commands.link_shared_dir(HOSTILE, "R1", "storage")
-    assert q(HOSTILE.release_item("R1", "storage") + "/") in commands.make_writable(
-        HOSTILE, "R1", ["storage"], "chmod"
+    assert q(HOSTILE.release("R1")) in commands.make_writable(HOSTILE, "R1", ["storage"], "chmod")
+    assert q(HOSTILE.shared) in commands.make_writable(
+        HOSTILE, "R1", ["storage"], "chmod", shared_dirs=["storage"]
     )
 
 
@@ -783,14 +818,17 @@ def test_shared_step_joins_scripts(layout, sandbox):
 
 
 @pytest.mark.parametrize("recursive", [True, False])
-def test_make_writable_chmod_follows_shared_link(layout, sandbox, recursive):
+def test_make_writable_below_a_shared_dir_changes_shared_and_keeps_the_link(
+    layout, sandbox, recursive
+):
     make_release(layout, "R1", {"storage/logs/app.log": "x"})
     assert sh(commands.link_shared_dir(layout, "R1", "storage"), sandbox).returncode == 0
     shared = Path(layout.shared_item("storage"))
     for p in (shared, shared / "logs"):
         p.chmod(0o755)
     (shared / "logs" / "app.log").chmod(0o644)
-    script = commands.make_writable(layout, "R1", ["storage"], "chmod", recursive=recursive)
+    script = commands.make_writable(layout, "R1", ["storage"], "chmod", recursive=recursive,
+                                    shared_dirs=["storage"])  # fmt: skip
     res = sh(script, sandbox)
     assert res.returncode == 0, res.stderr
     assert shared.stat().st_mode & stat.S_IWGRP
@@ -799,6 +837,81 @@ def test_make_writable_chmod_follows_shared_link(layout, sandbox, recursive):
     assert bool(nested) is recursive
     if recursive:
         assert (shared / "logs" / "app.log").stat().st_mode & 0o777 == 0o664  # X: no exec
+
+
+def _victim(sandbox: Path) -> Path:
+    """A directory outside the deploy path that a planted link points to."""
+    victim = sandbox / "victim"
+    victim.mkdir()
+    (victim / "authorized_keys").write_text("key")
+    (victim / "authorized_keys").chmod(0o600)
+    victim.chmod(0o700)
+    return victim
+
+
+def _modes(root: Path) -> dict[str, int]:
+    return {str(p): p.lstat().st_mode for p in [root, *root.rglob("*")]}
+
+
+@pytest.mark.parametrize("mode", ["chmod", "acl", "chown"])
+@pytest.mark.parametrize("planted", ["storage/logs", "storage/framework"])
+def test_make_writable_refuses_a_link_planted_anywhere_on_the_way(layout, sandbox, mode, planted):
+    """The web server can write below shared/storage: a leaf or a middle part replaced by a
+    link to the deploy user's files fails the step naming it, and changes nothing there."""
+    make_release(layout, "R1", {"storage/x": "x"})
+    assert sh(commands.link_shared_dir(layout, "R1", "storage"), sandbox).returncode == 0
+    victim = _victim(sandbox)
+    before = _modes(victim)
+    link = Path(layout.shared_item(planted))
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(victim)
+    me = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+    script = commands.make_writable(layout, "R1", ["storage/logs", "storage/framework/cache"],
+                                    mode, http_user="nobody" if mode == "chown" else me,
+                                    shared_dirs=["storage"])  # fmt: skip
+    res = sh(script, sandbox)
+    assert res.returncode == commands.REFUSED
+    assert f"{link} is a symbolic link: refusing to follow it" in res.stderr
+    assert _modes(victim) == before
+    assert os.listdir(victim) == ["authorized_keys"]  # no `cache` made in there
+    acl = subprocess.run(["getfacl", "-p", "--skip-base", str(victim)], capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    assert acl == ""
+    assert victim.stat().st_uid == os.getuid()
+
+
+def test_make_writable_never_changes_a_link_swapped_in_during_the_walk(layout, sandbox):
+    # Without the walk and the `pwd -P` check, 300 runs of this made the victim 0777.
+    """A link that replaces a directory between the `-L` test and the `cd` is caught by the
+    physical-path check: run the step while another process flips the part back and forth."""
+    make_release(layout, "R1")
+    assert sh(commands.link_shared_dir(layout, "R1", "storage"), sandbox).returncode == 0
+    victim = _victim(sandbox)
+    before = _modes(victim)
+    shared = Path(layout.shared_item("storage"))
+    (shared / "logs").mkdir()
+    TRIES = 60
+    flipper = subprocess.Popen(
+        ["sh", "-c", 'while :; do mv -T logs away; ln -s "$1" logs; rm -f logs; mv -T away logs;'
+         " done", "flip", str(victim)],
+        cwd=shared, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    outcomes: dict[str, int] = {}
+    try:
+        script = commands.make_writable(layout, "R1", ["storage/logs"], "chmod",
+                                        chmod_mode="0777", shared_dirs=["storage"])  # fmt: skip
+        for _ in range(TRIES):
+            res = sh(script, sandbox)
+            key = ("ok" if res.returncode == 0 else "link named" if "symbolic link" in res.stderr
+                   else "moved" if "not where it should be" in res.stderr else "other")
+            outcomes[key] = outcomes.get(key, 0) + 1
+    finally:
+        flipper.kill()
+        flipper.wait()
+    assert _modes(victim) == before, outcomes
+    faults.record("path safety", "writable dir whose part is flipped dir/link during the step",
+                  tries=TRIES, outcome="the linked dir never changed: each run changed the real"
+                  " dir, or failed (naming the link when it saw one)")
 
 
 def test_make_writable_creates_missing_dirs(layout, sandbox):
