@@ -239,16 +239,25 @@ def link_shared_dir(layout: Layout, name: str, item: str) -> str:
     )
 
 
-def link_shared_file(layout: Layout, name: str, item: str) -> str:
-    """Like `link_shared_dir`, but a file missing from both places is an error, not `touch`."""
+def link_shared_file(layout: Layout, name: str, item: str, *, secret: bool = False) -> str:
+    """Like `link_shared_dir`, but a file missing from both places is an error, not `touch`.
+
+    A `secret` file (`.env`: keys, passwords) is seeded 0600 whatever its mode in the
+    source: `cp -a` would keep a 0644 from the developer's checkout, readable by every
+    user on the host for as long as the file lives in `shared/`.
+    """
     shared = layout.shared_item(item)
     target = layout.release_item(name, item)
     missing = f"shared file {item} is missing: create {shared} on the host"
+    seed = shlex.join(["cp", "-a", "--", target, shared])
+    if secret:
+        # A new file gets the source's mode minus the umask: 0600 from the start, no window.
+        seed = f"( umask 077 && {shlex.join(['cp', '--', target, shared])} )"
     return " && ".join(
         [
             f"if [ ! -e {q(shared)} ]; then"
             f" if [ -f {q(target)} ] && [ ! -L {q(target)} ]; then"
-            f" mkdir -p -- {q(_parent(shared))} && cp -a -- {q(target)} {q(shared)};"
+            f" mkdir -p -- {q(_parent(shared))} && {seed};"
             f" else {say(missing)} >&2; exit {SHARED_MISSING}; fi; fi",
             shlex.join(["rm", "-rf", "--", target]),
             shlex.join(["mkdir", "-p", "--", _parent(target)]),

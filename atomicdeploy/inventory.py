@@ -76,6 +76,16 @@ def _rel_paths(value: Any) -> tuple[str, ...]:
         raise ValueError(exc.message) from None
 
 
+def _umask(value: Any) -> str:
+    """An octal umask as a string: YAML reads an unquoted 022 as the number 18."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f"must be quoted, e.g. '022', not the number {value}")
+    value = _str(value)
+    if not re.fullmatch(r"0?[0-7]{3}", value):
+        raise ValueError(f"must be an octal umask such as '022' or '027', not {value!r}")
+    return value
+
+
 def _str_map(value: Any) -> Mapping[str, str]:
     """`labels:` and `secrets:`: names to strings (numbers become strings, booleans do not)."""
     if not isinstance(value, dict) or not all(
@@ -308,6 +318,9 @@ KEYS: dict[str, Key] = {
     "keep_releases": Key(_int(1, 1000), 5, "complete releases kept by cleanup"),
     "shared_dirs": Key(_rel_paths, (), "directories linked from shared/ into each release"),
     "shared_files": Key(_rel_paths, (), "files linked from shared/ into each release"),
+    "secret_files": Key(_rel_paths, (".env",),
+                        "shared files created 0600 when first copied from a release"),
+    "umask": Key(_umask, "022", "umask of every command atomicdeploy runs on the host"),
     "writable_dirs": Key(_rel_paths, (), "directories made writable for the web server"),
     "writable_mode": Key(_choice(*WRITABLE_MODES), "chmod", "chmod, acl, chown or skip"),
     "writable_chmod_mode": Key(_str, "ug+rwX", "mode given to chmod in chmod mode"),
@@ -362,6 +375,8 @@ class HostConfig:
     keep_releases: int = 5
     shared_dirs: tuple[str, ...] = ()
     shared_files: tuple[str, ...] = ()
+    secret_files: tuple[str, ...] = (".env",)
+    umask: str = "022"
     writable_dirs: tuple[str, ...] = ()
     writable_mode: str = "chmod"
     writable_chmod_mode: str = "ug+rwX"

@@ -9,5 +9,8 @@ from ..config import Config
 def script(cfg: Config) -> str | None:
     """All items in one script; a shared file missing everywhere fails, naming it."""
     parts = [commands.link_shared_dir(cfg.layout, cfg.release, d) for d in cfg.host.shared_dirs]
-    parts += [commands.link_shared_file(cfg.layout, cfg.release, f) for f in cfg.host.shared_files]
+    parts += [
+        commands.link_shared_file(cfg.layout, cfg.release, f, secret=f in cfg.host.secret_files)
+        for f in cfg.host.shared_files
+    ]
     return " && ".join(f"{{ {p}; }}" for p in parts) or None

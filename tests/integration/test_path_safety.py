@@ -431,6 +431,30 @@ def world_writable(root: Path) -> list[str]:
     return found
 
 
+def test_a_secret_file_is_seeded_0600_from_a_0644_source(project):
+    """A developer's checkout has `.env` at 0644: the copy seeded into shared/ is 0600."""
+    (project.app / ".env").chmod(0o644)
+    project.config.update(shared_files=[".env", "config/public.ini"])
+    (project.app / "config").mkdir()
+    (project.app / "config" / "public.ini").write_text("x=1\n")
+    (project.app / "config" / "public.ini").chmod(0o644)
+    project.ok("test", "deploy")
+    plant_sentinels(project)
+    problems = []
+    for h in project.hosts:
+        shared = project.deploy_path(h.name) / "shared"
+        files = (".env", "config/public.ini")
+        modes = {f: stat.S_IMODE((shared / f).stat().st_mode) for f in files}
+        if modes != {".env": 0o600, "config/public.ini": 0o644}:
+            problems.append(f"{h.name}: {({f: oct(m) for f, m in modes.items()})}")
+    project.config.update(shared_files=[".env"])
+    v = problems + violations(project)
+    faults.record("path safety", "shared/.env seeded from a 0644 source", violations=len(v),
+                  outcome=outcome(v, "created 0600 (secret_files); other shared files keep"
+                                     " their mode"))  # fmt: skip
+    assert v == []
+
+
 def test_secrets_stay_0600_and_nothing_deployed_is_world_writable(project):
     web1 = project.hosts[0].name
     env = project.deploy_path(web1) / "shared" / ".env"

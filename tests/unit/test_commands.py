@@ -782,6 +782,22 @@ def test_link_shared_file_missing_everywhere(layout, sandbox):
     assert not os.path.lexists(layout.release_item("R1", "config/.env"))
 
 
+@pytest.mark.parametrize("secret", [True, False])
+def test_link_shared_file_seeds_a_secret_0600_whatever_its_source_mode(layout, sandbox, secret):
+    release = make_release(layout, "R1", {".env": "APP_KEY=k"})
+    (release / ".env").chmod(0o644)  # as a developer's checkout has it
+    res = sh(commands.link_shared_file(layout, "R1", ".env", secret=secret), sandbox)
+    assert res.returncode == 0, res.stderr
+    shared = Path(layout.shared_item(".env"))
+    assert shared.read_text() == "APP_KEY=k"
+    assert stat.S_IMODE(shared.stat().st_mode) == (0o600 if secret else 0o644)
+    # An existing shared file keeps its mode: the operator's choice.
+    shared.chmod(0o640)
+    make_release(layout, "R2", {".env": "APP_KEY=other"})
+    assert sh(commands.link_shared_file(layout, "R2", ".env", secret=True), sandbox).returncode == 0
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o640
+
+
 def test_link_shared_file_seeds_then_keeps_shared(layout, sandbox):
     make_release(layout, "R1", {".env": "APP_KEY=first"})
     res = sh(commands.link_shared_file(layout, "R1", ".env"), sandbox)

@@ -195,6 +195,10 @@ def test_unknown_key_with_hint():
         ("http_user: '$(id)'", "http_user", "not a valid user name"),
         ("application: [a]", "application", "must be a string, not a list"),
         ("exclude: {a: b}", "exclude", "must be a list of strings, not a map"),
+        ("umask: 022", "umask", "must be quoted, e.g. '022', not the number 18"),
+        ("umask: '0x22'", "umask", "must be an octal umask"),
+        ("umask: '; rm -rf /'", "umask", "must be an octal umask"),
+        ("secret_files: [../.env]", "secret_files", "must not contain '..'"),
     ],
 )
 def test_wrong_types(body, key, why):
