@@ -13,6 +13,7 @@ import shlex
 from collections.abc import Sequence
 
 from .layout import Layout, check_relative_path
+from .secrets import redact_url_passwords
 
 q = shlex.quote
 
@@ -68,12 +69,34 @@ def then_unlock(script: str, layout: Layout, token: str) -> str:
     return f"( {script}\n); rc=$?; {unlock_own(layout, token)}; exit $rc"
 
 
-def remote(script: str, *, stdin: bool = False) -> str:
-    """Wrap a POSIX sh script for Fabric's `run`: one quoted argument, stdin closed
-    (unless the script reads a go signal from it: every command inside that could
-    read stdin then has its own `</dev/null`)."""
-    wrapped = shlex.join(["sh", "-c", script])
-    return wrapped if stdin else f"{wrapped} </dev/null"
+# The one command line a host's sshd is asked to run. The script itself follows on the
+# channel's stdin, length first, so that it never appears in any process's arguments: a
+# hook's environment, a health-check URL's password or a webhook token in a script would
+# otherwise be readable by every local user in `ps` or /proc/<pid>/cmdline for as long as
+# the command runs. `read` takes the length one byte at a time and `head -c` reads exactly
+# that many bytes, so what follows on stdin (the armed switch's go signal) stays unread.
+# `eval` is a builtin: the script runs in this same shell, no new argv.
+_BOOTSTRAP = 'IFS= read -r ad_n && ad_s=$(head -c "$ad_n") && eval "$ad_s"'
+
+
+def remote(*, stdin: bool = False) -> str:
+    """The command line that runs a script sent by `script_payload`: `sh`, so the deploy
+    user's login shell (bash, zsh, fish) does not matter, and stdin closed for the script
+    (unless it reads a go signal from it: every command inside that could read stdin then
+    has its own `</dev/null`)."""
+    return shlex.join(["sh", "-c", _BOOTSTRAP if stdin else f"{_BOOTSTRAP} </dev/null"])
+
+
+def script_payload(script: str, umask: str = "") -> bytes:
+    """What `remote()` reads from stdin: the script's length in bytes, a newline, the script.
+
+    With `umask`, the script starts by setting it, so every file it creates has the
+    modes the operator chose whatever the account's login settings.
+    """
+    if umask:
+        script = f"umask {q(umask)}\n{script}"
+    data = script.encode()
+    return f"{len(data)}\n".encode() + data
 
 
 def setup(layout: Layout) -> str:
@@ -482,18 +505,21 @@ def rsync_argv(
 
 
 def hook(cwd: str, command: str, *, requires: str = "", env: Sequence[tuple[str, str]] = ()) -> str:
-    """Run a user's hook command with `sh -c` in `cwd`, stdin closed.
+    """Run a user's hook command in `cwd`, in a subshell, stdin closed.
 
-    The command is the user's own shell text, run as its own `sh -c` argument so that
-    its quotes, braces or `exit` cannot change the script around it. `env` (the
-    release path, the stage...) is exported to it; with `requires`, the command is
-    skipped when that file is not in `cwd` (recipes: composer.json, artisan).
+    The command is the user's own shell text, handed to `eval` as one quoted word in
+    its own subshell, so that its quotes, braces or `exit` cannot change the script
+    around it. `env` (the release path, the stage...) is exported to it. `export` and
+    `eval` are shell builtins: neither the command nor a value (a token, a password)
+    ever appears in a process's arguments, where `ps` would show them to every user.
+    With `requires`, the command is skipped when that file is not in `cwd` (recipes:
+    composer.json, artisan).
     """
     for name, _ in env:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise ValueError(f"not an environment variable name: {name!r}")
-    assigns = [f"{name}={q(value)}" for name, value in env]
-    run = " ".join([*assigns, shlex.join(["sh", "-c", command])]) + " </dev/null"
+    exports = "".join(f"export {name}={q(value)}; " for name, value in env)
+    run = f"( {exports}eval {q(command)} ) </dev/null"
     if requires:
         run = f"if [ -f {q(requires)} ]; then {run}; fi"
     return f"cd -- {q(cwd)} && {run}"
@@ -626,7 +652,7 @@ def opcache_reset(strategy: str, *, socket: str = "", dep_dir: str = "", token: 
     elif strategy == "cachetool":
         work = f"out=$({cachetool} opcache:reset {q('--fcgi=' + socket)} </dev/null 2>&1) || {{ printf '%s\\n' \"$out\" | tail -n 1; exit 1; }}"  # noqa: E501
     elif strategy == "http":
-        work = f"out=$(curl -fsS --max-time 10 -- {q(url)} 2>&1) || {{ printf '%s\\n' \"$out\" | tail -n 1; exit 1; }}"  # noqa: E501
+        work = f"out=$({curl_url(url)} | curl -fsS --max-time 10 -K - 2>&1) || {{ printf '%s\\n' \"$out\" | tail -n 1; exit 1; }}"  # noqa: E501
     elif strategy == "fpm-reload":
         work = f"out=$( ({reload}) </dev/null 2>&1) || {{ printf '%s\\n' \"$out\" | tail -n 1; exit 1; }}"  # noqa: E501
     else:
@@ -644,13 +670,27 @@ def health_check(url: str, status: int, contains: str, timeout: int) -> str:
         if contains else ""
     )  # fmt: skip
     return (
-        f"out=$(curl -sS -i --max-time {int(timeout)} -w '\\n%{{http_code}}' -- {q(url)}"
-        " </dev/null 2>&1)"
+        f"out=$({curl_url(url)} | curl -sS -i --max-time {int(timeout)} -w '\\n%{{http_code}}'"
+        " -K - 2>&1)"
         f" || {{ echo \"health check: $(printf '%s' \"$out\" | tail -n 1)\" >&2; exit 1; }};"
         " code=$(printf '%s\\n' \"$out\" | tail -n 1);"
         f" [ \"$code\" = {int(status)} ] || {{ printf '%s answered %s, expected %s\\n'"
-        f" {q('health check: ' + url)} \"$code\" {int(status)} >&2; exit 1; }};{check_body}"
+        f" {q('health check: ' + redact_url_passwords(url))} \"$code\" {int(status)} >&2;"
+        f" exit 1; }};{check_body}"
     )
+
+
+def curl_url(url: str) -> str:
+    """Print a curl config line naming `url`, for `curl -K -` to read from its stdin.
+
+    A URL on curl's command line, password included, is readable by every user of the
+    host in `ps`; `printf` is a shell builtin, so this line starts no process at all.
+    """
+    if any(c in url for c in "\r\n\0"):
+        raise ValueError("a URL must not contain line breaks or NUL")
+    escaped = url.replace("\\", "\\\\").replace('"', '\\"')
+    line = 'url = "' + escaped + '"'
+    return f"printf '%s\\n' {q(line)}"
 
 
 def go_live(

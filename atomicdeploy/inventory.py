@@ -23,6 +23,7 @@ from .errors import ConfigError, did_you_mean
 from .hooks import FAILURE, POINTS, HookCommand, unknown_point
 from .layout import check_relative_path
 from .recipes import COMPOSER_OPTIONS, RECIPES
+from .secrets import redact_url_passwords
 
 MAX_INVENTORY_BYTES = 1_000_000
 WRITABLE_MODES = ("chmod", "acl", "chown", "skip")
@@ -134,7 +135,10 @@ def _nginx_template(value: Any) -> str:
 def _http_url(value: Any) -> str:
     value = _str(value)
     if not value.startswith(("http://", "https://")):
-        raise ValueError(f"must be an http:// or https:// URL, not {value[:60]!r}")
+        shown = redact_url_passwords(value)[:60]
+        raise ValueError(f"must be an http:// or https:// URL, not {shown!r}")
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("must not contain spaces or control characters (write them %-encoded)")
     return value
 
 

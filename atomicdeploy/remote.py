@@ -57,14 +57,44 @@ class _AcceptNew(paramiko.MissingHostKeyPolicy):
         client.get_host_keys().add(hostname, key.get_name(), key)
 
 
+# What is kept of each stream of one command: its tail. A hook that prints without end
+# (a verbose build, a `tail -f` left in by mistake) must not fill the controller's memory;
+# the markers the callers look for are at the end.
+OUTPUT_CAP = 1 << 20
+
+
 class _Runner(FabricRunner):
-    """Fabric's runner, told at once when the command exits.
+    """Fabric's runner, told at once when the command exits, that sends a script on
+    stdin and keeps only the tail of what the command prints.
 
     Invoke's `wait()` polls every 10 ms; this one sleeps on paramiko's exit-status
     event instead, so a short command's answer is not held back by the poll.
     """
 
     _killed = False
+    # Set by `Remote.run` for its own scripts (see commands.remote); a Python hook's
+    # `c.run` goes through Fabric's usual path.
+    payload: bytes | None = None
+    keep_stdin = False
+
+    def send_start_message(self, command: str) -> None:
+        super().send_start_message(command)
+        if self.payload is not None:
+            # Written here, not by Invoke's stdin thread, which naps 10 ms per chunk.
+            self.channel.sendall(self.payload)
+            if not self.keep_stdin:
+                self.channel.shutdown_write()
+
+    def _handle_output(self, buffer_: list[str], hide: bool, output: IO[str],
+                       reader: Callable[[int], bytes]) -> None:  # fmt: skip
+        kept = 0
+        for data in self.read_proc_output(reader):
+            if not hide:
+                self.write_our_output(stream=output, string=data)
+            buffer_.append(data)
+            kept += len(data)
+            while kept > OUTPUT_CAP and len(buffer_) > 1:
+                kept -= len(buffer_.pop(0))
 
     def wait(self) -> None:
         while not (self.process_is_finished or self.has_dead_threads):
@@ -225,16 +255,17 @@ class Remote:
         `stdin` feeds the script (the go signal); `out` sees stdout as it arrives.
         In a dry run only `read_only` scripts run; the others are recorded, as sent.
         """
-        command = commands.remote(script, stdin=stdin is not None)
         if self.dry and not read_only:
-            self.record(step, command)
+            self.record(step, script)
             return 0, ""
         streams: dict = {"hide": True}
         if out is not None:  # hide=True would keep stdout from reaching `out`
             streams = {"hide": False, "out_stream": out, "err_stream": io.StringIO()}
         try:
-            result = self.conn.run(command, warn=True, in_stream=stdin or False, pty=False,
-                                   **streams)  # fmt: skip
+            result = self._runner(script, keep_stdin=stdin is not None).run(
+                commands.remote(stdin=stdin is not None), warn=True, in_stream=stdin or False,
+                pty=False, **streams,
+            )  # fmt: skip
         except CommandTimedOut as exc:
             # The part of a sequence that hung, if the script had parts.
             # (An Invoke Result is false when its command failed: test for None.)
@@ -253,6 +284,14 @@ class Remote:
                 exit_status=result.exited, stderr=stderr, stdout=result.stdout,
             )  # fmt: skip
         return result.exited, result.stdout
+
+    def _runner(self, script: str, *, keep_stdin: bool) -> _Runner:
+        """A runner for one of our scripts, which it sends on stdin (see commands.remote)."""
+        self.conn.open()
+        runner = _Runner(context=self.conn, inline_env=self.conn.config.inline_ssh_env)
+        runner.payload = commands.script_payload(script, self.host.umask)
+        runner.keep_stdin = keep_stdin
+        return runner
 
     def rsync(self, argv: list[str], step: str, timeout: float | None = None) -> RsyncStats:
         """Run rsync locally; it reaches the host over this Remote's own SSH connection.

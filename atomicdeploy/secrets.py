@@ -6,12 +6,40 @@ Pure: no I/O. The inventory loader calls `collect` once; the reporter and the no
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 MASK = "***"
+
+# `scheme://user:password@host`: the password part, wherever a URL appears in a line.
+_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)(?P<pw>[^\s/@]*)@")
+
+
+def redact_url_passwords(text: str) -> str:
+    """Every `scheme://user:password@` in `text` with the password replaced by `***`.
+
+    A URL in a health check, an opcache URL or a git remote carries its credential
+    inline; it reaches messages ("health check: https://u:pw@host/ answered 503")
+    without anyone listing it under `secrets:`.
+    """
+    return _USERINFO.sub(lambda m: f"{m['head']}{MASK}@", text)
+
+
+def url_passwords(urls: Iterable[str]) -> list[str]:
+    """The passwords inside `urls` (as written and decoded), for `Masker.of`: a password
+    can also appear without its URL, e.g. in a server's error page echoed back."""
+    found: list[str] = []
+    for url in urls:
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            continue
+        if password:
+            found += [password, unquote(password)]
+    return found
 
 # Shorter values are not masked: hiding "a" or "42" would mangle every line of output while
 # protecting nothing, since a secret that short can be guessed anyway.
@@ -60,6 +88,7 @@ class Masker:
         later secret's tail survive when an earlier one had eaten its head ("abc" + "bcdef" in
         "abcdef" would leave "def" visible).
         """
+        text = redact_url_passwords(text)
         if not self.needles:
             return text
         while True:

@@ -72,9 +72,12 @@ def _hooks(c: Context) -> Hooks:
 
 
 def _masker(hosts: Sequence[HostConfig]) -> Callable[[str], str]:
-    """Webhook URLs and `secrets:` values become *** in everything we print."""
+    """Webhook URLs, `secrets:` values and the passwords inside the health-check and opcache
+    URLs become *** in everything we print (any other URL's password too: see Masker.mask)."""
     values = [v for h in hosts for v in (*h.webhook, *h.secrets.values())]
-    return secrets.Masker.of(values).mask
+    urls = [h.healthcheck.url for h in hosts if h.healthcheck]
+    urls += [h.opcache.url for h in hosts if h.opcache.url]
+    return secrets.Masker.of([*values, *secrets.url_passwords(urls)]).mask
 
 
 def _hosts(inv: Inventory, stage: str) -> tuple[HostConfig, ...]:

@@ -109,13 +109,13 @@ def new_root(tmp_path: Path) -> Path:
 
 
 def run(script: str, root: Path, *, shell: str = "sh", path: Path | None = None,
-        input: str | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+        input: str | bytes | None = None) -> subprocess.CompletedProcess:  # fmt: skip
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8",
            "HOME": str(root)}  # fmt: skip
     if path is not None:
         env["PATH"] = f"{path}:{env['PATH']}"
     return exact(subprocess.run([shell, "-c", script], cwd=root, capture_output=True, env=env,
-                                input=None if input is None else input.encode(),
+                                input=input.encode() if isinstance(input, str) else input,
                                 stdin=None if input is not None else subprocess.DEVNULL,
                                 timeout=60, check=False))  # fmt: skip
 
@@ -195,8 +195,10 @@ FAKE_TOOL = """#!{python}
 import json, os, sys
 here = os.path.dirname(os.path.abspath(__file__))
 tool = os.path.basename(sys.argv[0])
+config = sys.stdin.read() if sys.argv[-2:] == ["-K", "-"] else None
 with open(os.path.join(here, "calls.jsonl"), "a") as f:
-    f.write(json.dumps({{"tool": tool, "argv": sys.argv[1:], "env": dict(os.environ)}}) + "\\n")
+    f.write(json.dumps({{"tool": tool, "argv": sys.argv[1:], "env": dict(os.environ),
+                        "config": config}}) + "\\n")
 def read(name, default=""):
     try:
         with open(os.path.join(here, name)) as f:
@@ -639,17 +641,23 @@ def test_sequence_stops_at_the_failing_part_and_names_it(tmp_path, part_names, f
 
 
 @BOUNDED
-@given(value=texts, shell=st.sampled_from(["sh", "bash"]), stdin=st.booleans())
-def test_remote_runs_exactly_its_script_with_stdin_closed(tmp_path, value, shell, stdin):
-    """The remote line as the login shell (dash or bash) parses it: one `sh -c` argument."""
+@given(value=texts, shell=st.sampled_from(["sh", "bash"]), stdin=st.booleans(),
+       umask=st.sampled_from(["", "022", "077"]))  # fmt: skip
+def test_remote_runs_exactly_its_script_from_stdin_with_stdin_closed(tmp_path, value, shell,
+                                                                     stdin, umask):  # fmt: skip
+    """The remote line as the login shell (dash or bash) parses it: a fixed `sh -c` that reads
+    the script from stdin; the script is in no argument, and what follows it on stdin reaches
+    the script only when it asks for stdin (the go signal)."""
     root = new_root(tmp_path)
     with recorded("remote", "hostile script text"):
-        script = f"printf '%s|' {q(value)}; cat"
-        line = commands.remote(script, stdin=stdin)
-        assert shlex.split(line) == ["sh", "-c", script, *([] if stdin else ["</dev/null"])]
-        res = run(line, root, shell=shell, input="fed\n")
+        script = f"printf '%s|' {q(value)}; umask; cat"
+        line = commands.remote(stdin=stdin)
+        assert line == commands.remote(stdin=stdin)  # nothing of the script in the argv
+        assert shlex.split(line)[:2] == ["sh", "-c"] and len(shlex.split(line)) == 3
+        res = run(line, root, shell=shell, input=commands.script_payload(script, umask) + b"fed\n")
         assert res.returncode == 0, res.stderr
-        assert res.stdout == value + "|" + ("fed\n" if stdin else "")
+        mask = f"{int(umask or '022', 8):04o}"  # the test's own umask is 022
+        assert res.stdout == value + "|" + mask + "\n" + ("fed\n" if stdin else "")
         assert_not_pwned(root)
 
 
@@ -691,7 +699,8 @@ HOOK_BITS = ("echo a", "printf '%s' b", "exit 3", "exit", "true", "false", "'", 
 @given(command=st.lists(st.sampled_from(HOOK_BITS), min_size=1, max_size=6).map("".join))
 def test_hook_runs_the_users_command_as_sh_would(tmp_path, command):
     """A hook command is the user's own shell text: it behaves as `sh -c COMMAND` in the
-    release, with stdin closed, and its quotes or braces cannot change the script around it."""
+    release (without being an argument of any process), with stdin closed, and its quotes or
+    braces cannot change the script around it."""
     root = new_root(tmp_path)
     with recorded("hook", "hostile command text"):
         direct_dir, hook_dir = root / "direct", root / "hook it's $(x)"
@@ -704,8 +713,9 @@ def test_hook_runs_the_users_command_as_sh_would(tmp_path, command):
         via = run(commands.hook(str(hook_dir), command), root, input="not for the hook\n")
         assert via.returncode == direct.returncode
         assert via.stdout == direct.stdout
-        # Two processes of a pipeline write stderr in either order: compare the bytes.
-        assert sorted(via.stderr) == sorted(direct.stderr)
+        # Two processes of a pipeline write stderr in either order: compare the bytes. The
+        # command is `eval`'s text (not `sh -c`'s, which ps would show): sh says so in errors.
+        assert sorted(via.stderr.replace("eval: ", "")) == sorted(direct.stderr)
         assert sorted(os.listdir(hook_dir)) == sorted(os.listdir(direct_dir))
 
 
@@ -856,13 +866,21 @@ def test_fcgi_status_sends_exactly_its_request(tmp_path, socket, script, uri, do
         assert_not_pwned(root)
 
 
-no_dash_urls = texts.filter(lambda u: not u.startswith("-"))
+urls = texts.filter(lambda u: not any(c in u for c in "\r\n\0"))
+
+
+def curl_config_url(config: str) -> str:
+    """The URL in the one `url = "..."` line atomicdeploy feeds to `curl -K -`, unescaped as
+    curl's config parser does (backslash escapes inside double quotes)."""
+    line = config.removesuffix("\n")
+    assert "\n" not in line and line.startswith('url = "') and line.endswith('"'), config
+    return re.sub(r"\\(.)", r"\1", line[len('url = "'):-1])
 
 
 @SLOW
 @given(strategy=st.one_of(st.sampled_from(["fcgi", "cachetool", "http", "fpm-reload", "none"]),
                           texts),
-       comp=components, socket=texts, url=no_dash_urls, works=st.booleans())  # fmt: skip
+       comp=components, socket=texts, url=urls, works=st.booleans())  # fmt: skip
 def test_opcache_reset_sends_exactly_its_socket_url_and_script(tmp_path, strategy, comp, socket,
                                                                url, works):  # fmt: skip
     root = new_root(tmp_path)
@@ -898,7 +916,8 @@ def test_opcache_reset_sends_exactly_its_socket_url_and_script(tmp_path, strateg
         elif strategy == "cachetool":
             assert [c["argv"] for c in log] == [["opcache:reset", f"--fcgi={socket}"]]
         elif strategy == "http":
-            assert [c["argv"] for c in log] == [["-fsS", "--max-time", "10", "--", url]]
+            assert [c["argv"] for c in log] == [["-fsS", "--max-time", "10", "-K", "-"]]
+            assert curl_config_url(log[0]["config"]) == url  # on stdin: no password in argv
         else:
             assert log == []
         last = {"fcgi": "opcache_reset() failed or opcache is off",
@@ -912,7 +931,7 @@ def test_opcache_reset_sends_exactly_its_socket_url_and_script(tmp_path, strateg
 
 
 @SLOW
-@given(url=no_dash_urls, contains=texts.filter(lambda c: "\n" not in c),
+@given(url=urls, contains=texts.filter(lambda c: "\n" not in c),
        code=st.sampled_from([200, 204, 301, 404, 500]), status=st.sampled_from([200, 404]),
        body=texts, timeout=st.integers(1, 600))  # fmt: skip
 def test_health_check_passes_exactly_when_status_and_text_match(tmp_path, url, contains, code,
@@ -925,7 +944,8 @@ def test_health_check_passes_exactly_when_status_and_text_match(tmp_path, url, c
         res = run(commands.health_check(url, status, contains, timeout), root, path=bindir)
         [call] = calls(bindir)
         assert call["argv"] == ["-sS", "-i", "--max-time", str(timeout), "-w",
-                                "\\n%{http_code}", "--", url]  # fmt: skip
+                                "\\n%{http_code}", "-K", "-"]  # fmt: skip
+        assert curl_config_url(call["config"]) == url
         response = f"HTTP/1.1 {code} X\r\nContent-Type: text/plain\r\n\r\n{body}"
         if code != status:
             assert res.returncode == 1

@@ -64,16 +64,17 @@ def sh(script: str, cwd: Path, *, via: str = "sh") -> subprocess.CompletedProces
     `sh`: `sh -c SCRIPT`; `remote-sh`/`remote-bash`: the `commands.remote()` line, as a
     login shell (dash or bash) on the host would parse it.
     """
+    fed = None
     if via == "sh":
         argv = ["sh", "-c", script]
-    elif via == "remote-sh":
-        argv = ["sh", "-c", commands.remote(script)]
-    elif via == "remote-bash":
-        argv = ["bash", "-c", commands.remote(script)]
+    elif via in ("remote-sh", "remote-bash"):
+        argv = [via.removeprefix("remote-"), "-c", commands.remote()]
+        fed = commands.script_payload(script).decode()
     else:  # pragma: no cover
         raise AssertionError(via)
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=_env(cwd),
-                          stdin=subprocess.DEVNULL, timeout=60, check=False)  # fmt: skip
+                          input=fed, stdin=None if fed else subprocess.DEVNULL, timeout=60,
+                          check=False)  # fmt: skip
 
 
 def pwned_files(root: Path) -> list[Path]:
@@ -378,11 +379,17 @@ def test_read_state_structure():
     assert script.endswith("; true")
 
 
-def test_remote_is_one_quoted_argument_with_stdin_closed():
+def test_remote_is_a_fixed_line_and_the_script_goes_on_stdin():
+    """No script text, so no secret in it, ever reaches a process's arguments."""
     script = commands.switch(HOSTILE, "R1")
-    line = commands.remote(script)
-    assert line.endswith(" </dev/null")
-    assert shlex.split(line) == ["sh", "-c", script, "</dev/null"]
+    line = commands.remote()
+    assert shlex.split(line) == [
+        "sh", "-c", 'IFS= read -r ad_n && ad_s=$(head -c "$ad_n") && eval "$ad_s" </dev/null'
+    ]  # fmt: skip
+    assert commands.remote(stdin=True) == line.replace(" </dev/null", "")
+    data = script.encode()
+    assert commands.script_payload(script) == f"{len(data)}\n".encode() + data
+    assert commands.script_payload(script, "027") == commands.script_payload(f"umask 027\n{script}")
 
 
 def test_commands_refuse_hostile_names_and_items():
@@ -1073,11 +1080,11 @@ def test_sync_release_flushes_the_filesystem_and_falls_back_to_plain_sync(sandbo
 
 
 def test_remote_closes_stdin(sandbox):
-    proc = subprocess.run(["sh", "-c", commands.remote("cat; echo done")], cwd=sandbox,
-                          input="would block a remote command forever\n", capture_output=True,
-                          text=True, timeout=30, check=False)  # fmt: skip
+    fed = commands.script_payload("cat; echo done") + b"would block a remote command forever\n"
+    proc = subprocess.run(["sh", "-c", commands.remote()], cwd=sandbox, input=fed,
+                          capture_output=True, timeout=30, check=False)  # fmt: skip
     assert proc.returncode == 0
-    assert proc.stdout == "done\n"
+    assert proc.stdout == b"done\n"
 
 
 # --- properties -------------------------------------------------------------------------------
@@ -1128,9 +1135,9 @@ def test_switch_property(deploy_dir, name):
         Path(lay.releases).mkdir(parents=True)
         Path(lay.release(name)).mkdir()
         before = _tree(root)
-        res = subprocess.run(["sh", "-c", commands.remote(commands.switch(lay, name))],
-                             cwd=root, capture_output=True, timeout=30, env=_env(root),
-                             check=False)  # fmt: skip
+        res = subprocess.run(["sh", "-c", commands.remote()], cwd=root, capture_output=True,
+                             input=commands.script_payload(commands.switch(lay, name)),
+                             timeout=30, env=_env(root), check=False)  # fmt: skip
         assert res.returncode == 0, res.stderr
         assert res.stdout == f"releases/{name}\n".encode()
         assert os.readlink(lay.current) == f"releases/{name}"
@@ -1187,11 +1194,13 @@ def test_an_armed_go_live_waits_for_go_on_stdin_just_before_the_rename(tmp_path)
     Path(layout.release("R1")).mkdir(parents=True)
     script = commands.go_live(layout, "R1", armed=True)
     assert script.index(commands.ARMED_MARKER) < script.index("mv -fT")
-    wrapped = commands.remote(script, stdin=True)
+    wrapped = commands.remote(stdin=True)
     assert not wrapped.endswith("</dev/null")
-    nogo = subprocess.run(["sh", "-c", wrapped], input="stop\n", capture_output=True, text=True)
+    fed = commands.script_payload(script).decode()
+    nogo = subprocess.run(["sh", "-c", wrapped], input=fed + "stop\n", capture_output=True,
+                          text=True)  # fmt: skip
     assert nogo.returncode == 91 and not os.path.lexists(layout.current)
-    go = subprocess.run(["sh", "-c", wrapped], input="go\n", capture_output=True, text=True)
+    go = subprocess.run(["sh", "-c", wrapped], input=fed + "go\n", capture_output=True, text=True)
     assert go.returncode == 0, go.stderr
     assert go.stdout.splitlines()[0] == commands.ARMED_MARKER
     assert os.readlink(layout.current) == "releases/R1"

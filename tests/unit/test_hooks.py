@@ -167,9 +167,10 @@ def test_recipe_commands_come_before_the_inventory_ones_and_once_only_on_the_pri
 # --- the shell a hook becomes ------------------------------------------------------------------
 
 
-def test_a_hook_runs_with_sh_c_in_its_directory_with_stdin_closed():
-    assert commands.hook("/srv/my app", "echo 'hi' && exit 3") == (
-        "cd -- '/srv/my app' && sh -c 'echo '\"'\"'hi'\"'\"' && exit 3' </dev/null")
+def test_a_hook_runs_in_a_subshell_in_its_directory_with_stdin_closed():
+    assert commands.hook("/srv/my app", "echo 'hi' && exit 3", env=[("TOKEN", "s3 cr3t")]) == (
+        "cd -- '/srv/my app' && ( export TOKEN='s3 cr3t'; "
+        "eval 'echo '\"'\"'hi'\"'\"' && exit 3' ) </dev/null")
 
 
 def test_a_hook_with_requires_is_skipped_when_the_file_is_absent(tmp_path):

@@ -199,6 +199,8 @@ def test_unknown_key_with_hint():
         ("umask: '0x22'", "umask", "must be an octal umask"),
         ("umask: '; rm -rf /'", "umask", "must be an octal umask"),
         ("secret_files: [../.env]", "secret_files", "must not contain '..'"),
+        ("healthcheck: {url: 'http://h/a b'}", "healthcheck", "must not contain spaces"),
+        ('healthcheck: {url: "http://h/\\n-K /etc"}', "healthcheck", "control characters"),
     ],
 )
 def test_wrong_types(body, key, why):
