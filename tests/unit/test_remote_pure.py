@@ -130,3 +130,21 @@ def test_rsync_reason_falls_back_to_what_the_exit_code_means():
     assert rsync_reason("", 99) == "no output"
     assert rsync_reason("rsync: write failed: No space left on device (28)\n", 11) == (
         "rsync: write failed: No space left on device (28)")
+
+
+def test_a_commands_output_is_kept_as_its_last_mebibyte_only():
+    """A hook that prints without end must not fill the controller's memory; the markers the
+    callers look for are at the end, so the tail is what is kept."""
+    from fabric import Connection
+
+    from atomicdeploy import remote
+
+    runner = remote._Runner(context=Connection("localhost"))
+    runner.encoding = "utf-8"
+    chunks = iter([b"x" * 1000] * 3000 + [b"@@ad:step=hook last\n", b""])
+    buffer: list[str] = []
+    runner._handle_output(buffer, True, None, lambda n: next(chunks))
+    kept = "".join(buffer)
+    assert len(kept) <= remote.OUTPUT_CAP
+    assert len(kept) > remote.OUTPUT_CAP - 1000
+    assert kept.endswith("x@@ad:step=hook last\n")

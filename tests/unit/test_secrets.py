@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from atomicdeploy.secrets import MASK, Masker, collect
+from atomicdeploy.secrets import MASK, Masker, collect, url_passwords
 
 # --- Masker -----------------------------------------------------------------------------------
 
@@ -168,3 +168,21 @@ def test_collect_then_mask_hides_the_inventory_secrets():
     tree = {"webhook": "https://hooks.example/T0/B0/XYZ", "secrets": {"PW": "s3cret"}}
     line = "POST https://hooks.example/T0/B0/XYZ with s3cret"
     assert Masker.of(collect(tree)).mask(line) == "POST *** with ***"
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("health check: https://deploy:pw-1@h.example/up answered 503",
+     "health check: https://deploy:***@h.example/up answered 503"),
+    ("git@github.com:shop/app.git and ssh://git@h/x", "git@github.com:shop/app.git and ssh://git@h/x"),
+    ("fetch https://u:p%40ss@h/r.git failed", "fetch https://u:***@h/r.git failed"),
+    ("two: http://a:b@x/ http://c:d@y/", "two: http://a:***@x/ http://c:***@y/"),
+])  # fmt: skip
+def test_any_url_password_is_masked_without_being_listed(text, shown):
+    assert Masker.of([]).mask(text) == shown
+    assert Masker.of(["unrelated-secret"]).mask(text) == shown
+
+
+def test_url_passwords_are_found_as_written_and_decoded():
+    assert url_passwords(["https://u:p%40ss@h/", "https://h/", "http://u@h/"]) == ["p%40ss", "p@ss"]
+    assert Masker.of(url_passwords(["https://u:p%40ss@h/"])).mask("login p@ss refused") == (
+        "login *** refused")
