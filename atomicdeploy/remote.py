@@ -165,6 +165,60 @@ class _Connection(Connection):
             self.connect_kwargs = {k: v for k, v in self.connect_kwargs.items() if k != "sock"}
 
 
+class _Hop(_Connection):
+    """A ProxyJump hop, checked like the host it leads to.
+
+    Fabric builds each hop as a plain Connection that accepts any key and records
+    none; this one is given the same known_hosts, policy and timeouts as the target,
+    and a failure while opening it says which jump host it was.
+    """
+
+    def open(self):  # type: ignore[no-untyped-def]
+        try:
+            return super().open()
+        except Exception as exc:
+            if not hasattr(exc, "jump_host"):
+                exc.jump_host = f"{self.host}:{self.port}"  # type: ignore[attr-defined]
+            raise
+
+
+def _check_host_keys(conn: Connection, host: HostConfig, known_hosts: KnownHosts) -> None:
+    """OpenSSH's accept-new on `conn`: known keys must match, new ones are recorded."""
+    if os.path.exists(SYSTEM_KNOWN_HOSTS):
+        conn.client.load_system_host_keys(SYSTEM_KNOWN_HOSTS)
+    if os.path.exists(host.known_hosts):
+        conn.client.load_host_keys(host.known_hosts)
+    conn.client.set_missing_host_key_policy(_AcceptNew(known_hosts, host.known_hosts))
+
+
+def _timeouts(host: HostConfig) -> dict:
+    # A host that accepts TCP but never speaks SSH must not hold us longer than a
+    # refused connection would (paramiko waits 15 s for the banner, 30 s for auth).
+    return {"banner_timeout": host.connect_timeout, "auth_timeout": host.connect_timeout}
+
+
+def _checked_gateway(gateway: object, host: HostConfig, known_hosts: KnownHosts) -> object:
+    """The ProxyJump chain Fabric built from ssh_config, rebuilt hop by hop as `_Hop`s.
+
+    Each hop keeps what ssh_config says for it (HostName, User, Port, IdentityFile);
+    a ProxyCommand string runs its own ssh client, which checks its own keys.
+    """
+    if not isinstance(gateway, Connection):
+        return gateway
+    inner = _checked_gateway(gateway.gateway, host, known_hosts)
+    hop = _Hop(
+        gateway.original_host,
+        user=gateway.user,
+        port=gateway.port,
+        config=gateway.config,
+        connect_timeout=host.connect_timeout,
+        connect_kwargs=_timeouts(host),
+        gateway=inner or False,
+    )
+    _check_host_keys(hop, host, known_hosts)
+    return hop
+
+
 def connect(host: HostConfig, base: FabricConfig, known_hosts: KnownHosts) -> Connection:
     """A Connection of its own for one host (never shared between threads)."""
     config = base.clone()
@@ -181,9 +235,7 @@ def connect(host: HostConfig, base: FabricConfig, known_hosts: KnownHosts) -> Co
         except OSError as exc:
             raise ConfigError(f"ssh_config {host.ssh_config}: {exc.strerror}") from None
         config._set(base_ssh_config=parsed)
-    # A host that accepts TCP but never speaks SSH must not hold us longer than a
-    # refused connection would (paramiko waits 15 s for the banner, 30 s for auth).
-    kwargs: dict = {"banner_timeout": host.connect_timeout, "auth_timeout": host.connect_timeout}
+    kwargs = _timeouts(host)
     if host.identity_file:
         kwargs.update(key_filename=[host.identity_file], look_for_keys=False)
     conn = _Connection(
@@ -195,11 +247,8 @@ def connect(host: HostConfig, base: FabricConfig, known_hosts: KnownHosts) -> Co
         forward_agent=host.forward_agent,
         connect_kwargs=kwargs,
     )
-    if os.path.exists(SYSTEM_KNOWN_HOSTS):
-        conn.client.load_system_host_keys(SYSTEM_KNOWN_HOSTS)
-    if os.path.exists(host.known_hosts):
-        conn.client.load_host_keys(host.known_hosts)
-    conn.client.set_missing_host_key_policy(_AcceptNew(known_hosts, host.known_hosts))
+    _check_host_keys(conn, host, known_hosts)
+    conn.gateway = _checked_gateway(conn.gateway, host, known_hosts)
     return conn
 
 
@@ -410,19 +459,26 @@ def rsync_reason(stderr: str, status: int | None = None) -> str:
 
 
 def describe_connect_error(host: HostConfig, exc: BaseException) -> str:
-    where = f"{host.hostname}:{host.port or 22}"
+    jump = getattr(exc, "jump_host", None)
+    if jump:
+        return f"jump host {jump}: {_describe(host, exc, jump)}"
+    return _describe(host, exc, f"{host.hostname}:{host.port or 22}")
+
+
+def _describe(host: HostConfig, exc: BaseException, where: str) -> str:
     if isinstance(exc, paramiko.BadHostKeyException):
+        name, _, port = where.rpartition(":")
         return (
             f"host key of {where} has changed (known_hosts: {host.known_hosts}); refusing to"
             f" connect. If the change is expected, remove the old key with"
-            f" ssh-keygen -R '[{host.hostname}]:{host.port or 22}' -f {host.known_hosts}"
+            f" ssh-keygen -R '[{name}]:{port}' -f {host.known_hosts}"
         )
     if isinstance(exc, paramiko.AuthenticationException):
         return f"cannot log in to {where}: {exc}"
     if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
         return f"cannot connect to {where}: connection refused"
     if isinstance(exc, socket.gaierror):
-        return f"cannot resolve {host.hostname}: {exc.strerror}"
+        return f"cannot resolve {where.rpartition(':')[0]}: {exc.strerror}"
     if isinstance(exc, TimeoutError | socket.timeout):
         return f"cannot connect to {where}: timed out"
     return f"cannot use {where}: {type(exc).__name__}: {exc}"

@@ -148,3 +148,23 @@ def test_a_commands_output_is_kept_as_its_last_mebibyte_only():
     assert len(kept) <= remote.OUTPUT_CAP
     assert len(kept) > remote.OUTPUT_CAP - 1000
     assert kept.endswith("x@@ad:step=hook last\n")
+
+
+def test_a_connect_error_on_a_jump_host_names_the_jump_host():
+    import paramiko
+
+    from atomicdeploy import remote
+    from atomicdeploy.inventory import HostConfig
+
+    host = HostConfig(name="web1", deploy_path="/srv/app", hostname="behind-jump",
+                      known_hosts="/kh")  # fmt: skip
+    key = paramiko.RSAKey.generate(1024)
+    exc = paramiko.AuthenticationException("Authentication failed.")
+    exc.jump_host = "10.0.0.9:2222"
+    assert remote.describe_connect_error(host, exc) == (
+        "jump host 10.0.0.9:2222: cannot log in to 10.0.0.9:2222: Authentication failed.")
+    changed = paramiko.BadHostKeyException("[10.0.0.9]:2222", key, key)
+    changed.jump_host = "10.0.0.9:2222"
+    assert "ssh-keygen -R '[10.0.0.9]:2222' -f /kh" in remote.describe_connect_error(host, changed)
+    plain = remote.describe_connect_error(host, paramiko.AuthenticationException("no"))
+    assert plain == "cannot log in to behind-jump:22: no"
