@@ -537,6 +537,24 @@ NGINX_SAFE_PATH = frozenset(
 )
 
 
+# The only statement the generated include may hold: `set $name value;`, one per line,
+# the value a plain token. root's nginx parses this file, which the deploy user writes:
+# an `include`, `access_log`, `ssl_certificate` or `load_module` line would make root's
+# nginx open a path of the deploy user's choosing (and `nginx -t` prints what it read).
+_NGINX_SET = re.compile(
+    r"[ \t]*set[ \t]+\$[A-Za-z_][A-Za-z0-9_]*[ \t]+[^\s;'\"{}$#\\]+[ \t]*;[ \t]*"
+)
+
+
+def nginx_set_only(text: str) -> str | None:
+    """Why `text` is not a `set`-only include (the first offending line), or None."""
+    for number, line in enumerate(text.split("\n"), 1):
+        stripped = line.strip(" \t")
+        if stripped and not stripped.startswith("#") and not _NGINX_SET.fullmatch(line):
+            return f"line {number} is not a single `set $name value;`: {line.strip()[:60]!r}"
+    return None
+
+
 def write_if_changed(path: str, content: str) -> str:
     """Write `path` atomically (temp file + mv) unless it already holds `content`.
 

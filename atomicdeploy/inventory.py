@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from .commands import nginx_set_only
 from .errors import ConfigError, did_you_mean
 from .hooks import FAILURE, POINTS, HookCommand, unknown_point
 from .layout import check_relative_path
@@ -122,13 +123,17 @@ def _user(value: Any) -> str:
 
 
 def _nginx_template(value: Any) -> str:
-    """Checked now, not at go-live: only {public_path}, {release_path} and {release}."""
+    """Checked now, not at go-live: only {public_path}, {release_path} and {release}, and
+    only `set` lines (root's nginx reads what the deploy user writes: see nginx_set_only)."""
     value = _str(value)
     try:
-        value.format(public_path="/p", release_path="/r", release="R")
+        sample = value.format(public_path="/p", release_path="/r", release="R")
     except (KeyError, IndexError, ValueError) as exc:
         raise ValueError(f"may only use {{public_path}}, {{release_path}} and {{release}}"
                          f" (and {{{{ }}}} for a literal brace): {exc}") from None
+    refused = nginx_set_only(sample)
+    if refused:
+        raise ValueError(f"may only hold `set` lines: {refused}")
     return value
 
 

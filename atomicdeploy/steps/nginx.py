@@ -27,8 +27,12 @@ def include_text(cfg: Config, release: str) -> str:
     if not set(path) <= commands.NGINX_SAFE_PATH:
         raise ConfigError(f"{path!r} has characters nginx would not take literally",
                           host=cfg.host.name, step="nginx")  # fmt: skip
-    return nginx.template.format(public_path=path, release_path=cfg.layout.release(release),
+    text = nginx.template.format(public_path=path, release_path=cfg.layout.release(release),
                                  release=release)  # fmt: skip
+    refused = commands.nginx_set_only(text)  # the template was checked; the paths are new
+    if refused:
+        raise ConfigError(f"nginx include: {refused}", host=cfg.host.name, step="nginx")
+    return text
 
 
 def check_script(cfg: Config) -> str | None:

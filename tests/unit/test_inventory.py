@@ -12,6 +12,7 @@ import pytest
 
 from atomicdeploy.errors import EXIT_USAGE, ConfigError
 from atomicdeploy.inventory import KEYS, MAX_INVENTORY_BYTES, HostConfig, load, parse
+from tests import faults
 
 VALID = """
 config:
@@ -424,3 +425,38 @@ def test_an_nginx_template_with_an_unknown_field_is_refused_at_load(template):
     text = f"hosts:\n  web1:\n    deploy_path: /srv/app\n    nginx: {{template: '{template}'}}\n"
     with pytest.raises(ConfigError, match=re.escape("nginx .template may only use {public_path}")):
         parse(text)
+
+
+@pytest.mark.parametrize("template", [
+    "include /etc/shadow;",
+    "access_log /root/.ssh/authorized_keys;",
+    "set $root_dir {public_path}; include /etc/nginx/secret.conf;",
+    "set $root_dir {public_path};\\nroot /;",
+    "location / {{ alias /; }}",
+    'set $root_dir \\"{public_path}\\";',
+    "set $root_dir $document_root;",
+    "set $root_dir {public_path}\\\\;",
+    "set $root_dir {public_path};\\nload_module /tmp/evil.so;",
+    "ssl_certificate_key /etc/ssl/private/key.pem;",
+])  # fmt: skip
+def test_an_nginx_template_with_anything_but_set_lines_is_refused_at_load(template):
+    """root's nginx parses the include the deploy user writes: it may only set variables."""
+    text = f'hosts:\n  web1:\n    deploy_path: /srv/app\n    nginx: {{template: "{template}"}}\n'
+    with pytest.raises(ConfigError) as exc:
+        parse(text)
+    said = str(exc.value)
+    assert said.startswith("inventory.yml: host web1: nginx .template may only hold `set`")
+    assert "\n" not in said and exc.value.exit_code == EXIT_USAGE
+    faults.record("bad input", "nginx template with a directive other than `set`",
+                  outcome="refused at load: exit 2, one line naming the line")
+
+
+@pytest.mark.parametrize("template", [
+    "set $root_dir {public_path};",
+    "# the release\\nset $root_dir {public_path};\\nset $release_name {release};\\n",
+    "  set\\t$app_root {release_path} ;",
+])  # fmt: skip
+def test_set_only_nginx_templates_load(template):
+    text = f'hosts:\n  web1:\n    deploy_path: /srv/app\n    nginx: {{template: "{template}"}}\n'
+    (h,) = parse(text).hosts
+    assert h.nginx is not None and h.nginx.template.startswith(("set", "#", "  set"))
