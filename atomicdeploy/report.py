@@ -14,6 +14,25 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
+# Text from hosts (release directory names, a lock's owner, stderr lines) is printed; a
+# terminal would obey the control characters in it: ESC]0;...BEL retitles the window,
+# ESC[2J clears the screen, \r overwrites what was said, a bidi override (a format
+# character, which Python counts as not printable) reverses it.
+
+
+def printable(text: str) -> str:
+    """`text` with control characters shown as escapes (`\\x1b`); newline and tab kept."""
+    if text.isprintable():
+        return text
+    return "".join(_escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    if c in "\n\t" or c.isprintable():
+        return c
+    code = ord(c)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
 
 def wants_live(stream: TextIO) -> bool:
     """A live table only on a real terminal, never in CI or with TERM=dumb."""
@@ -29,8 +48,9 @@ class Reporter:
                  *, live: bool | None = None,
                  mask: Callable[[str], str] | None = None) -> None:  # fmt: skip
         self.out = out or sys.stdout
-        # Every line goes through `mask` (secrets -> ***) before it is printed.
-        self.mask = mask or (lambda text: text)
+        # Every line goes through `mask` (secrets -> ***) and `printable` before it is printed.
+        masker = mask or (lambda text: text)
+        self.mask = lambda text: printable(masker(text))
         self.err = err or sys.stderr
         self._lock = threading.Lock()
         self.live = wants_live(self.out) if live is None else live

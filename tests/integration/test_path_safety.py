@@ -9,6 +9,7 @@ next `fab test deploy` succeeds.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import stat
@@ -493,4 +494,47 @@ def test_secrets_stay_0600_and_nothing_deployed_is_world_writable(project):
     faults.record("path safety", "modes: shared/.env 0600 (source, host), lock, log, releases",
                   violations=len(v),
                   outcome=outcome(v, "0600 kept; nothing world-writable (host umask 022)"))
+    assert v == []
+
+
+# --- 6. text from hosts reaches the terminal escaped ------------------------------------------
+
+HOSTILE_TEXT = "\x1b]0;owned\x07\x1b[2J\rspoofed\u202e"
+
+
+def raw_controls(text: str) -> list[str]:
+    return sorted({repr(c) for c in text if not (c.isprintable() or c in "\n\t")})
+
+
+def test_control_characters_from_a_host_reach_the_terminal_escaped(project):
+    """A release directory, a lock owner and a hook's stderr carrying terminal escapes (clear
+    the screen, retitle the window, overwrite the line, reverse the text) are printed with
+    their control characters escaped."""
+    project.ok("test", "deploy")
+    plant_sentinels(project)
+    web1 = project.hosts[0].name
+    path = project.deploy_path(web1)
+    (path / "releases" / f"20000101T000000Z{HOSTILE_TEXT}").mkdir()
+    held = path / ".dep" / "deploy.lock"
+    held.mkdir()
+    (held / "owner").write_text(json.dumps({"user": f"eve{HOSTILE_TEXT}", "host": "h", "pid": 1,
+                                            "time": "t"}))  # fmt: skip
+    outputs = {}
+    for args in (("releases",), ("status",), ("deploy",), ("unlock",)):
+        proc = project.fab("test", *args)
+        outputs[" ".join(args)] = proc
+    project.config["hooks"] = {"before_switch": [f"printf '%s\\n' '{HOSTILE_TEXT}' >&2; exit 3"]}
+    outputs["deploy, hook fails"] = project.fab("test", "deploy")
+    del project.config["hooks"]
+    problems = [f"fab test {what}: raw {raw_controls(p.stdout + p.stderr)}"
+                for what, p in outputs.items() if raw_controls(p.stdout + p.stderr)]  # fmt: skip
+    if "\\x1b]0;owned\\x07" not in outputs["deploy"].stderr:
+        problems.append(f"the lock owner is not shown escaped: {outputs['deploy'].stderr[-300:]}")
+    if outputs["deploy"].returncode != 1:
+        problems.append("the held lock did not stop the deploy")
+    v = problems + violations(project)
+    faults.record("security", "terminal escapes in a release name, a lock owner, a hook's"
+                  " stderr", violations=len(v),
+                  outcome=outcome(v, "printed escaped (\\x1b...); nothing reached the terminal"
+                                     " raw"))  # fmt: skip
     assert v == []

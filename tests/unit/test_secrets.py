@@ -186,3 +186,21 @@ def test_url_passwords_are_found_as_written_and_decoded():
     assert url_passwords(["https://u:p%40ss@h/", "https://h/", "http://u@h/"]) == ["p%40ss", "p@ss"]
     assert Masker.of(url_passwords(["https://u:p%40ss@h/"])).mask("login p@ss refused") == (
         "login *** refused")
+
+
+def test_text_from_hosts_is_printed_with_its_control_characters_escaped():
+    import io
+
+    from atomicdeploy.report import Reporter, printable
+
+    hostile = "R1\x1b]0;owned\x07\x1b[2J\rspoofed\u202e\x85"
+    assert printable(hostile) == "R1\\x1b]0;owned\\x07\\x1b[2J\\x0dspoofed\\u202e\\x85"
+    assert printable("plain ü ☃\ttab\nnext") == "plain ü ☃\ttab\nnext"
+    out, err = io.StringIO(), io.StringIO()
+    reporter = Reporter(out, err, live=False, mask=lambda t: t.replace("s3cr3t", "***"))
+    reporter.host("web1", f"s3cr3t {hostile}")
+    reporter.error(f"[web1] failed: {hostile}")
+    reporter.table(["release"], [[hostile]])
+    printed = out.getvalue() + err.getvalue()
+    assert "\x1b" not in printed and "\x07" not in printed and "\r" not in printed
+    assert "[web1] *** R1\\x1b]0;owned" in printed
