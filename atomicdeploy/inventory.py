@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
@@ -604,12 +605,28 @@ def _host_config(label: str, name: str, raw: dict[str, Any]) -> HostConfig:
     return HostConfig(name=name, **values)
 
 
+# Values that are shell text: there a `{{key}}` stands for one word and is pasted
+# shell-quoted, so `application: "shop; touch x"` is data in `echo {{application}}`.
+# (A plain value such as /srv/shop or web1 is pasted as it is.)
+_SHELL_TEXT = {("nginx", "test"), ("nginx", "reload"), ("opcache", "reload"),
+               ("opcache", "cachetool"), ("composer",), ("composer_options",)}  # fmt: skip
+
+
+def _is_shell_text(keys: tuple[str, ...]) -> bool:
+    """Whether the value at `keys` (map keys, `*` for list items) is shell text: hook
+    commands (not their `once`/`roles`) and the command settings in _SHELL_TEXT."""
+    if keys[0] == "hooks":
+        return keys[-1] not in ("once", "roles")
+    return keys in _SHELL_TEXT
+
+
 MAX_EXPANDED_NODES = 100_000  # values after YAML aliases are expanded, per host
 MAX_VALUE_CHARS = 100_000  # one string after `{{key}}` expansion
 
 
 def _resolve_refs(where: str, name: str, raw: dict[str, Any]) -> dict[str, Any]:
-    """Expand `{{key}}` in string values (also inside lists and maps) from other keys.
+    """Expand `{{key}}` in string values (also inside lists and maps) from other keys;
+    shell-quoted where the value is shell text (see _is_shell_text).
 
     YAML aliases share one object: a recursive alias (`&x [*x]`) is refused, and an
     alias bomb or a `{{key}}` bomb stops at a size limit instead of filling memory.
@@ -632,13 +649,15 @@ def _resolve_refs(where: str, name: str, raw: dict[str, Any]) -> dict[str, Any]:
             cache[key] = expand(str(value), (*chain, key))
         return cache[key]
 
-    def expand(value: Any, chain: tuple[str, ...], path: tuple[int, ...] = ()) -> Any:
+    def expand(value: Any, chain: tuple[str, ...], path: tuple[int, ...] = (),
+               keys: tuple[str, ...] = ()) -> Any:  # fmt: skip
         nodes[0] += 1
         if nodes[0] > MAX_EXPANDED_NODES:
             raise ConfigError(f"{where}: more than {MAX_EXPANDED_NODES} values once YAML"
                               " aliases are expanded")  # fmt: skip
         if isinstance(value, str):
-            out = _REF.sub(lambda m: scalar(m.group(1), chain), value)
+            paste = shlex.quote if keys and _is_shell_text(keys) else str
+            out = _REF.sub(lambda m: paste(scalar(m.group(1), chain)), value)
             if "{{" in value and len(out) > MAX_VALUE_CHARS:
                 raise ConfigError(f"{where}: a value is longer than {MAX_VALUE_CHARS}"
                                   " characters once {{key}} references are expanded")  # fmt: skip
@@ -648,8 +667,8 @@ def _resolve_refs(where: str, name: str, raw: dict[str, Any]) -> dict[str, Any]:
                 raise ConfigError(f"{where}: {chain[0]}: a YAML alias refers to itself")
             inner = (*path, id(value))
             if isinstance(value, list):
-                return [expand(v, chain, inner) for v in value]
-            return {k: expand(v, chain, inner) for k, v in value.items()}
+                return [expand(v, chain, inner, (*keys, "*")) for v in value]
+            return {k: expand(v, chain, inner, (*keys, str(k))) for k, v in value.items()}
         return value
 
-    return {key: expand(value, (key,)) for key, value in raw.items()}
+    return {key: expand(value, (key,), (), (key,)) for key, value in raw.items()}

@@ -538,3 +538,22 @@ def test_control_characters_from_a_host_reach_the_terminal_escaped(project):
                   outcome=outcome(v, "printed escaped (\\x1b...); nothing reached the terminal"
                                      " raw"))  # fmt: skip
     assert v == []
+
+
+def test_a_placeholder_holding_shell_text_is_data_in_a_hook(project):
+    """`{{application}}` in a hook command stands for one word, quoted: the `touch` inside the
+    value is printed, never run."""
+    project.config.update(application="shop; touch pwned-by-placeholder",
+                          hooks={"after_switch": ["echo {{application}} > APPNAME"]})  # fmt: skip
+    project.ok("test", "deploy")
+    problems = []
+    for h in project.hosts:
+        path = project.deploy_path(h.name)
+        said = (path / "current" / "APPNAME").read_text()
+        if said != "shop; touch pwned-by-placeholder\n":
+            problems.append(f"{h.name}: the hook printed {said!r}")
+        problems += [f"{h.name}: {p} exists" for p in path.rglob("pwned-by-placeholder")]
+    faults.record("bad input", "{{application}} holding '; touch x' in a hook, on real hosts",
+                  violations=len(problems),
+                  outcome=outcome(problems, "printed as one word; the touch never ran"))
+    assert problems == []

@@ -460,3 +460,26 @@ def test_set_only_nginx_templates_load(template):
     text = f'hosts:\n  web1:\n    deploy_path: /srv/app\n    nginx: {{template: "{template}"}}\n'
     (h,) = parse(text).hosts
     assert h.nginx is not None and h.nginx.template.startswith(("set", "#", "  set"))
+
+
+def test_a_placeholder_in_shell_text_is_one_quoted_word_elsewhere_pasted_as_is():
+    text = textwrap.dedent("""\
+        config:
+          application: "shop; touch x"
+          deploy_path: /srv/{{alias}}
+          hooks:
+            after_switch:
+              - echo {{application}} at {{deploy_path}}
+              - {run: "echo {{application}}", once: true}
+          nginx: {test: "nginx -t -c /etc/{{alias}}.conf", root_file: "{{deploy_path}}/r.conf"}
+        hosts:
+          web1: {}
+        """)
+    (h,) = parse(text).hosts
+    runs = [c.run for c in h.hooks["after_switch"]]
+    assert runs == ["echo 'shop; touch x' at /srv/web1", "echo 'shop; touch x'"]
+    assert h.nginx.test == "nginx -t -c /etc/web1.conf"  # a plain value stays as it is
+    assert h.deploy_path == "/srv/web1" and h.nginx.root_file == "/srv/web1/r.conf"
+    assert h.application == "shop; touch x"
+    faults.record("bad input", "{{key}} with shell text in a hook command",
+                  outcome="pasted shell-quoted: one word, never code")
