@@ -52,6 +52,15 @@ def check_release_name(name: str) -> str:
     return name
 
 
+def is_release_name(name: str) -> bool:
+    """Whether `check_release_name` accepts `name`."""
+    try:
+        check_release_name(name)
+    except ConfigError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Layout:
     """Every remote path atomicdeploy uses under one `deploy_path`."""

@@ -469,7 +469,10 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
             exc.live = True
             _best_effort(fleet, lambda r: lock.unlock(r, cfg), [r.name])
             raise
-        victims = cleanup.victims_after_go_live(states[r.name], cfg)
+        victims, odd = cleanup.victims_after_go_live(states[r.name], cfg)
+        for name in odd:
+            reporter.warn(r.name, f"cleanup: left {name!r} alone: not a release directory"
+                                  " name atomicdeploy makes")  # fmt: skip
         try:
             cleanup.cleanup_and_unlock(r, cfg, victims)
         except AtomicDeployError as exc:

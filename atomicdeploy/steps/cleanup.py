@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from .. import commands
 from ..config import Config
+from ..layout import is_release_name
 from ..releases import LIVE, HostState, LogEntry, cleanup_victims, fold
 from ..remote import Remote
 
 
-def victims_after_go_live(state: HostState, cfg: Config) -> list[str]:
-    """Decide locally from the state read under our lock: nothing else changed it since."""
+def victims_after_go_live(state: HostState, cfg: Config) -> tuple[list[str], list[str]]:
+    """(releases to remove, names left alone), decided locally from the state read under
+    our lock: nothing else changed it since.
+
+    A logged name that is no plain directory name (`-x`, `..`) was not written by us: it
+    is left alone (and reported), so that removing the others, and the unlock sent with
+    them, still happen.
+    """
     names = [r.name for r in state.releases] + [cfg.release]
     entries = [*state.entries, LogEntry(release=cfg.release, state=LIVE, time="")]
     infos = fold(names, entries, cfg.release)
-    return cleanup_victims(infos, cfg.host.keep_releases, cfg.release)
+    victims = cleanup_victims(infos, cfg.host.keep_releases, cfg.release)
+    odd = [n for n in victims if not is_release_name(n)]
+    return [n for n in victims if n not in odd], odd
 
 
 def cleanup_and_unlock(remote: Remote, cfg: Config, victims: list[str]) -> None:

@@ -557,3 +557,32 @@ def test_a_placeholder_holding_shell_text_is_data_in_a_hook(project):
                   violations=len(problems),
                   outcome=outcome(problems, "printed as one word; the touch never ran"))
     assert problems == []
+
+
+def test_a_logged_release_named_like_an_option_is_left_alone_and_the_lock_released(project):
+    """A `.dep/releases.log` line for a directory named `-x` (not a name we make) must not stop
+    cleanup before its unlock: the name is left alone with a warning, the rest goes on."""
+    project.config["keep_releases"] = 1
+    project.ok("test", "deploy")
+    plant_sentinels(project)
+    web1 = project.hosts[0].name
+    path = project.deploy_path(web1)
+    (path / "releases" / "-x").mkdir()
+    (path / "releases" / "-x" / "keep.txt").write_text("mine\n")
+    with (path / ".dep" / "releases.log").open("a") as log:
+        log.write('{"release": "-x", "state": "complete", "time": "2000-01-01T00:00:00Z"}\n')
+    write_app(project.app, "2")
+    proc = project.fab("test", "deploy")
+    problems = []
+    if proc.returncode != 0:
+        problems.append(f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
+    if "left '-x' alone" not in proc.stderr:
+        problems.append(f"no warning naming '-x': {proc.stderr.strip()[-300:]}")
+    if project.locked(web1):
+        problems.append("the lock was left held")
+    if (path / "releases" / "-x" / "keep.txt").read_text() != "mine\n":
+        problems.append("'-x' was touched")
+    v = problems + violations(project)
+    faults.record("path safety", "a logged release directory named '-x'", violations=len(v),
+                  outcome=outcome(v, "left alone with a warning; cleanup and unlock went on"))
+    assert v == []
