@@ -470,9 +470,7 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
             _best_effort(fleet, lambda r: lock.unlock(r, cfg), [r.name])
             raise
         victims, odd = cleanup.victims_after_go_live(states[r.name], cfg)
-        for name in odd:
-            reporter.warn(r.name, f"cleanup: left {name!r} alone: not a release directory"
-                                  " name atomicdeploy makes")  # fmt: skip
+        _warn_left_alone(reporter, r.name, odd)
         try:
             cleanup.cleanup_and_unlock(r, cfg, victims)
         except AtomicDeployError as exc:
@@ -551,6 +549,12 @@ def _abort(fleet: Fleet, cfgs: dict[str, Config], created: set[str], why: str) -
         lock.unlock(r, cfg)
 
     _best_effort(fleet, undo, cfgs)
+
+
+def _warn_left_alone(reporter: Reporter, host: str, names: Sequence[str]) -> None:
+    for name in names:
+        reporter.warn(host, f"cleanup: left {name!r} alone: not a release directory name"
+                            " atomicdeploy makes")  # fmt: skip
 
 
 def _notifier(action: str, hosts: Sequence[HostConfig], run: RunInfo, opts: Options,
