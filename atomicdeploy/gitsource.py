@@ -207,16 +207,20 @@ def exported(repo_dir: Path, source_dir: Path, ref: str) -> Iterator[tuple[str, 
         ) from None
     subdir = "" if subdir == "." else subdir
 
-    tmpdir = Path(tempfile.mkdtemp(prefix="atomicdeploy-src-"))
+    # The export lies in a directory of its own that mkdtemp makes 0700: other users of
+    # this machine cannot read the source (and whatever config it carries) while it is
+    # uploaded. The tree itself is 0755, because `rsync --archive tree/` gives the
+    # release that mode and nginx must read the site.
+    private = Path(tempfile.mkdtemp(prefix="atomicdeploy-src-"))
     try:
-        # mkdtemp makes it 0700, and `rsync --archive src/` gives the release that same mode:
-        # nginx could not read the site.
-        tmpdir.chmod(DIR_MODE)
-        archive(root, commit, subdir, tmpdir)
-        yield commit, tmpdir
+        tree = private / "tree"
+        tree.mkdir(mode=DIR_MODE)
+        tree.chmod(DIR_MODE)  # whatever the umask
+        archive(root, commit, subdir, tree)
+        yield commit, tree
     finally:
         # Never let a failing clean-up hide the error that brought us here.
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)
 
 
 # --- versions and tags ----------------------------------------------------------------------

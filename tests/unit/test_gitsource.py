@@ -237,10 +237,12 @@ def test_exported_yields_the_commit_and_removes_its_temp_dir(repo: Path) -> None
     head = git(repo, "rev-parse", "HEAD")
     with exported(repo, repo, "HEAD") as (commit, tree):
         assert commit == head
-        assert tree.name.startswith("atomicdeploy-src-")
+        assert tree.parent.name.startswith("atomicdeploy-src-")
         assert stat.S_IMODE(tree.stat().st_mode) == 0o755  # rsync -a copies it to the release
+        # ...inside a directory only we can enter: other local users cannot read the source.
+        assert stat.S_IMODE(tree.parent.stat().st_mode) == 0o700
         assert (tree / "index.php").read_text() == "<?php echo 'v2';\n"
-    assert not tree.exists()
+    assert not tree.exists() and not tree.parent.exists()
 
 
 def test_exported_removes_its_temp_dir_when_the_body_fails(repo: Path) -> None:
