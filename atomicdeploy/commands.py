@@ -8,6 +8,7 @@ wait on a stdin that never closes.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Sequence
@@ -125,8 +126,10 @@ def read_state(layout: Layout, *, rsync_version: bool = False) -> str:
             f"find {q(layout.releases)} -mindepth 1 -maxdepth 1 -type d -printf '%f\\n'"
             " 2>/dev/null",
             f"echo {q(log)}",
-            # `echo` ends a last line torn by a crash, so the next marker stays whole.
-            f"cat -- {q(layout.log)} 2>/dev/null; echo",
+            # `echo` ends a last line torn by a crash, so the next marker stays whole. Only
+            # the tail is read: cleanup compacts the log (compact_log), and a log grown
+            # huge by other means must not cost every deploy its whole size.
+            f"tail -n {LOG_TAIL} -- {q(layout.log)} 2>/dev/null; echo",
             f"echo {q(lock)}",
             f"cat -- {q(layout.lock_info)} 2>/dev/null; echo",
             f"echo {q(rsync)}",
@@ -176,6 +179,26 @@ def _token_field(token: str) -> str:
 def force_unlock(layout: Layout) -> str:
     """`fab STAGE unlock`: print who held the lock, then remove it."""
     return f"cat -- {q(layout.lock_info)} 2>/dev/null; rm -rf -- {q(layout.lock)}"
+
+
+# Lines of .dep/releases.log read per deploy: keep_releases is at most 1,000, and a
+# release that lives on has a handful of lines (building, complete, live, ...).
+LOG_TAIL = 10_000
+# Cleanup rewrites the log when it has more lines than this: only the lines of
+# releases still on the host are kept, so the log cannot grow without bound.
+LOG_COMPACT_AT = 1_000
+
+
+def compact_log(layout: Layout, keep: Sequence[str]) -> str:
+    """Rewrite the log with the lines of the releases in `keep` only (under our lock).
+
+    Each line is JSON with a `"release": "<name>"` field (LogEntry.render); grep keeps
+    those lines in order, and the new log replaces the old one in one rename.
+    """
+    tmp = layout.log + ".tmp"
+    patterns = [arg for name in keep for arg in ("-e", f'"release": {json.dumps(name)}')]
+    return (f"{{ grep -F {shlex.join(patterns)} -- {q(layout.log)} > {q(tmp)};"
+            f" [ $? -le 1 ] && mv -f -- {q(tmp)} {q(layout.log)}; }}")  # fmt: skip
 
 
 def append_log(layout: Layout, line: str) -> str:

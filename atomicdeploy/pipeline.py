@@ -472,7 +472,7 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
         victims, odd = cleanup.victims_after_go_live(states[r.name], cfg)
         _warn_left_alone(reporter, r.name, odd)
         try:
-            cleanup.cleanup_and_unlock(r, cfg, victims)
+            cleanup.cleanup_and_unlock(r, cfg, victims, states[r.name])
         except AtomicDeployError as exc:
             # The release is live: housekeeping trouble is a warning, not a failed deploy.
             reporter.warn(r.name, f"cleanup failed (the deploy is live): {exc.message}")

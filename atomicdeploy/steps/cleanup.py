@@ -25,7 +25,13 @@ def victims_after_go_live(state: HostState, cfg: Config) -> tuple[list[str], lis
     return [n for n in victims if n not in odd], odd
 
 
-def cleanup_and_unlock(remote: Remote, cfg: Config, victims: list[str]) -> None:
-    """Remove `victims` (never the live one: checked again on the host), then unlock."""
-    script = commands.remove_releases(cfg.layout, victims) if victims else "true"
+def cleanup_and_unlock(remote: Remote, cfg: Config, victims: list[str],
+                       state: HostState) -> None:  # fmt: skip
+    """Remove `victims` (never the live one: checked again on the host), compact the log
+    if it has grown long, then unlock."""
+    parts = [commands.remove_releases(cfg.layout, victims)] if victims else []
+    if len(state.entries) > commands.LOG_COMPACT_AT:
+        kept = {r.name for r in state.releases} | {cfg.release}
+        parts.append(commands.compact_log(cfg.layout, sorted(kept - set(victims))))
+    script = "; ".join(parts) or "true"
     remote.run(commands.then_unlock(script, cfg.layout, cfg.run.token), "cleanup")

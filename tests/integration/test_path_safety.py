@@ -586,3 +586,33 @@ def test_a_logged_release_named_like_an_option_is_left_alone_and_the_lock_releas
     faults.record("path safety", "a logged release directory named '-x'", violations=len(v),
                   outcome=outcome(v, "left alone with a warning; cleanup and unlock went on"))
     assert v == []
+
+
+def test_a_long_releases_log_is_compacted_and_still_chooses_the_right_releases(project):
+    """20,000 lines of releases long gone: the next deploy reads only the log's tail, cleanup
+    keeps only the lines of releases still on the host, and rollback still finds its target."""
+    project.config["keep_releases"] = 2
+    project.ok("test", "deploy")
+    plant_sentinels(project)
+    first = {h.name: project.current(h.name) for h in project.hosts}
+    old = "".join(f'{{"release": "19990101T{i:06d}Z", "state": "complete", "time": "x"}}\n'
+                  for i in range(20_000))  # fmt: skip
+    for h in project.hosts:
+        log = project.deploy_path(h.name) / ".dep" / "releases.log"
+        log.write_text(old + log.read_text())
+    write_app(project.app, "2")
+    project.ok("test", "deploy")
+    problems = []
+    for h in project.hosts:
+        entries = project.log(h.name)
+        names = {e["release"] for e in entries}
+        if len(entries) > 20 or names != set(project.releases(h.name)):
+            problems.append(f"{h.name}: {len(entries)} log lines for {sorted(names)[:3]}...")
+    project.ok("test", "rollback")
+    problems += [f"{h.name}: rolled back to {project.current(h.name)}" for h in project.hosts
+                 if project.current(h.name) != first[h.name]]  # fmt: skip
+    v = problems + violations(project)
+    faults.record("fault", "releases.log with 20,000 lines of removed releases", violations=len(v),
+                  outcome=outcome(v, "compacted by cleanup to the releases on the host;"
+                                     " rollback target still right"))  # fmt: skip
+    assert v == []

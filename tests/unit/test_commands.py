@@ -1226,3 +1226,27 @@ def test_rsync_ends_a_stalled_transfer_with_its_own_timeout():
     argv = commands.rsync_argv("/src", "h", "/srv/app/releases/R", ssh=["ssh"], timeout=30)
     assert "--timeout=30" in argv
     assert argv.index("--timeout=30") < argv.index("--")
+
+
+def test_compact_log_keeps_exactly_the_lines_of_the_kept_releases_in_order(layout, sandbox):
+    assert sh(commands.setup(layout), sandbox).returncode == 0
+    lines = [LogEntry(f"R{i % 7}", "complete", f"t{i}").render() for i in range(50)]
+    lines.insert(3, '{"release": "R1", "sta')  # torn by a crash
+    lines.append(LogEntry("it's \"q\" ü", "live", "t").render())
+    Path(layout.log).write_text("\n".join(lines) + "\n")
+    keep = ["R1", "R5", "it's \"q\" ü"]
+    res = sh(commands.compact_log(layout, keep), sandbox)
+    assert res.returncode == 0, res.stderr
+    kept = Path(layout.log).read_text().splitlines()
+    # (A torn line naming a kept release may stay: the reader skips it.)
+    whole = [ln for ln in kept if parse_log(ln)]
+    assert whole == [ln for ln in lines if parse_log(ln) and parse_log(ln)[0].release in keep]
+    assert len(kept) - len(whole) <= 1
+    assert {e.release for e in parse_log("\n".join(kept))} == set(keep)
+    assert not Path(layout.log + ".tmp").exists()
+
+
+def test_read_state_reads_only_the_tail_of_a_long_log():
+    script = commands.read_state(APP)
+    assert f"tail -n {commands.LOG_TAIL} -- /srv/app/.dep/releases.log" in script
+    assert "cat -- /srv/app/.dep/releases.log" not in script
