@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import queue
 import socket
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -209,16 +211,27 @@ def notify(
 class Notifier:
     """A run's notifications: start, success, failure, with the time since start.
 
+    They are sent in order by one background thread, so a slow or hanging webhook (a
+    DNS lookup has no timeout of its own) never holds the deploy; `close()` waits for
+    the last ones at most `total` seconds, then lets the process end without them.
     `mask` hides secrets in the error text (a hook's stderr may echo one) before it
     leaves this machine.
     """
 
     def __init__(self, urls: Sequence[str], *, stage: str, revision: str, user: str,
                  hosts: tuple[str, ...], warn: Callable[[str], None],
-                 mask: Callable[[str], str], action: str = "deploy") -> None:  # fmt: skip
+                 mask: Callable[[str], str], action: str = "deploy",
+                 timeout: float = 5.0, total: float = 15.0) -> None:  # fmt: skip
         self.urls, self.stage, self.revision, self.user = list(urls), stage, revision, user
         self.hosts, self.warn, self.mask, self.action = hosts, warn, mask, action
+        self.timeout, self.total = timeout, total
         self.started = time.monotonic()
+        self._queue: queue.Queue[Event | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        for number, url in enumerate(self.urls, 1):
+            if url.lower().startswith("http://"):
+                warn(f"webhook #{number} is plain http://: its URL, which is its password,"
+                     " and the deploy's details cross the network unencrypted; use https://")
 
     def __call__(self, kind: str, release: str, error: BaseException | None = None) -> None:
         if not self.urls:
@@ -227,7 +240,23 @@ class Notifier:
                       release=release, hosts=self.hosts,
                       duration=None if kind == "start" else time.monotonic() - self.started,
                       error=self.mask(error_text(error)), action=self.action)  # fmt: skip
-        notify(self.urls, event, self.warn)
+        self._queue.put(event)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._send_all, name="notify", daemon=True)
+            self._thread.start()
+
+    def _send_all(self) -> None:
+        while (event := self._queue.get()) is not None:
+            notify(self.urls, event, self.warn, timeout=self.timeout)
+
+    def close(self) -> None:
+        """Wait (at most `total` seconds) until every notification is sent or has failed."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(self.total)
+        if self._thread.is_alive():
+            self.warn(f"a webhook did not answer within {self.total:g} s: not waiting for it")
 
 
 def error_text(error: BaseException | None) -> str:

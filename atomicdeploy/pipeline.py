@@ -571,6 +571,8 @@ def _notifier(action: str, hosts: Sequence[HostConfig], run: RunInfo, opts: Opti
         if not (kind == "success" and outcome.unchanged):
             # A rollback's hosts may go back to different releases: name each once.
             notifier(kind, ", ".join(dict.fromkeys(outcome.release.values())), error)
+        if kind != "start":
+            notifier.close()  # the last word: wait (bounded) until it is out
 
     return tell
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from atomicdeploy.notify import Event, message, notify, send
+from tests import faults
 
 TOKEN = "XoXoSeCrEtToKeN42"
 PATH = f"/services/T0001/B0002/{TOKEN}"
@@ -321,11 +322,61 @@ def test_the_notifier_times_the_run_masks_the_error_and_lists_each_hosts_failure
     failure = FleetError("prepare failed on 1/2 host(s): web2", {
         "web2": AtomicDeployError("password hunter2 refused", host="web2", step="hook")})
     notifier("failure", "R1", failure)
+    notifier.close()
     start, failed = (json.loads(r["body"])["atomicdeploy"] for r in server.requests)
     assert start["duration_s"] is None and failed["duration_s"] >= 0
     assert failed["error"] == ("prepare failed on 1/2 host(s): web2;"
                                " [web2 hook] password *** refused")  # fmt: skip
-    assert warnings == []
+    assert [w.split(":")[0] for w in warnings] == ["webhook #1 is plain http"]
+    warnings.clear()
     Notifier([], stage="s", revision="", user="u", hosts=(), warn=warnings.append,
              mask=str)("start", "R1")  # no URL: nothing sent, nothing said
     assert len(server.requests) == 2 and warnings == []
+
+
+def _notifier(urls, warnings, **kw):
+    from atomicdeploy.notify import Notifier
+
+    return Notifier(urls, stage="prod", revision="abc", user="alice", hosts=("web1",),
+                    warn=warnings.append, mask=str, **kw)  # fmt: skip
+
+
+def test_a_hanging_webhook_never_holds_the_deploy_and_the_run_waits_a_bounded_time(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """A name lookup has no timeout of its own: the notification is sent off the deploy's
+    path, and at the end of the run it is waited for `total` seconds at most."""
+    hang = threading.Event()
+
+    def stuck_lookup(*args: Any, **kwargs: Any) -> Any:
+        hang.wait(30)
+        raise socket.gaierror("never")
+
+    monkeypatch.setattr(socket, "getaddrinfo", stuck_lookup)
+    warnings: list[str] = []
+    notifier = _notifier(["https://hooks.example.invalid/T0/B0/s3cr3t"], warnings, total=0.5)
+    began = time.monotonic()
+    notifier("start", "R1")
+    assert time.monotonic() - began < 0.2  # the deploy goes on at once
+    notifier("success", "R1")
+    notifier.close()
+    took = time.monotonic() - began
+    hang.set()
+    assert 0.5 <= took < 2
+    assert warnings == ["a webhook did not answer within 0.5 s: not waiting for it"]
+    faults.record("fault", "webhook whose DNS lookup hangs", tries=1,
+                  outcome="deploy not held; the run waited 0.5 s (total) and warned")
+
+
+def test_notifications_arrive_in_order_and_https_gets_no_warning(server):
+    warnings: list[str] = []
+    notifier = _notifier([server.url.replace("http://", "HTTP://")], warnings)
+    assert len(warnings) == 1  # the scheme is case-insensitive
+    for kind in ("start", "failure", "success"):
+        notifier(kind, "R1")
+    notifier.close()
+    kinds = [json.loads(r["body"])["atomicdeploy"]["kind"] for r in server.requests]
+    assert kinds == ["start", "failure", "success"]
+    quiet: list[str] = []
+    _notifier(["https://hooks.example/x"], quiet)
+    assert quiet == []
