@@ -616,3 +616,19 @@ def test_a_long_releases_log_is_compacted_and_still_chooses_the_right_releases(p
                   outcome=outcome(v, "compacted by cleanup to the releases on the host;"
                                      " rollback target still right"))  # fmt: skip
     assert v == []
+
+
+def test_every_script_runs_with_the_configured_umask(project):
+    """What atomicdeploy's scripts create (the log, the shared dirs it makes) has the modes
+    the `umask` setting gives, whatever the account's login settings."""
+    project.config.update(umask="027", shared_dirs=["storage", "var/sessions"])
+    project.ok("test", "deploy")
+    problems = []
+    for h in project.hosts:
+        path = project.deploy_path(h.name)
+        modes = {p: stat.S_IMODE((path / p).stat().st_mode)
+                 for p in (".dep/releases.log", "shared/var/sessions", "shared/var")}  # fmt: skip
+        want = {".dep/releases.log": 0o640, "shared/var/sessions": 0o750, "shared/var": 0o750}
+        if modes != want:
+            problems.append(f"{h.name}: {({p: oct(m) for p, m in modes.items()})}")
+    assert problems == []
