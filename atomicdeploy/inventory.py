@@ -173,7 +173,7 @@ OPCACHE_STRATEGIES = ("fcgi", "cachetool", "http", "fpm-reload", "none")
 
 @dataclass(frozen=True)
 class NginxConfig:
-    """Point nginx at the release's absolute path through a generated include (seed 000)."""
+    """Point nginx at the release's absolute path through a generated include."""
 
     root_file: str = ""  # default: {deploy_path}/root_dir.nginx.conf
     public_dir: str = "public"

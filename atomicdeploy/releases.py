@@ -29,7 +29,7 @@ def new_release_name(now: datetime, taken: Iterable[str] = (), tag: str = "") ->
     """A sortable UTC name, computed once on the controller for every host.
 
     If a host already has that name (two deploys in the same second), a two-digit
-    suffix keeps names unique and still sorted. A version `tag` (`v1.2.3`, seed 004)
+    suffix keeps names unique and still sorted. A version `tag` (`v1.2.3`)
     is appended after the time, so names still sort by time.
     """
     base = now.astimezone(UTC).strftime(NAME_FORMAT)

@@ -95,6 +95,8 @@ class _Runner(FabricRunner):
             kept += len(data)
             while kept > OUTPUT_CAP and len(buffer_) > 1:
                 kept -= len(buffer_.pop(0))
+            if self.watchers:  # a Python hook's `c.run(..., watchers=[Responder(...)])`
+                self.respond(buffer_)
 
     def wait(self) -> None:
         while not (self.process_is_finished or self.has_dead_threads):

@@ -222,7 +222,7 @@ def rollback(c, release=None, stage=None, inventory=None, parallel=0, dry_run=Fa
     "inventory": "inventory file",
 })  # fmt: skip
 def switch(c, release=None, hosts=None, stage=None, inventory=None):
-    """Point some hosts at an already-uploaded release (seed 002's A/B).
+    """Point some hosts at an already-uploaded release (an A/B test: half the hosts on each).
 
     Through the same switch, nginx and opcache steps as a deploy; uploads nothing."""
     inv, stage = _selection(c, stage, inventory)
@@ -327,7 +327,7 @@ def status(c, stage=None, inventory=None):
     "repo": "git repository (default: the current directory)",
 })  # fmt: skip
 def tag_release(c, bump="patch", version=None, ref="HEAD", message=None, repo="."):
-    """Create an annotated git tag for the next version (seed 004); push it yourself.
+    """Create an annotated git tag for the next version; push it yourself.
 
     A deploy of a tagged revision puts the tag in the release name."""
 

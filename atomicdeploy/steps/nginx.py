@@ -1,9 +1,9 @@
 """nginx: serve each release from its absolute path through a generated include.
 
 php-fpm and opcache key scripts by path. Behind a `current` symlink the path never
-changes, so old code keeps being served (seed 001); with the release's absolute
+changes, so old code keeps being served after the swap; with the release's absolute
 path in `set $root_dir ...;` every release has its own keys, and nginx's graceful
-reload hands new requests to new workers while old ones finish (seed 000).
+reload hands new requests to new workers while old ones finish.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""warmup: request paths through FastCGI on the new release before it goes live (seed 002).
+"""warmup: request paths through FastCGI on the new release before it goes live.
 
 php-fpm compiles and caches the new release's scripts (and the framework builds its
 caches) while traffic still goes to the old one; a non-2xx answer fails the deploy
