@@ -57,6 +57,17 @@ def sequence(parts: Sequence[tuple[str, str | None]]) -> str:
     return "\n".join(out) or "true"
 
 
+def all_of(parts: Sequence[str]) -> str | None:
+    """`parts` in order, each in braces so its own `;` and `||` stay inside it; the first
+    that fails ends the whole with its status. None when there is nothing to run."""
+    return " && ".join(f"{{ {p}; }}" for p in parts) or None
+
+
+def each_or_exit(parts: Sequence[str]) -> str | None:
+    """`parts` one per line; a part that fails ends the script with its own status."""
+    return "\n".join(f"{p} || exit $?" for p in parts) or None
+
+
 def started(name: str) -> str:
     """Say on stderr that part `name` starts (see START_MARKER)."""
     return f"printf '%s\\n' {q(START_MARKER + name)} >&2"

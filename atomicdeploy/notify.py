@@ -8,6 +8,7 @@ position ("webhook #1") and every error text is scrubbed of the URL's parts.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import queue
@@ -97,17 +98,18 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 def send(url: str, payload: dict[str, Any], *, timeout: float = 5.0) -> str | None:
     """POST `payload` as JSON; None on a 2xx answer, else one line saying what went wrong.
 
-    Never raises, and the line never contains the URL. `timeout` bounds the connection and each
-    read, not the whole exchange (urllib's semantics).
+    Never raises, and the line never contains the URL. `timeout` bounds the whole request:
+    the name lookup, the connection, TLS, sending and the answer's headers together.
     """
     try:
-        problem = _send(url, payload, timeout)
+        problem = _check_url(url) or _post(url, json.dumps(payload).encode(), timeout)
     except Exception as exc:  # a notification must never fail the deploy
         problem = f"unexpected error ({type(exc).__name__})"
     return None if problem is None else _scrub(problem, url)
 
 
-def _send(url: str, payload: dict[str, Any], timeout: float) -> str | None:
+def _check_url(url: str) -> str | None:
+    """Why `url` is not one we send to, or None."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -121,14 +123,18 @@ def _send(url: str, payload: dict[str, Any], timeout: float) -> str | None:
         return f"refused: scheme {parts.scheme!r} is not http or https"
     if not host:
         return "invalid URL: no host"
-    body = json.dumps(payload).encode()
+    return None
+
+
+def _post(url: str, body: bytes, timeout: float) -> str | None:
     request = urllib.request.Request(
         url,
         data=body,
         method="POST",
         headers={"Content-Type": "application/json", "User-Agent": "atomicdeploy"},
     )
-    opener = urllib.request.build_opener(_NoRedirect)
+    deadline = _Deadline(timeout)
+    opener = urllib.request.build_opener(_NoRedirect, _HTTP(deadline), _HTTPS(deadline))
     try:
         with opener.open(request, timeout=timeout) as response:
             status = response.status
@@ -137,10 +143,138 @@ def _send(url: str, payload: dict[str, Any], timeout: float) -> str | None:
         # The standard phrase, not the server's: its text is not ours to print.
         return f"HTTP {exc.code} {_phrase(exc.code)}".rstrip()
     except urllib.error.URLError as exc:
-        return _describe(exc.reason, timeout)
+        return deadline.explain(exc.reason)
     except (OSError, http.client.HTTPException) as exc:
-        return _describe(exc, timeout)
+        return deadline.explain(exc)
+    finally:
+        deadline.close()
     return None if 200 <= status < 300 else f"HTTP {status}"
+
+
+class _LookupTimeout(TimeoutError):
+    """The host name was not resolved in time (getaddrinfo itself cannot be interrupted)."""
+
+
+class _Deadline:
+    """The end of one request, and a watchdog that shuts its connection when it passes.
+
+    A socket timeout bounds each read, not the exchange: a server that sends one byte every
+    few seconds would hold a reader for ever. At the deadline the watchdog shuts the socket
+    down (through a duplicate we own, still valid once TLS has wrapped the original), so
+    whatever read or write is blocked on it returns at once.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+        self.expired = False
+        self._guards: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def left(self) -> float:
+        """Seconds left; TimeoutError once there are none."""
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no answer within {self.seconds:g} s")
+        return left
+
+    def guard(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self.expired:
+                raise TimeoutError(f"no answer within {self.seconds:g} s")
+            self._guards.append(sock.dup())
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._guards:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            for sock in self._guards:
+                sock.close()
+            self._guards.clear()
+
+    def explain(self, reason: object) -> str:
+        """The failure in words: past the deadline, whatever the socket said, a timeout."""
+        if self.expired and not isinstance(reason, _LookupTimeout):
+            return f"no answer within {self.seconds:g} s"
+        return _describe(reason, self.seconds)
+
+
+def _lookup(host: str, port: int, seconds: float) -> list[Any]:
+    """getaddrinfo, waited for `seconds` at most: the C call cannot be interrupted and follows
+    resolv.conf's timeouts and retries (tens of seconds), so it runs in a thread of its own,
+    left to finish on its own if it is late."""
+    answer: list[Any] = []
+
+    def lookup() -> None:
+        try:
+            answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except Exception as exc:  # handed to the caller
+            answer.append(exc)
+
+    thread = threading.Thread(target=lookup, name="notify-dns", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if not answer:
+        raise _LookupTimeout("host name lookup timed out")
+    if isinstance(answer[0], BaseException):
+        raise answer[0]
+    return answer[0]
+
+
+def _connector(deadline: _Deadline) -> Callable[..., socket.socket]:
+    """`socket.create_connection` within `deadline`, the name lookup included."""
+
+    def connect(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        host, port = address
+        error: OSError = OSError("no address for the host name")
+        for family, kind, proto, _, sockaddr in _lookup(host, port, deadline.left()):
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.settimeout(deadline.left())
+                sock.connect(sockaddr)
+                deadline.guard(sock)
+                return sock
+            except OSError as exc:
+                sock.close()
+                error = exc
+        raise error
+
+    return connect
+
+
+class _Bounded(urllib.request.AbstractHTTPHandler):
+    """Opens connections whose every step counts against one `_Deadline`."""
+
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+        def bounded(*args: Any, **kw: Any) -> http.client.HTTPConnection:
+            conn = http_class(*args, **kw)
+            # http.client's own seam for how a connection is made (its tests use it too);
+            # HTTPSConnection wraps what it returns in TLS.
+            conn._create_connection = _connector(self.deadline)
+            return conn
+
+        return super().do_open(bounded, req, **kwargs)
+
+
+class _HTTP(_Bounded, urllib.request.HTTPHandler):
+    pass
+
+
+class _HTTPS(_Bounded, urllib.request.HTTPSHandler):
+    pass
 
 
 def _phrase(code: int) -> str:
@@ -152,6 +286,8 @@ def _phrase(code: int) -> str:
 
 def _describe(reason: object, timeout: float) -> str:
     """A short, URL-free phrase for a network failure."""
+    if isinstance(reason, _LookupTimeout):
+        return f"host name not resolved within {timeout:g} s"
     if isinstance(reason, TimeoutError | socket.timeout):
         return f"no answer within {timeout:g} s"
     if isinstance(reason, ConnectionRefusedError):
@@ -211,11 +347,12 @@ def notify(
 class Notifier:
     """A run's notifications: start, success, failure, with the time since start.
 
-    They are sent in order by one background thread, so a slow or hanging webhook (a
-    DNS lookup has no timeout of its own) never holds the deploy; `close()` waits for
-    the last ones at most `total` seconds, then lets the process end without them.
-    `mask` hides secrets in the error text (a hook's stderr may echo one) before it
-    leaves this machine.
+    Each webhook has a background thread of its own that sends its notifications in order,
+    each request bounded by `timeout` (name lookup included): a slow or hanging webhook never
+    holds the deploy, nor delays another webhook. `close()` waits for the last ones at most
+    `total` seconds (more than a hanging start and a hanging last word take together), then
+    lets the process end without them. `mask` hides secrets in the error text (a hook's
+    stderr may echo one) before it leaves this machine.
     """
 
     def __init__(self, urls: Sequence[str], *, stage: str, revision: str, user: str,
@@ -226,8 +363,7 @@ class Notifier:
         self.hosts, self.warn, self.mask, self.action = hosts, warn, mask, action
         self.timeout, self.total = timeout, total
         self.started = time.monotonic()
-        self._queue: queue.Queue[Event | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._senders: list[tuple[threading.Thread, queue.Queue[dict[str, Any] | None]]] = []
         for number, url in enumerate(self.urls, 1):
             if url.lower().startswith("http://"):
                 warn(f"webhook #{number} is plain http://: its URL, which is its password,"
@@ -240,22 +376,38 @@ class Notifier:
                       release=release, hosts=self.hosts,
                       duration=None if kind == "start" else time.monotonic() - self.started,
                       error=self.mask(error_text(error)), action=self.action)  # fmt: skip
-        self._queue.put(event)
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._send_all, name="notify", daemon=True)
-            self._thread.start()
+        try:
+            payload = message(event)
+        except Exception as exc:  # a notification must never fail the deploy
+            self.warn(f"notification not sent: {type(exc).__name__}")
+            return
+        if not self._senders:
+            self._senders = [self._sender(number, url) for number, url in enumerate(self.urls, 1)]
+        for _, inbox in self._senders:
+            inbox.put(payload)
 
-    def _send_all(self) -> None:
-        while (event := self._queue.get()) is not None:
-            notify(self.urls, event, self.warn, timeout=self.timeout)
+    def _sender(self, number: int, url: str) -> tuple[threading.Thread, queue.Queue[Any]]:
+        inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
+
+        def send_all() -> None:
+            while (payload := inbox.get()) is not None:
+                problem = send(url, payload, timeout=self.timeout)
+                if problem is not None:
+                    self.warn(f"notification to webhook #{number} failed: {problem}")
+
+        thread = threading.Thread(target=send_all, name=f"notify-{number}", daemon=True)
+        thread.start()
+        return thread, inbox
 
     def close(self) -> None:
         """Wait (at most `total` seconds) until every notification is sent or has failed."""
-        if self._thread is None:
-            return
-        self._queue.put(None)
-        self._thread.join(self.total)
-        if self._thread.is_alive():
+        senders, self._senders = self._senders, []
+        end = time.monotonic() + self.total
+        for _, inbox in senders:
+            inbox.put(None)
+        for thread, _ in senders:
+            thread.join(max(0.0, end - time.monotonic()))
+        if any(thread.is_alive() for thread, _ in senders):
             self.warn(f"a webhook did not answer within {self.total:g} s: not waiting for it")
 
 

@@ -33,5 +33,5 @@ def cleanup_and_unlock(remote: Remote, cfg: Config, victims: list[str],
     if len(state.entries) > commands.LOG_COMPACT_AT:
         kept = {r.name for r in state.releases} | {cfg.release}
         parts.append(commands.compact_log(cfg.layout, sorted(kept - set(victims))))
-    script = "; ".join(parts) or "true"
+    script = commands.all_of(parts) or "true"
     remote.run(commands.then_unlock(script, cfg.layout, cfg.run.token), "cleanup")

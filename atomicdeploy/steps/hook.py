@@ -57,8 +57,9 @@ def script(cfg: Config, point: str, once: bool | None = None) -> str | None:
     if not cmds:
         return None
     cwd = cfg.host.deploy_path if point in ("before_release", FAILURE) else cfg.release_path
-    return "\n".join(commands.hook(cwd, c.run, requires=c.requires, env=env(cfg)) + " || exit $?"
-                     for c in cmds)  # fmt: skip
+    return commands.each_or_exit(
+        [commands.hook(cwd, c.run, requires=c.requires, env=env(cfg)) for c in cmds]
+    )
 
 
 def parts(cfg: Config, point: str, hooks: Hooks, once: bool | None = None) -> list[Part]:

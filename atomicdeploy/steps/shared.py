@@ -13,4 +13,4 @@ def script(cfg: Config) -> str | None:
         commands.link_shared_file(cfg.layout, cfg.release, f, secret=f in cfg.host.secret_files)
         for f in cfg.host.shared_files
     ]
-    return " && ".join(f"{{ {p}; }}" for p in parts) or None
+    return commands.all_of(parts)

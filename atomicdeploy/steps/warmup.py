@@ -27,4 +27,4 @@ def script(cfg: Config) -> str | None:
         if not script_file.startswith(public + "/"):
             raise ValueError(f"warm-up path {uri!r} leaves the public directory")
         parts.append(commands.fcgi_status(host.opcache.socket, script_file, uri, public))
-    return " && ".join(f"{{ {p}; }}" for p in parts)
+    return commands.all_of(parts)
