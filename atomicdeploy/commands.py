@@ -414,29 +414,40 @@ def _in_verified_dir(base: str, rel: str, item: str, command: str) -> str:
     )
 
 
-def switch(layout: Layout, name: str) -> str:
-    """The one swap primitive, for deploy and rollback alike.
+def swap(layout: Layout, target: str) -> tuple[str, str]:
+    """The one swap primitive, as its two halves, for deploy, rollback, `switch` and the
+    switch back after a failed nginx reload alike.
 
-    `ln -sfn` makes a temporary link beside `current`; `mv -fT` renames it over
-    `current` in one rename(2), so `current` always exists. (`ln -sfn` straight
-    onto `current` would unlink it first: a window with no site.) `readlink`
-    reports what is live now, for the caller to verify.
+    `ln -sfn` makes a temporary link beside `current` (nothing changes yet); `mv -fT`
+    renames it over `current` in one rename(2), so `current` always exists. (`ln -sfn`
+    straight onto `current` would unlink it first: a window with no site.) `target` is
+    shell text: a quoted path, or `"$prev"` for the target read back from the host.
     """
+    link = f"ln -sfn -- {target} {q(layout.current_tmp)}"
+    return link, shlex.join(["mv", "-fT", "--", layout.current_tmp, layout.current])
+
+
+def switch(layout: Layout, name: str) -> str:
+    """`current` to release `name`, then `readlink` reports what is live, for the caller
+    to verify. (go_live runs the same two halves, with the go signal between them.)"""
     readlink = shlex.join(["readlink", "--", layout.current])
     return " && ".join([switch_link(layout, name), switch_rename(layout), readlink])
 
 
 def switch_link(layout: Layout, name: str) -> str:
-    """First half of the swap: the temporary link beside `current` (nothing changes yet)."""
-    return " && ".join([
-        f"test -d {q(layout.release(name))}",
-        shlex.join(["ln", "-sfn", "--", layout.current_target(name), layout.current_tmp]),
-    ])  # fmt: skip
+    """First half of the swap to release `name`, which must be a directory."""
+    return f"test -d {q(layout.release(name))} && {swap(layout, q(layout.current_target(name)))[0]}"
 
 
 def switch_rename(layout: Layout) -> str:
     """Second half: one rename(2) of the temporary link over `current`."""
-    return shlex.join(["mv", "-fT", "--", layout.current_tmp, layout.current])
+    return swap(layout, "")[1]
+
+
+def switch_back(layout: Layout) -> str:
+    """Put `current` back to `$prev` (read before the swap), or remove it if there was none."""
+    link, rename = swap(layout, '"$prev"')
+    return f'if [ -n "$prev" ]; then {link} && {rename}; else rm -f -- {q(layout.current)}; fi'
 
 
 def _parent(path: str) -> str:
@@ -767,13 +778,10 @@ def go_live(
     rename: the controller fires every host at once when all are armed, so the
     switch skew is one write per host, not a shell start and a round trip.
     """
-    cur, tmp = q(layout.current), q(layout.current_tmp)
-    revert = (
-        f'if [ -n "$prev" ]; then ln -sfn -- "$prev" {tmp} && mv -fT -- {tmp} {cur};'
-        f" else rm -f -- {cur}; fi"
-    )
+    cur = q(layout.current)
+    revert = switch_back(layout)
     lines = [f"prev=$(readlink -- {cur} 2>/dev/null)"]
-    # The swap is commands.switch split in two, so that only the rename follows `go`.
+    # The swap's two halves, so that only the rename follows `go`.
     lines.append(sequence([("switch", switch_link(layout, release))]))
     if armed:
         lines.append(f"echo {ARMED_MARKER}; IFS= read -r go || exit 90;"

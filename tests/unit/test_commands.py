@@ -1250,3 +1250,14 @@ def test_read_state_reads_only_the_tail_of_a_long_log():
     script = commands.read_state(APP)
     assert f"tail -n {commands.LOG_TAIL} -- /srv/app/.dep/releases.log" in script
     assert "cat -- /srv/app/.dep/releases.log" not in script
+
+
+def test_one_swap_builder_serves_switch_go_live_and_the_switch_back():
+    link, rename = commands.swap(HOSTILE, q(HOSTILE.current_target("R1")))
+    assert commands.switch(HOSTILE, "R1").split(" && ")[1:3] == [link, rename]
+    live = commands.go_live(HOSTILE, "R1", nginx=("/etc/x.conf", "set $a b;", "true", "true"))
+    assert link in live and rename in live
+    back_link, back_rename = commands.swap(HOSTILE, '"$prev"')
+    assert back_rename == rename
+    assert f"{back_link} && {back_rename}" in commands.switch_back(HOSTILE)
+    assert commands.switch_back(HOSTILE) in live  # nginx refused: current goes back
