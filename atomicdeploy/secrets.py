@@ -1,7 +1,8 @@
 """Secrets: find them in the inventory, and hide them in every line we print or send.
 
-Pure: no I/O. The inventory loader calls `collect` once; the reporter and the notifier call
-`Masker.mask` on every line that leaves the process (terminal, CI log, webhook payload).
+Pure: no I/O. The task layer builds one Masker from the inventory's webhook URLs, `secrets:`
+values and URL passwords; the reporter and the notifier call `Masker.mask` on every line that
+leaves the process (terminal, CI log, webhook payload).
 """
 
 from __future__ import annotations
@@ -69,11 +70,6 @@ class Masker:
             forms.update((value, quote(value, safe=""), shlex.quote(value)))
         return cls(tuple(sorted(forms, key=lambda s: (-len(s), s))))
 
-    @classmethod
-    def none(cls) -> Masker:
-        """A masker that hides nothing: the default when the inventory has no secrets."""
-        return cls()
-
     def __bool__(self) -> bool:
         return bool(self.needles)
 
@@ -125,49 +121,3 @@ def _occurrences(text: str, needles: Iterable[str]) -> Iterator[tuple[int, int]]
         while i != -1:
             yield i, i + len(needle)
             i = text.find(needle, i + 1)
-
-
-def collect(
-    tree: object,
-    *,
-    secret_keys: Iterable[str] = ("secrets",),
-    url_keys: Iterable[str] = ("webhook", "webhook_url"),
-) -> list[str]:
-    """Every secret value in a loaded YAML tree, in document order, without duplicates.
-
-    A value is secret when it sits anywhere under a key named in `secret_keys` (at any depth),
-    or under a key named in `url_keys`: webhook URLs carry their credential in the path. Only
-    values are taken, never keys (`DB_PASSWORD` names a secret, it is not one). Booleans and
-    nulls are skipped: masking every "True" in the output would hide nothing.
-    """
-    secret_names = frozenset(secret_keys)
-    url_names = frozenset(url_keys)
-    found: dict[str, None] = {}  # an ordered set
-
-    def scalars(node: object, path: tuple[int, ...]) -> Iterator[str]:
-        if id(node) in path:  # YAML anchors can build cycles
-            return
-        if isinstance(node, dict):
-            for child in node.values():
-                yield from scalars(child, (*path, id(node)))
-        elif isinstance(node, list | tuple):
-            for child in node:
-                yield from scalars(child, (*path, id(node)))
-        elif isinstance(node, str | int | float) and not isinstance(node, bool):
-            yield str(node)
-
-    def walk(node: object, path: tuple[int, ...]) -> None:
-        if id(node) in path:
-            return
-        if isinstance(node, dict):
-            for key, child in node.items():
-                if isinstance(key, str) and (key in secret_names or key in url_names):
-                    found.update(dict.fromkeys(scalars(child, ())))
-                else:
-                    walk(child, (*path, id(node)))
-        elif isinstance(node, list | tuple):
-            for child in node:
-                walk(child, (*path, id(node)))
-
-    walk(tree, ())
-    return list(found)

@@ -24,10 +24,6 @@ def create_script(cfg: Config) -> str:
     return commands.create_release(cfg.layout, cfg.release, log_line(cfg, cfg.release, BUILDING))
 
 
-def create(remote: Remote, cfg: Config) -> None:
-    remote.run(create_script(cfg), "release")
-
-
 def mark_script(cfg: Config, release: str, state: str, note: str = "") -> str:
     return commands.append_log(cfg.layout, log_line(cfg, release, state, note))
 

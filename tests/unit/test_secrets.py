@@ -1,4 +1,4 @@
-"""secrets: masking hides every secret and its quoted forms; collect finds them in the inventory."""
+"""secrets: masking hides every secret, its quoted forms and any URL's password."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from atomicdeploy.secrets import MASK, Masker, collect, url_passwords
+from atomicdeploy.secrets import MASK, Masker, url_passwords
 
 # --- Masker -----------------------------------------------------------------------------------
 
@@ -61,9 +61,8 @@ def test_three_characters_are_enough():
 
 
 def test_empty_masker_leaves_text_unchanged():
-    assert not Masker.none()
     assert not Masker.of([])
-    assert Masker.none().mask("nothing *** to hide") == "nothing *** to hide"
+    assert Masker.of([]).mask("nothing *** to hide") == "nothing *** to hide"
 
 
 def test_masker_with_secrets_is_true():
@@ -101,73 +100,7 @@ def test_text_without_secrets_is_unchanged(text):
     assert Masker.of(["QQQ", "RR!R"]).mask(text) == text
 
 
-# --- collect ----------------------------------------------------------------------------------
-
-
-def test_collect_finds_secrets_and_webhooks_at_any_depth():
-    tree = {
-        "defaults": {
-            "webhook": "https://hooks.example/T/B/abc",
-            "secrets": {"DB_PASSWORD": "pw-1", "API": {"KEY": "k-2", "PORT": 5432}},
-        },
-        "stages": {
-            "prod": {
-                "hosts": [
-                    {"name": "web1", "secrets": {"TOKEN": "t-3", "RATIO": 1.5}},
-                    {"name": "web2", "webhook_url": ["https://a.example/x", "https://b.example/y"]},
-                ]
-            }
-        },
-    }
-    assert collect(tree) == [
-        "https://hooks.example/T/B/abc",
-        "pw-1",
-        "k-2",
-        "5432",
-        "t-3",
-        "1.5",
-        "https://a.example/x",
-        "https://b.example/y",
-    ]
-
-
-def test_collect_takes_values_not_keys_nor_other_settings():
-    tree = {"deploy_path": "/srv/app", "secrets": {"DB_PASSWORD": "pw"}, "user": "deploy"}
-    assert collect(tree) == ["pw"]
-
-
-def test_collect_skips_booleans_and_nulls():
-    assert collect({"secrets": {"A": True, "B": None, "C": "real"}}) == ["real"]
-
-
-def test_collect_returns_each_value_once():
-    tree = [{"secrets": {"A": "same"}}, {"secrets": {"B": "same"}}]
-    assert collect(tree) == ["same"]
-
-
-def test_collect_with_custom_keys():
-    tree = {"vault": ["s1"], "secrets": {"X": "ignored"}, "hook": "u"}
-    assert collect(tree, secret_keys=("vault",), url_keys=("hook",)) == ["s1", "u"]
-
-
-@pytest.mark.parametrize("tree", [None, "secrets", 3, [], {}, {"secrets": None}])
-def test_collect_on_trees_without_secrets(tree):
-    assert collect(tree) == []
-
-
-def test_collect_survives_a_cyclic_tree():
-    loop: dict[str, object] = {"secrets": {"K": "v-1"}}
-    loop["self"] = loop
-    inner: list[object] = ["v-2"]
-    inner.append(inner)
-    loop["webhook"] = inner
-    assert collect(loop) == ["v-1", "v-2"]
-
-
-def test_collect_then_mask_hides_the_inventory_secrets():
-    tree = {"webhook": "https://hooks.example/T0/B0/XYZ", "secrets": {"PW": "s3cret"}}
-    line = "POST https://hooks.example/T0/B0/XYZ with s3cret"
-    assert Masker.of(collect(tree)).mask(line) == "POST *** with ***"
+# --- passwords in URLs -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("text", "shown"), [
