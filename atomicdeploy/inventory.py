@@ -20,12 +20,12 @@ from typing import Any
 
 import yaml
 
-from .commands import nginx_set_only
 from .errors import ConfigError, did_you_mean
 from .hooks import FAILURE, POINTS, HookCommand, unknown_point
 from .layout import check_relative_path
 from .recipes import COMPOSER_OPTIONS, RECIPES
 from .secrets import redact_url_passwords
+from .shell import nginx_set_only
 
 MAX_INVENTORY_BYTES = 1_000_000
 WRITABLE_MODES = ("chmod", "acl", "chown", "skip")

@@ -4,7 +4,7 @@
 points, before the inventory's own hooks. Each command names the file it needs, so
 a recipe never fails on a release that does not use it: the composer step runs only
 when `composer.json` is in the release, artisan commands only when `artisan` is.
-Pure data: `commands.hook` turns them into shell.
+Pure data: `shell.hook` turns them into shell.
 """
 
 from __future__ import annotations

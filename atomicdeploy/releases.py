@@ -158,7 +158,7 @@ def cleanup_victims(infos: list[ReleaseInfo], keep: int, current: str | None) ->
 
 @dataclass(frozen=True)
 class HostState:
-    """What `commands.read_state` reports about a host."""
+    """What `shell.read_state` reports about a host."""
 
     current: str | None  # name of the live release, or None
     releases: tuple[ReleaseInfo, ...]

@@ -26,7 +26,7 @@ from fabric import Connection
 from fabric.runners import Remote as FabricRunner
 from invoke.exceptions import CommandTimedOut
 
-from . import commands, tunnel
+from . import shell, tunnel
 from .errors import ConfigError, RemoteError
 from .inventory import HostConfig
 
@@ -72,7 +72,7 @@ class _Runner(FabricRunner):
     """
 
     _killed = False
-    # Set by `Remote.run` for its own scripts (see commands.remote); a Python hook's
+    # Set by `Remote.run` for its own scripts (see shell.remote); a Python hook's
     # `c.run` goes through Fabric's usual path.
     payload: bytes | None = None
     keep_stdin = False
@@ -314,7 +314,7 @@ class Remote:
             streams = {"hide": False, "out_stream": out, "err_stream": io.StringIO()}
         try:
             result = self._runner(script, keep_stdin=stdin is not None).run(
-                commands.remote(stdin=stdin is not None), warn=True, in_stream=stdin or False,
+                shell.remote(stdin=stdin is not None), warn=True, in_stream=stdin or False,
                 pty=False, **streams,
             )  # fmt: skip
         except CommandTimedOut as exc:
@@ -337,17 +337,17 @@ class Remote:
         return result.exited, result.stdout
 
     def _runner(self, script: str, *, keep_stdin: bool) -> _Runner:
-        """A runner for one of our scripts, which it sends on stdin (see commands.remote)."""
+        """A runner for one of our scripts, which it sends on stdin (see shell.remote)."""
         self.conn.open()
         runner = _Runner(context=self.conn, inline_env=self.conn.config.inline_ssh_env)
-        runner.payload = commands.script_payload(script, self.host.umask)
+        runner.payload = shell.script_payload(script, self.host.umask)
         runner.keep_stdin = keep_stdin
         return runner
 
     def rsync(self, argv: list[str], step: str, timeout: float | None = None) -> RsyncStats:
         """Run rsync locally; it reaches the host over this Remote's own SSH connection.
 
-        `argv` comes from `commands.rsync_argv(..., ssh=commands.tunnel_rsh())`. In a
+        `argv` comes from `shell.rsync_argv(..., ssh=shell.tunnel_rsh())`. In a
         dry run the command is recorded and run with `--dry-run`, which changes
         nothing and counts the files a real run would send.
         """
@@ -412,7 +412,7 @@ def _markers(stderr: str) -> tuple[list[str], list[str], list[str]]:
     failed: list[str] = []
     started: list[str] = []
     for line in (stderr or "").splitlines():
-        for marker, names in ((commands.STEP_MARKER, failed), (commands.START_MARKER, started)):
+        for marker, names in ((shell.STEP_MARKER, failed), (shell.START_MARKER, started)):
             text, found, name = line.partition(marker)
             if found:
                 names.append(name.strip())
@@ -423,14 +423,14 @@ def _markers(stderr: str) -> tuple[list[str], list[str], list[str]]:
 
 
 def split_step_marker(stderr: str) -> tuple[str | None, str]:
-    """`commands.sequence` names the part that failed on stderr; take it out of the text,
+    """`shell.sequence` names the part that failed on stderr; take it out of the text,
     with the markers of the parts that started."""
     kept, failed, _ = _markers(stderr)
     return (failed[-1] if failed else None), "\n".join(kept)
 
 
 def last_started(stderr: str) -> str | None:
-    """The part of a `commands.sequence` that started last: the one running at a timeout."""
+    """The part of a `shell.sequence` that started last: the one running at a timeout."""
     started = _markers(stderr)[2]
     return started[-1] if started else None
 

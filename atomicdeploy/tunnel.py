@@ -3,7 +3,7 @@
 rsync needs a remote shell that starts `rsync --server` on the host. Instead of
 OpenSSH (a second TCP connection, key exchange and login for every host: 0.13 CPU-s
 of the controller's 0.19 per host in the fleet benchmark), rsync gets a local relay
-(`commands.tunnel_script`) that hands its command over a pipe; this module runs that
+(`shell.tunnel_script`) that hands its command over a pipe; this module runs that
 command on a new channel of the host's paramiko transport and carries the bytes both
 ways. The upload thus uses the same host key check, login, ssh_config and gateway as
 every other command, by construction.
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import paramiko
 
-from . import commands
+from . import shell
 
 CHUNK = 1 << 16
 
@@ -135,7 +135,7 @@ class _Relay:
 
 def run_rsync(transport: paramiko.Transport, argv: list[str],
               timeout: float | None) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    """Run rsync (whose `--rsh` is `commands.tunnel_rsh()`) over `transport`.
+    """Run rsync (whose `--rsh` is `shell.tunnel_rsh()`) over `transport`.
 
     Returns rsync's own result, with the host side's stderr appended to rsync's.
     Raises TunnelError if the host's side could not be started, and
@@ -143,7 +143,7 @@ def run_rsync(transport: paramiko.Transport, argv: list[str],
     """
     from_host_r, from_host_w = os.pipe()
     to_host_r, to_host_w = os.pipe()
-    env = {**os.environ, commands.TUNNEL_ENV: commands.tunnel_script(from_host_r, to_host_w)}
+    env = {**os.environ, shell.TUNNEL_ENV: shell.tunnel_script(from_host_r, to_host_w)}
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, errors="replace", env=env,

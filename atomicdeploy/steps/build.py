@@ -7,7 +7,7 @@ and the `complete` mark.
 
 from __future__ import annotations
 
-from .. import commands
+from .. import shell
 from ..config import Config
 from ..hooks import Hooks
 from ..releases import COMPLETE
@@ -43,7 +43,7 @@ def build(remote: Remote, cfg: Config, hooks: Hooks | None = None) -> None:
         *around("warmup", ("warmup", warmup.script(cfg))),
         # `once` commands here (migrations) wait for the barrier: see `before_switch_once`.
         *hook.parts(cfg, "before_switch", hooks, once=False),
-        ("sync", commands.sync_release(cfg.release_path) if cfg.host.sync_release else None),
+        ("sync", shell.sync_release(cfg.release_path) if cfg.host.sync_release else None),
         ("log", release.mark_script(cfg, cfg.release, COMPLETE)),
     ]
     hook.run_plan(remote, cfg, plan, "build")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import commands
+from .. import shell
 from ..config import Config
 from ..layout import is_release_name
 from ..releases import LIVE, HostState, LogEntry, cleanup_victims, fold
@@ -29,9 +29,9 @@ def cleanup_and_unlock(remote: Remote, cfg: Config, victims: list[str],
                        state: HostState) -> None:  # fmt: skip
     """Remove `victims` (never the live one: checked again on the host), compact the log
     if it has grown long, then unlock."""
-    parts = [commands.remove_releases(cfg.layout, victims)] if victims else []
-    if len(state.entries) > commands.LOG_COMPACT_AT:
+    parts = [shell.remove_releases(cfg.layout, victims)] if victims else []
+    if len(state.entries) > shell.LOG_COMPACT_AT:
         kept = {r.name for r in state.releases} | {cfg.release}
-        parts.append(commands.compact_log(cfg.layout, sorted(kept - set(victims))))
-    script = commands.all_of(parts) or "true"
-    remote.run(commands.then_unlock(script, cfg.layout, cfg.run.token), "cleanup")
+        parts.append(shell.compact_log(cfg.layout, sorted(kept - set(victims))))
+    script = shell.all_of(parts) or "true"
+    remote.run(shell.then_unlock(script, cfg.layout, cfg.run.token), "cleanup")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import commands
+from .. import shell
 from ..config import Config
 from ..remote import Remote
 
@@ -11,4 +11,4 @@ def check(remote: Remote, cfg: Config) -> None:
     hc = cfg.host.healthcheck
     if hc is None:
         return
-    remote.run(commands.health_check(hc.url, hc.status, hc.contains, hc.timeout), "health")
+    remote.run(shell.health_check(hc.url, hc.status, hc.contains, hc.timeout), "health")

@@ -1,7 +1,7 @@
 """hook: run a hook point's commands and functions, and plans that mix them with steps.
 
 A plan is a list of parts, each a named shell script or a Python hook. Consecutive
-scripts go to the host as one round trip (`commands.sequence`); a Python hook runs
+scripts go to the host as one round trip (`shell.sequence`); a Python hook runs
 between them with the host's Connection and the frozen config.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from invoke.exceptions import UnexpectedExit
 
-from .. import commands
+from .. import shell
 from ..config import Config
 from ..errors import AtomicDeployError
 from ..hooks import FAILURE, HookCommand, Hooks, describe
@@ -57,8 +57,8 @@ def script(cfg: Config, point: str, once: bool | None = None) -> str | None:
     if not cmds:
         return None
     cwd = cfg.host.deploy_path if point in ("before_release", FAILURE) else cfg.release_path
-    return commands.each_or_exit(
-        [commands.hook(cwd, c.run, requires=c.requires, env=env(cfg)) for c in cmds]
+    return shell.each_or_exit(
+        [shell.hook(cwd, c.run, requires=c.requires, env=env(cfg)) for c in cmds]
     )
 
 
@@ -75,7 +75,7 @@ def run_plan(remote: Remote, cfg: Config, plan: Sequence[Part], step: str) -> No
 
     def flush() -> None:
         if any(s for _, s in pending):
-            remote.run(commands.sequence(pending), step)
+            remote.run(shell.sequence(pending), step)
         pending.clear()
 
     for name, part in plan:

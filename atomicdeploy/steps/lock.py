@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from .. import commands
+from .. import shell
 from ..config import Config
 from ..remote import Remote
 
@@ -34,10 +34,10 @@ def describe_owner(raw: str | None) -> str:
 
 def unlock(remote: Remote, cfg: Config) -> None:
     """Release our own lock (matched by token), never someone else's."""
-    remote.run(commands.unlock_own(cfg.layout, cfg.run.token), "unlock")
+    remote.run(shell.unlock_own(cfg.layout, cfg.run.token), "unlock")
 
 
 def force_unlock(remote: Remote, cfg: Config) -> str | None:
     """Remove whatever lock is held; return who held it."""
-    _, out = remote.run(commands.force_unlock(cfg.layout), "unlock")
+    _, out = remote.run(shell.force_unlock(cfg.layout), "unlock")
     return out.strip() or None

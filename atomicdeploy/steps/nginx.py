@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import posixpath
 
-from .. import commands
+from .. import shell
 from ..config import Config
 from ..errors import ConfigError
 
@@ -24,12 +24,12 @@ def include_text(cfg: Config, release: str) -> str:
     nginx = cfg.host.nginx
     assert nginx is not None
     path = public_path(cfg, release)
-    if not set(path) <= commands.NGINX_SAFE_PATH:
+    if not set(path) <= shell.NGINX_SAFE_PATH:
         raise ConfigError(f"{path!r} has characters nginx would not take literally",
                           host=cfg.host.name, step="nginx")  # fmt: skip
     text = nginx.template.format(public_path=path, release_path=cfg.layout.release(release),
                                  release=release)  # fmt: skip
-    refused = commands.nginx_set_only(text)  # the template was checked; the paths are new
+    refused = shell.nginx_set_only(text)  # the template was checked; the paths are new
     if refused:
         raise ConfigError(f"nginx include: {refused}", host=cfg.host.name, step="nginx")
     return text
@@ -40,7 +40,7 @@ def check_script(cfg: Config) -> str | None:
     nginx = cfg.host.nginx
     if nginx is None:
         return None
-    return commands.nginx_check(public_path(cfg, cfg.release), nginx.root_file,
+    return shell.nginx_check(public_path(cfg, cfg.release), nginx.root_file,
                                 include_text(cfg, cfg.release), nginx.test)  # fmt: skip
 
 
@@ -48,5 +48,5 @@ def go_live_parts(cfg: Config, release: str) -> tuple[str, str, str, str] | None
     nginx = cfg.host.nginx
     if nginx is None:
         return None
-    reload = commands.nginx_reload_and_wait(nginx.reload, nginx.pid_file, nginx.reload_timeout)
+    reload = shell.nginx_reload_and_wait(nginx.reload, nginx.pid_file, nginx.reload_timeout)
     return nginx.root_file, include_text(cfg, release), nginx.test, reload

@@ -7,13 +7,13 @@ scripts hold. See the README for the measured trade-off of each strategy.
 
 from __future__ import annotations
 
-from .. import commands
+from .. import shell
 from ..config import Config
 
 
 def script(cfg: Config) -> str | None:
     oc = cfg.host.opcache
-    return commands.opcache_reset(
+    return shell.opcache_reset(
         oc.strategy, socket=oc.socket, dep_dir=cfg.layout.dep, token=cfg.run.token,
         cachetool=oc.cachetool, url=oc.url, reload=oc.reload,
     )  # fmt: skip

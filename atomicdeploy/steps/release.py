@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from .. import commands
+from .. import shell
 from ..config import Config
 from ..releases import BUILDING, LogEntry
 from ..remote import Remote
@@ -21,14 +21,14 @@ def log_line(cfg: Config, release: str, state: str, note: str = "") -> str:
 
 def create_script(cfg: Config) -> str:
     """mkdir the release (an existing one is an error) and log it as building."""
-    return commands.create_release(cfg.layout, cfg.release, log_line(cfg, cfg.release, BUILDING))
+    return shell.create_release(cfg.layout, cfg.release, log_line(cfg, cfg.release, BUILDING))
 
 
 def mark_script(cfg: Config, release: str, state: str, note: str = "") -> str:
-    return commands.append_log(cfg.layout, log_line(cfg, release, state, note))
+    return shell.append_log(cfg.layout, log_line(cfg, release, state, note))
 
 
 def remove(remote: Remote, cfg: Config, state: str, note: str = "") -> None:
     """Remove the unactivated release and log why; refuses if it is somehow live."""
     line = log_line(cfg, cfg.release, state, note)
-    remote.run(commands.remove_release(cfg.layout, cfg.release, line), "remove")
+    remote.run(shell.remove_release(cfg.layout, cfg.release, line), "remove")

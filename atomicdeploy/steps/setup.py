@@ -5,7 +5,7 @@ Done in one round trip: setup, lock and read state are one script.
 
 from __future__ import annotations
 
-from .. import commands
+from .. import shell
 from ..config import Config
 from ..errors import LockHeld, RemoteError
 from ..releases import HostState, parse_state
@@ -21,10 +21,10 @@ def begin(remote: Remote, cfg: Config, *, upload: bool) -> HostState:
     a lock held by someone else (with who and since when).
     """
     layout = cfg.layout
-    script = commands.sequence([
-        ("setup", commands.setup(layout)),
-        ("lock", commands.lock(layout, owner_record(cfg))),
-        ("state", commands.read_state(layout, rsync_version=upload)),
+    script = shell.sequence([
+        ("setup", shell.setup(layout)),
+        ("lock", shell.lock(layout, owner_record(cfg))),
+        ("state", shell.read_state(layout, rsync_version=upload)),
     ])  # fmt: skip
     if remote.dry:
         remote.run(script, "setup")  # recorded: a dry run takes no lock
@@ -32,7 +32,7 @@ def begin(remote: Remote, cfg: Config, *, upload: bool) -> HostState:
     try:
         _, out = remote.run(script, "setup")
     except RemoteError as exc:
-        if exc.exit_status == commands.LOCK_HELD:
+        if exc.exit_status == shell.LOCK_HELD:
             # The held-lock branch prints the owner record on stdout.
             raise LockHeld(
                 f"locked by {describe_owner(exc.stdout or None)}:"
@@ -40,11 +40,11 @@ def begin(remote: Remote, cfg: Config, *, upload: bool) -> HostState:
                 host=remote.name, step="lock",
             ) from exc  # fmt: skip
         raise
-    return parse_state(out, commands.STATE_MARKERS)
+    return parse_state(out, shell.STATE_MARKERS)
 
 
 def read_state(remote: Remote, cfg: Config, *, rsync_version: bool = False) -> HostState:
     """Live release, release directories with their logged states, and the lock owner."""
-    script = commands.read_state(cfg.layout, rsync_version=rsync_version)
+    script = shell.read_state(cfg.layout, rsync_version=rsync_version)
     _, out = remote.run(script, "state", read_only=True)
-    return parse_state(out, commands.STATE_MARKERS)
+    return parse_state(out, shell.STATE_MARKERS)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from .. import commands
+from .. import shell
 from ..config import Config
 
 
 def script(cfg: Config) -> str | None:
     """All items in one script; a shared file missing everywhere fails, naming it."""
-    parts = [commands.link_shared_dir(cfg.layout, cfg.release, d) for d in cfg.host.shared_dirs]
+    parts = [shell.link_shared_dir(cfg.layout, cfg.release, d) for d in cfg.host.shared_dirs]
     parts += [
-        commands.link_shared_file(cfg.layout, cfg.release, f, secret=f in cfg.host.secret_files)
+        shell.link_shared_file(cfg.layout, cfg.release, f, secret=f in cfg.host.secret_files)
         for f in cfg.host.shared_files
     ]
-    return commands.all_of(parts)
+    return shell.all_of(parts)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import commands
+from .. import shell
 from ..config import Config
 from ..releases import HostState, parse_state
 from ..remote import Remote
@@ -20,9 +20,9 @@ class HostStatus:
 
 def read(remote: Remote, cfg: Config) -> HostStatus:
     root_file = cfg.host.nginx.root_file if cfg.host.nginx else None
-    _, out = remote.run(commands.read_status(cfg.layout, root_file), "status", read_only=True)
-    text, _, include = out.partition(commands.NGINX_MARKER + "\n")
-    state = parse_state(text, commands.STATE_MARKERS)
+    _, out = remote.run(shell.read_status(cfg.layout, root_file), "status", read_only=True)
+    text, _, include = out.partition(shell.NGINX_MARKER + "\n")
+    state = parse_state(text, shell.STATE_MARKERS)
     live = state.get(state.current) if state.current else None
     return HostStatus(state, live.revision if live else "", _nginx_verdict(cfg, state, include))
 

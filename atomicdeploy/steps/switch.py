@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .. import commands
+from .. import shell
 from ..config import Config
 from ..errors import RemoteError
 from ..remote import Remote
@@ -59,7 +59,7 @@ class _ArmedWatch(io.TextIOBase):
 
     def write(self, text: str) -> int:
         self._seen = (self._seen + text)[-200:]
-        if commands.ARMED_MARKER in self._seen:
+        if shell.ARMED_MARKER in self._seen:
             self._armed.set()
         return len(text)
 
@@ -73,13 +73,13 @@ def switch(remote: Remote, cfg: Config, release: str, log_lines: Sequence[str] =
     With a `trigger`, the rename waits for the fleet's go signal.
     """
     layout = cfg.layout
-    script = commands.go_live(
+    script = shell.go_live(
         layout, release, log_lines=log_lines,
         nginx=nginx.go_live_parts(cfg, release), opcache=opcache.script(cfg),
         armed=trigger is not None,
     )  # fmt: skip
     if unlock:
-        script = commands.then_unlock(script, layout, cfg.run.token)
+        script = shell.then_unlock(script, layout, cfg.run.token)
     if trigger is None:
         _, out = remote.run(script, "switch")
     else:
@@ -93,14 +93,14 @@ def switch(remote: Remote, cfg: Config, release: str, log_lines: Sequence[str] =
         return Switched((), None)
     warnings, rest, at = [], [], None
     for line in out.splitlines():
-        if line.startswith(commands.WARN_MARKER):
-            warnings.append(line[len(commands.WARN_MARKER):])
-        elif line.startswith(commands.SWITCHED_MARKER):
+        if line.startswith(shell.WARN_MARKER):
+            warnings.append(line[len(shell.WARN_MARKER):])
+        elif line.startswith(shell.SWITCHED_MARKER):
             try:
-                at = float(line[len(commands.SWITCHED_MARKER):])
+                at = float(line[len(shell.SWITCHED_MARKER):])
             except ValueError:
                 at = None
-        elif line.strip() and line.strip() != commands.ARMED_MARKER:
+        elif line.strip() and line.strip() != shell.ARMED_MARKER:
             rest.append(line.strip())
     expected = layout.current_target(release)
     live = rest[-1] if rest else ""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import subprocess
 
-from .. import commands
+from .. import shell
 from ..config import Config
 from ..remote import Remote, RsyncStats
 
@@ -36,19 +36,19 @@ def upload(remote: Remote, cfg: Config) -> RsyncStats:
     # The first upload into an empty cache (a new host, or after an upgrade) copies
     # unchanged files from the live release on the host instead of sending them.
     copy_dest = layout.release(cfg.previous) if cfg.previous else None
-    argv = commands.rsync_argv(
+    argv = shell.rsync_argv(
         cfg.run.source,
         remote.conn.host,
         layout.release(cfg.release) if hardlinks else layout.upload_cache,
-        ssh=commands.tunnel_rsh(),
+        ssh=shell.tunnel_rsh(),
         exclude=cfg.host.exclude,
         copy_dest=copy_dest,
         hardlinks=hardlinks,
         timeout=cfg.host.command_timeout,
-        exact_times=commands.rsync_exact_times(cfg.host_rsync)
-        and commands.rsync_exact_times(local_rsync_version()),
+        exact_times=shell.rsync_exact_times(cfg.host_rsync)
+        and shell.rsync_exact_times(local_rsync_version()),
     )
     stats = remote.rsync(argv, "upload")
     if not hardlinks:
-        remote.run(commands.fill_release(layout, cfg.release), "upload")
+        remote.run(shell.fill_release(layout, cfg.release), "upload")
     return stats

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import posixpath
 
-from .. import commands
+from .. import shell
 from ..config import Config
 
 
@@ -26,5 +26,5 @@ def script(cfg: Config) -> str | None:
         script_file = posixpath.normpath(public + target)
         if not script_file.startswith(public + "/"):
             raise ValueError(f"warm-up path {uri!r} leaves the public directory")
-        parts.append(commands.fcgi_status(host.opcache.socket, script_file, uri, public))
-    return commands.all_of(parts)
+        parts.append(shell.fcgi_status(host.opcache.socket, script_file, uri, public))
+    return shell.all_of(parts)

@@ -1,4 +1,4 @@
-"""Bad input for every builder in commands.py (issue "Reliability and security: bad input").
+"""Bad input for every builder in shell.py (issue "Reliability and security: bad input").
 
 Each path, name, pattern, token, URL or text is either refused with a clear one-line
 ConfigError/ValueError (by the builder or the validator that guards it: layout's
@@ -6,7 +6,7 @@ ConfigError/ValueError (by the builder or the validator that guards it: layout's
 does exactly what it should when `sh` runs it under `tmp_path` and never runs an
 injected `touch pwned`. Each example is counted in the fault report.
 
-Covered elsewhere and not repeated here: `switch` (test_commands.test_switch_property
+Covered elsewhere and not repeated here: `switch` (test_shell.test_switch_property
 generates hostile deploy dirs and release names the same way). `switch_link` and
 `switch_rename` are exercised here through `go_live`.
 
@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from atomicdeploy import commands, remote, tunnel
+from atomicdeploy import remote, shell, tunnel
 from atomicdeploy.errors import ConfigError
 from atomicdeploy.inventory import KEYS
 from atomicdeploy.layout import Layout, check_relative_path, check_release_name
@@ -108,13 +108,13 @@ def new_root(tmp_path: Path) -> Path:
     return Path(tempfile.mkdtemp(dir=tmp_path))
 
 
-def run(script: str, root: Path, *, shell: str = "sh", path: Path | None = None,
+def run(script: str, root: Path, *, login: str = "sh", path: Path | None = None,
         input: str | bytes | None = None) -> subprocess.CompletedProcess:  # fmt: skip
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8",
            "HOME": str(root)}  # fmt: skip
     if path is not None:
         env["PATH"] = f"{path}:{env['PATH']}"
-    return exact(subprocess.run([shell, "-c", script], cwd=root, capture_output=True, env=env,
+    return exact(subprocess.run([login, "-c", script], cwd=root, capture_output=True, env=env,
                                 input=input.encode() if isinstance(input, str) else input,
                                 stdin=None if input is not None else subprocess.DEVNULL,
                                 timeout=60, check=False))  # fmt: skip
@@ -173,7 +173,7 @@ def deploy_layout(root: Path, comp: str) -> Layout | None:
 def setup_layout(root: Path, comp: str) -> Layout | None:
     lay = deploy_layout(root, comp)
     if lay is not None:
-        res = run(commands.setup(lay), root)
+        res = run(shell.setup(lay), root)
         assert res.returncode == 0, res.stderr
     return lay
 
@@ -234,7 +234,7 @@ def fake_tools(root: Path) -> Path:
     """root/bin with cgi-fcgi, cachetool and curl stand-ins; their calls go to calls.jsonl."""
     bindir = root / "bin"
     bindir.mkdir()
-    script = FAKE_TOOL.format(python=sys.executable, ok_marker=commands.OPCACHE_OK)
+    script = FAKE_TOOL.format(python=sys.executable, ok_marker=shell.OPCACHE_OK)
     for tool in ("cgi-fcgi", "cachetool", "curl"):
         (bindir / tool).write_text(script)
         (bindir / tool).chmod(0o755)
@@ -257,13 +257,13 @@ def test_setup_makes_exactly_its_three_dirs_and_names_a_real_current(tmp_path, c
         lay = deploy_layout(root, comp)
         if lay is None:
             return
-        res = run(commands.setup(lay), root)
+        res = run(shell.setup(lay), root)
         assert res.returncode == 0, res.stderr
         base = os.path.relpath(lay.deploy_path, root)
         assert tree(root) == {"srv", base, f"{base}/releases", f"{base}/shared", f"{base}/.dep"}
         os.mkdir(lay.current)
-        res = run(commands.setup(lay), root)
-        assert res.returncode == commands.CURRENT_IS_DIR
+        res = run(shell.setup(lay), root)
+        assert res.returncode == shell.CURRENT_IS_DIR
         if echo_safe(lay.current):
             assert res.stderr == (f"{lay.current} is a real directory: move it away so that it"
                                   " can be an atomic symlink\n")  # fmt: skip
@@ -286,19 +286,19 @@ def test_read_state_and_status_report_exactly_what_is_on_disk(tmp_path, comp, re
         for n in valid:
             os.mkdir(lay.release(n))
             line = LogEntry(n, "complete", "t1", user=user).render()
-            assert run(commands.append_log(lay, line), root).returncode == 0
+            assert run(shell.append_log(lay, line), root).returncode == 0
         owner = json.dumps({"user": user, "token": "abc123"}, sort_keys=True)
-        assert run(commands.lock(lay, owner), root).returncode == 0
+        assert run(shell.lock(lay, owner), root).returncode == 0
         if live and valid:
             os.symlink(lay.current_target(valid[0]), lay.current)
         root_file = str(root / "etc" / comp / "root.conf")
         os.makedirs(os.path.dirname(root_file))
         Path(root_file).write_text(content, encoding="utf-8")
-        res = run(commands.read_status(lay, root_file), root)
+        res = run(shell.read_status(lay, root_file), root)
         assert res.returncode == 0, res.stderr
-        text, _, include = res.stdout.partition(commands.NGINX_MARKER + "\n")
+        text, _, include = res.stdout.partition(shell.NGINX_MARKER + "\n")
         assert include == content
-        state = parse_state(text, commands.STATE_MARKERS)
+        state = parse_state(text, shell.STATE_MARKERS)
         assert state.current == (valid[0] if live and valid else None)
         assert sorted(r.name for r in state.releases) == sorted(valid)
         assert all(r.user == user for r in state.releases)
@@ -316,13 +316,13 @@ def test_lock_keeps_the_owner_record_verbatim_and_force_unlock_prints_it(tmp_pat
         if lay is None:
             return
         before = tree(root)
-        res = run(commands.lock(lay, owner), root)
+        res = run(shell.lock(lay, owner), root)
         assert res.returncode == 0, res.stderr
         assert Path(lay.lock_info).read_bytes().decode() == owner + "\n"
-        res = run(commands.lock(lay, other), root)
-        assert res.returncode == commands.LOCK_HELD
+        res = run(shell.lock(lay, other), root)
+        assert res.returncode == shell.LOCK_HELD
         assert res.stdout == owner + "\n"
-        res = run(commands.force_unlock(lay), root)
+        res = run(shell.force_unlock(lay), root)
         assert res.returncode == 0, res.stderr
         assert res.stdout == owner + "\n"
         assert tree(root) == before  # the lock is gone, nothing else is
@@ -344,8 +344,8 @@ def test_unlock_releases_only_a_lock_with_our_token(tmp_path, comp, token):
             return
         if not token or not token.isalnum():
             event("token refused")
-            for build in (lambda: commands.unlock_own(lay, token),
-                          lambda: commands.then_unlock("true", lay, token)):  # fmt: skip
+            for build in (lambda: shell.unlock_own(lay, token),
+                          lambda: shell.then_unlock("true", lay, token)):  # fmt: skip
                 with pytest.raises(ValueError, match="lock token") as exc:
                     build()
                 assert_clear(str(exc.value))
@@ -353,16 +353,16 @@ def test_unlock_releases_only_a_lock_with_our_token(tmp_path, comp, token):
         if not token.isascii():
             event("non-ASCII alnum token: see test_unlock_own_with_a_non_ascii_token")
             return
-        assert run(commands.setup(lay), root).returncode == 0
+        assert run(shell.setup(lay), root).returncode == 0
         owner = json.dumps({"token": token, "user": "alice $(touch pwned)"}, sort_keys=True)
-        assert run(commands.lock(lay, owner), root).returncode == 0
+        assert run(shell.lock(lay, owner), root).returncode == 0
         # `(exit N)`: a script that fails without ending the shell (see
         # test_then_unlock_unlocks_after_a_script_that_exits for one that ends it).
-        res = run(commands.then_unlock("(exit 7)", lay, token + "x"), root)
+        res = run(shell.then_unlock("(exit 7)", lay, token + "x"), root)
         assert res.returncode == 7 and os.path.isdir(lay.lock)  # someone else's: kept
-        res = run(commands.unlock_own(lay, "x" + token), root)
+        res = run(shell.unlock_own(lay, "x" + token), root)
         assert res.returncode == 0 and os.path.isdir(lay.lock)
-        res = run(commands.then_unlock("echo done; (exit 3)", lay, token), root)
+        res = run(shell.then_unlock("echo done; (exit 3)", lay, token), root)
         assert res.returncode == 3 and res.stdout == "done\n"
         assert not os.path.lexists(lay.lock)
         assert os.path.isdir(lay.dep)
@@ -379,19 +379,19 @@ def test_create_release_makes_exactly_one_dir_and_logs_the_line_verbatim(tmp_pat
     root = new_root(tmp_path)
     with recorded("create_release/append_log", "hostile path/name/log line"):
         lay = setup_layout(root, comp)
-        if lay is None or name_refused(name, commands.create_release, lay, name, line):
+        if lay is None or name_refused(name, shell.create_release, lay, name, line):
             return
         before = tree(root)
-        res = run(commands.create_release(lay, name, line), root)
+        res = run(shell.create_release(lay, name, line), root)
         assert res.returncode == 0, res.stderr
         made = os.path.relpath(lay.release(name), root)
         log = os.path.relpath(lay.log, root)
         assert tree(root) == before | {made, log}
         assert Path(lay.log).read_bytes().decode() == f"\n{line}\n"
-        again = run(commands.create_release(lay, name, line2), root)
+        again = run(shell.create_release(lay, name, line2), root)
         assert again.returncode != 0  # never reused
         assert Path(lay.log).read_bytes().decode() == f"\n{line}\n"
-        assert run(commands.append_log(lay, line2), root).returncode == 0
+        assert run(shell.append_log(lay, line2), root).returncode == 0
         assert Path(lay.log).read_bytes().decode() == f"\n{line}\n\n{line2}\n"
         assert_not_pwned(root)
 
@@ -406,35 +406,35 @@ def test_remove_release_removes_exactly_that_release_never_the_live_one(tmp_path
     root = new_root(tmp_path)
     with recorded("remove_release/remove_releases"):
         lay = setup_layout(root, comp)
-        if lay is None or name_refused(name, commands.remove_release, lay, name, line):
+        if lay is None or name_refused(name, shell.remove_release, lay, name, line):
             return
         with pytest.raises(ConfigError):
-            commands.remove_releases(lay, ["keep", name, "../x"])
+            shell.remove_releases(lay, ["keep", name, "../x"])
         siblings = [s for s in SIBLINGS if s != name]
         for n in [*siblings, name]:
             Path(lay.release(n), "sub").mkdir(parents=True)
             Path(lay.release(n), "sub", "f").write_text(n, encoding="utf-8")
         if live:
             os.symlink(lay.current_target(name), lay.current)
-            res = run(commands.remove_release(lay, name, line), root)
-            assert res.returncode == commands.REFUSED
+            res = run(shell.remove_release(lay, name, line), root)
+            assert res.returncode == shell.REFUSED
             if echo_safe(name):
                 assert res.stderr == f"refusing to remove the live release {name}\n"
             assert Path(lay.release(name), "sub", "f").read_bytes().decode() == name
             assert not os.path.exists(lay.log)
-            res = run(commands.remove_releases(lay, [siblings[0], name]), root)
-            assert res.returncode == commands.REFUSED
+            res = run(shell.remove_releases(lay, [siblings[0], name]), root)
+            assert res.returncode == shell.REFUSED
             assert os.path.isdir(lay.release(name))
             assert sorted(os.listdir(lay.releases)) == sorted([*siblings[1:], name])
         else:
-            res = run(commands.remove_release(lay, name, line), root)
+            res = run(shell.remove_release(lay, name, line), root)
             assert res.returncode == 0, res.stderr
             assert sorted(os.listdir(lay.releases)) == sorted(siblings)
             if line:  # an empty log line means "log nothing"
                 assert Path(lay.log).read_bytes().decode() == f"\n{line}\n"
             else:
                 assert not os.path.exists(lay.log)
-            res = run(commands.remove_releases(lay, [name, *siblings[:2]]), root)
+            res = run(shell.remove_releases(lay, [name, *siblings[:2]]), root)
             assert res.returncode == 0, res.stderr
             assert sorted(os.listdir(lay.releases)) == sorted(siblings[2:])
         for n in siblings[2:]:
@@ -463,14 +463,14 @@ def test_link_shared_dir_links_exactly_that_path(tmp_path, comp, name, item):
     with recorded("link_shared_dir"):
         lay = setup_layout(root, comp)
         if lay is None or _items_refused(name, [item],
-                                         lambda: commands.link_shared_dir(lay, name, item)):
+                                         lambda: shell.link_shared_dir(lay, name, item)):
             return
         clean = check_relative_path(item, "path")
         target = Path(lay.release(name), clean)
         target.mkdir(parents=True)
         (target / "seed").write_text("seed")
         for _ in range(2):  # a retry changes nothing
-            res = run(commands.link_shared_dir(lay, name, item), root)
+            res = run(shell.link_shared_dir(lay, name, item), root)
             assert res.returncode == 0, res.stderr
             assert os.readlink(target) == "../" * (clean.count("/") + 2) + "shared/" + clean
             assert (target / "seed").read_text() == "seed"
@@ -486,7 +486,7 @@ def test_link_shared_file_links_exactly_that_file_or_names_it_missing(tmp_path, 
     with recorded("link_shared_file"):
         lay = setup_layout(root, comp)
         if lay is None or _items_refused(name, [item],
-                                         lambda: commands.link_shared_file(lay, name, item)):
+                                         lambda: shell.link_shared_file(lay, name, item)):
             return
         clean = check_relative_path(item, "path")
         target = Path(lay.release(name), clean)
@@ -494,15 +494,15 @@ def test_link_shared_file_links_exactly_that_file_or_names_it_missing(tmp_path, 
         shared = Path(lay.shared, clean)
         if not seeded:
             before = tree(root)
-            res = run(commands.link_shared_file(lay, name, item), root)
-            assert res.returncode == commands.SHARED_MISSING
+            res = run(shell.link_shared_file(lay, name, item), root)
+            assert res.returncode == shell.SHARED_MISSING
             if echo_safe(item, str(shared)):
                 assert res.stderr == (f"shared file {item} is missing: create {shared} on the"
                                       " host\n")  # fmt: skip
             assert tree(root) == before
             return
         target.write_text("from the release")
-        res = run(commands.link_shared_file(lay, name, item), root)
+        res = run(shell.link_shared_file(lay, name, item), root)
         assert res.returncode == 0, res.stderr
         assert os.readlink(target) == "../" * (clean.count("/") + 2) + "shared/" + clean
         assert target.read_text() == shared.read_text() == "from the release"
@@ -522,7 +522,7 @@ def test_make_writable_changes_exactly_the_named_dirs(tmp_path, comp, name, dirs
         lay = setup_layout(root, comp)
 
         def build():
-            return commands.make_writable(lay, name, dirs, mode, http_user=_me(),
+            return shell.make_writable(lay, name, dirs, mode, http_user=_me(),
                                           recursive=recursive)  # fmt: skip
 
         if lay is None or _items_refused(name, dirs, build):
@@ -565,7 +565,7 @@ def test_make_writable_user_and_mode_are_one_argument_each(tmp_path, user, chmod
         Path(lay.release("R1"), "storage").mkdir(parents=True)
         twin = root / "twin"
         twin.mkdir()
-        res = run(commands.make_writable(lay, "R1", ["storage"], "chmod", chmod_mode=chmod_mode),
+        res = run(shell.make_writable(lay, "R1", ["storage"], "chmod", chmod_mode=chmod_mode),
                   root)  # fmt: skip
         direct = subprocess.run(["chmod", "-R", chmod_mode, "--", f"{twin}/"], cwd=root,
                                 capture_output=True, check=False)  # fmt: skip
@@ -577,7 +577,7 @@ def test_make_writable_user_and_mode_are_one_argument_each(tmp_path, user, chmod
         if not user or refusal(KEYS["http_user"].check, user) is not None:
             event("http_user refused by the inventory")
         else:
-            res = run(commands.make_writable(lay, "R1", ["storage"], "chown", http_user=user),
+            res = run(shell.make_writable(lay, "R1", ["storage"], "chown", http_user=user),
                       root)  # fmt: skip
             try:
                 uid = pwd.getpwnam(user).pw_uid
@@ -596,7 +596,7 @@ def test_make_writable_user_and_mode_are_one_argument_each(tmp_path, user, chmod
 
 def test_a_part_whose_stderr_lacks_a_final_newline_keeps_its_text_and_the_marker():
     """`printf warn >&2` leaves the next marker on the same line: both are still read."""
-    res = subprocess.run(["sh", "-c", commands.sequence([("hook a", "printf warn >&2"),
+    res = subprocess.run(["sh", "-c", shell.sequence([("hook a", "printf warn >&2"),
                                                          ("hook b", "printf oops >&2; exit 3")])],
                          capture_output=True, text=True, check=False)  # fmt: skip
     assert res.returncode == 3
@@ -618,15 +618,15 @@ def test_sequence_stops_at_the_failing_part_and_names_it(tmp_path, part_names, f
         parts = [(n, f"echo {i}" if i != fail_at else f"echo {i}; exit {code}")
                  for i, n in enumerate(part_names)]  # fmt: skip
         parts.insert(1, ("skipped $(touch pwned)", None))
-        res = run(commands.sequence(parts), root)
+        res = run(shell.sequence(parts), root)
         ran = min(fail_at + 1, len(part_names))
         assert res.stdout == "".join(f"{i}\n" for i in range(ran))
-        started = "".join(f"{commands.START_MARKER}{n}\n" for n in part_names[:ran])
+        started = "".join(f"{shell.START_MARKER}{n}\n" for n in part_names[:ran])
         if fail_at < len(part_names):
             assert res.returncode == code
             name = part_names[fail_at]
             if all(echo_safe(n) for n in part_names[:ran]):
-                assert res.stderr == f"{started}{commands.STEP_MARKER}{name}\n"
+                assert res.stderr == f"{started}{shell.STEP_MARKER}{name}\n"
             if all(echo_safe(n) and parsable(n) for n in part_names[:ran]):
                 assert remote.split_step_marker(res.stderr) == (name, "")
                 assert remote.last_started(res.stderr) == name
@@ -641,9 +641,9 @@ def test_sequence_stops_at_the_failing_part_and_names_it(tmp_path, part_names, f
 
 
 @BOUNDED
-@given(value=texts, shell=st.sampled_from(["sh", "bash"]), stdin=st.booleans(),
+@given(value=texts, login=st.sampled_from(["sh", "bash"]), stdin=st.booleans(),
        umask=st.sampled_from(["", "022", "077"]))  # fmt: skip
-def test_remote_runs_exactly_its_script_from_stdin_with_stdin_closed(tmp_path, value, shell,
+def test_remote_runs_exactly_its_script_from_stdin_with_stdin_closed(tmp_path, value, login,
                                                                      stdin, umask):  # fmt: skip
     """The remote line as the login shell (dash or bash) parses it: a fixed `sh -c` that reads
     the script from stdin; the script is in no argument, and what follows it on stdin reaches
@@ -651,10 +651,10 @@ def test_remote_runs_exactly_its_script_from_stdin_with_stdin_closed(tmp_path, v
     root = new_root(tmp_path)
     with recorded("remote", "hostile script text"):
         script = f"printf '%s|' {q(value)}; umask; cat"
-        line = commands.remote(stdin=stdin)
-        assert line == commands.remote(stdin=stdin)  # nothing of the script in the argv
+        line = shell.remote(stdin=stdin)
+        assert line == shell.remote(stdin=stdin)  # nothing of the script in the argv
         assert shlex.split(line)[:2] == ["sh", "-c"] and len(shlex.split(line)) == 3
-        res = run(line, root, shell=shell, input=commands.script_payload(script, umask) + b"fed\n")
+        res = run(line, root, login=login, input=shell.script_payload(script, umask) + b"fed\n")
         assert res.returncode == 0, res.stderr
         mask = f"{int(umask or '022', 8):04o}"  # the test's own umask is 022
         assert res.stdout == value + "|" + mask + "\n" + ("fed\n" if stdin else "")
@@ -677,7 +677,7 @@ def test_hook_runs_in_exactly_its_dir_with_exactly_its_env(tmp_path, comp, requi
             (cwd / requires).write_text("{}")
         env = list(zip(ENV_NAMES, values, strict=False))
         refs = " ".join(f'"${n}"' for n, _ in env)
-        res = run(commands.hook(str(cwd), f"printf '%s\\0' \"$PWD\" {refs}", requires=requires,
+        res = run(shell.hook(str(cwd), f"printf '%s\\0' \"$PWD\" {refs}", requires=requires,
                                 env=env), root)  # fmt: skip
         assert res.returncode == 0, res.stderr
         if requires and not present:
@@ -710,7 +710,7 @@ def test_hook_runs_the_users_command_as_sh_would(tmp_path, command):
         direct = exact(subprocess.run(["sh", "-c", command], cwd=direct_dir, capture_output=True,
                                       env=env, stdin=subprocess.DEVNULL, timeout=30,
                                       check=False))  # fmt: skip
-        via = run(commands.hook(str(hook_dir), command), root, input="not for the hook\n")
+        via = run(shell.hook(str(hook_dir), command), root, input="not for the hook\n")
         assert via.returncode == direct.returncode
         assert via.stdout == direct.stdout
         # Two processes of a pipeline write stderr in either order: compare the bytes. The
@@ -734,22 +734,22 @@ def test_write_if_changed_writes_exactly_the_content_and_restore_puts_it_back(
         def written(c: str) -> str:  # trailing newlines are normalised to one
             return c.rstrip("\n") + "\n"
 
-        res = run(commands.write_if_changed(target, content), root)
+        res = run(shell.write_if_changed(target, content), root)
         assert (res.returncode, res.stdout) == (0, "changed\n"), res.stderr
         assert path.read_bytes().decode() == written(content)
         assert sorted(os.listdir(path.parent)) == [fname]
-        res = run(commands.write_if_changed(target, content), root)
+        res = run(shell.write_if_changed(target, content), root)
         assert (res.returncode, res.stdout) == (0, "unchanged\n"), res.stderr
         if written(content2) != written(content):
-            res = run(commands.write_if_changed(target, content2), root)
+            res = run(shell.write_if_changed(target, content2), root)
             assert (res.returncode, res.stdout) == (0, "changed\n"), res.stderr
             assert path.read_bytes().decode() == written(content2)
             prev = Path(target + ".prev")
             assert prev.read_bytes().decode() == written(content)
-            assert run(commands.restore_previous(target), root).returncode == 0
+            assert run(shell.restore_previous(target), root).returncode == 0
             assert path.read_bytes().decode() == written(content)
         # Nothing to go back to: restoring removes the file (the first write made it).
-        assert run(commands.restore_previous(target), root).returncode == 0
+        assert run(shell.restore_previous(target), root).returncode == 0
         assert os.listdir(path.parent) == []
         assert_not_pwned(root)
 
@@ -769,7 +769,7 @@ def test_nginx_check_tests_the_include_then_puts_it_back(tmp_path, comp, fname, 
         root_file.parent.mkdir()
         if previous is not None:
             root_file.write_text(previous, encoding="utf-8")
-        res = run(commands.nginx_check(str(public), str(root_file), content, test), root)
+        res = run(shell.nginx_check(str(public), str(root_file), content, test), root)
         if not public_exists:
             assert res.returncode == 1
             if echo_safe(str(public)):
@@ -805,18 +805,18 @@ def test_nginx_reload_and_wait_reads_exactly_its_pid_file(tmp_path, comp, pid, r
         pid_file.parent.mkdir(parents=True)
         if pid is not None:
             pid_file.write_text(pid + "\n")
-        res = run(commands.nginx_reload_and_wait(reload, str(pid_file), 2), root)
+        res = run(shell.nginx_reload_and_wait(reload, str(pid_file), 2), root)
         if reload != "true":
             assert res.returncode == 4
         else:
             assert res.returncode == 0, res.stderr
-            warn = (f"{commands.WARN_MARKER}nginx pid file {pid_file} not readable:"
+            warn = (f"{shell.WARN_MARKER}nginx pid file {pid_file} not readable:"
                     " not waiting\n")  # fmt: skip
             if pid is None or pid == "":
                 if echo_safe(str(pid_file)):
                     assert res.stdout == warn
             else:
-                assert commands.WARN_MARKER not in res.stdout
+                assert shell.WARN_MARKER not in res.stdout
         assert_not_pwned(root)
 
 
@@ -839,7 +839,7 @@ def test_fcgi_status_sends_exactly_its_request(tmp_path, socket, script, uri, do
             (bindir / "mode").write_text("down")
         else:
             (bindir / "fcgi-head").write_text(answer)
-        res = run(commands.fcgi_status(socket, script, uri, document_root), root, path=bindir)
+        res = run(shell.fcgi_status(socket, script, uri, document_root), root, path=bindir)
         [call] = calls(bindir)
         assert call["argv"] == ["-bind", "-connect", socket]
         path, _, query = uri.partition("?")
@@ -887,7 +887,7 @@ def test_opcache_reset_sends_exactly_its_socket_url_and_script(tmp_path, strateg
     with recorded("opcache_reset", "hostile socket/url/dep dir"):
         if strategy not in ("fcgi", "cachetool", "http", "fpm-reload", "none"):
             with pytest.raises(ValueError, match="unknown opcache strategy") as exc:
-                commands.opcache_reset(strategy, socket=socket, url=url)
+                shell.opcache_reset(strategy, socket=socket, url=url)
             assert_clear(str(exc.value))
             return
         lay = setup_layout(root, comp)
@@ -897,7 +897,7 @@ def test_opcache_reset_sends_exactly_its_socket_url_and_script(tmp_path, strateg
         if not works:
             (bindir / "mode").write_text("fail")
         token = "0123456789abcdef0123456789abcdef"
-        script = commands.opcache_reset(
+        script = shell.opcache_reset(
             strategy, socket=socket, dep_dir=lay.dep, token=token, cachetool="cachetool",
             url=url, reload="true" if works else "echo 'reload: no $(touch x)'; exit 3",
         )  # fmt: skip
@@ -924,7 +924,7 @@ def test_opcache_reset_sends_exactly_its_socket_url_and_script(tmp_path, strateg
                 "cachetool": "cachetool: cannot connect",
                 "http": "curl: (22) The requested URL returned error: 500",
                 "fpm-reload": "reload: no $(touch x)"}[strategy]  # fmt: skip
-        warn = f"{commands.WARN_MARKER}opcache reset ({strategy}) failed: {last}\n"
+        warn = f"{shell.WARN_MARKER}opcache reset ({strategy}) failed: {last}\n"
         assert res.stdout == ("" if works else warn)
         assert tree(root) - {"bin/calls.jsonl"} == before  # the php script is removed again
         assert_not_pwned(root)
@@ -941,7 +941,7 @@ def test_health_check_passes_exactly_when_status_and_text_match(tmp_path, url, c
         bindir = fake_tools(root)
         (bindir / "code").write_text(str(code))
         (bindir / "body").write_text(body, encoding="utf-8")
-        res = run(commands.health_check(url, status, contains, timeout), root, path=bindir)
+        res = run(shell.health_check(url, status, contains, timeout), root, path=bindir)
         [call] = calls(bindir)
         assert call["argv"] == ["-sS", "-i", "--max-time", str(timeout), "-w",
                                 "\\n%{http_code}", "-K", "-"]  # fmt: skip
@@ -971,7 +971,7 @@ def test_go_live_switches_writes_and_logs_exactly_or_puts_everything_back(
     root = new_root(tmp_path)
     with recorded("go_live"):
         lay = setup_layout(root, comp)
-        if lay is None or name_refused(name, commands.go_live, lay, name):
+        if lay is None or name_refused(name, shell.go_live, lay, name):
             return
         Path(lay.release(name)).mkdir()
         if had_prev and name != "R0":
@@ -980,9 +980,9 @@ def test_go_live_switches_writes_and_logs_exactly_or_puts_everything_back(
         prev = os.readlink(lay.current) if os.path.islink(lay.current) else None
         root_file = root / "etc" / fname
         root_file.parent.mkdir()
-        reload = commands.nginx_reload_and_wait("true", str(root / "no such pid"), 1)
+        reload = shell.nginx_reload_and_wait("true", str(root / "no such pid"), 1)
         nginx = (str(root_file), content, "true" if test_ok else "exit 3", reload)
-        script = commands.go_live(lay, name, log_lines=lines, nginx=nginx)
+        script = shell.go_live(lay, name, log_lines=lines, nginx=nginx)
         res = run(script, root)
         if test_ok:
             assert res.returncode == 0, res.stderr
@@ -993,7 +993,7 @@ def test_go_live_switches_writes_and_logs_exactly_or_puts_everything_back(
             assert (Path(lay.log).read_bytes().decode() if lines else "") == log
         else:
             assert res.returncode == 3
-            assert f"{commands.STEP_MARKER}nginx\n" in res.stderr
+            assert f"{shell.STEP_MARKER}nginx\n" in res.stderr
             assert (os.readlink(lay.current) if prev else None) == prev
             assert not os.path.lexists(lay.current) or prev
             assert not os.path.lexists(root_file)
@@ -1031,8 +1031,8 @@ def test_rsync_argv_uploads_exactly_the_source_into_the_release(tmp_path, src, c
         (source / "public" / "index.php").write_text("v2")
         for n in excludes:
             (source / n).write_text("excluded")
-        argv = commands.rsync_argv(str(source), host, lay.upload_cache,
-                                   ssh=commands.tunnel_rsh(), exclude=excludes,
+        argv = shell.rsync_argv(str(source), host, lay.upload_cache,
+                                   ssh=shell.tunnel_rsh(), exclude=excludes,
                                    timeout=60)  # fmt: skip
         before = tree(root)
         transport = LocalTransport()
@@ -1045,7 +1045,7 @@ def test_rsync_argv_uploads_exactly_the_source_into_the_release(tmp_path, src, c
             [channel] = transport.channels  # the host name never reaches the host's shell
             assert shlex.split(channel.command)[:2] == ["rsync", "--server"]
             Path(lay.release("R2")).mkdir()
-            assert run(commands.fill_release(lay, "R2"), root).returncode == 0
+            assert run(shell.fill_release(lay, "R2"), root).returncode == 0
             assert tree(Path(lay.release("R2"))) == {"public", "public/index.php"}
         else:  # a host rsync cannot parse (`[`, ...) fails the upload and writes nothing
             event("rsync refused the host")
@@ -1065,19 +1065,19 @@ def _msg_cases(root: Path) -> dict[str, tuple[str, str, str]]:
     Path(lay.release("R\\n1")).mkdir()
     os.symlink(lay.current_target("R\\n1"), lay.current)
     return {
-        "remove_release": (commands.remove_release(lay, "R\\n1"),
+        "remove_release": (shell.remove_release(lay, "R\\n1"),
                            "refusing to remove the live release R\\n1\n", "stderr"),
-        "link_shared_file": (commands.link_shared_file(lay, "R\\n1", "x\\cy"),
+        "link_shared_file": (shell.link_shared_file(lay, "R\\n1", "x\\cy"),
                              f"shared file x\\cy is missing: create {lay.shared}/x\\cy on the"
                              " host\n", "stderr"),
-        "sequence": (commands.sequence([("hook a\\tb", "exit 3")]),
-                     f"{commands.START_MARKER}hook a\\tb\n{commands.STEP_MARKER}hook a\\tb\n",
+        "sequence": (shell.sequence([("hook a\\tb", "exit 3")]),
+                     f"{shell.START_MARKER}hook a\\tb\n{shell.STEP_MARKER}hook a\\tb\n",
                      "stderr"),
-        "nginx_check": (commands.nginx_check(str(root / "no\\tpublic"), str(root / "f"), "x",
+        "nginx_check": (shell.nginx_check(str(root / "no\\tpublic"), str(root / "f"), "x",
                                              "true"),
                         f"public directory missing: {root}/no\\tpublic\n", "stderr"),
-        "nginx_reload_and_wait": (commands.nginx_reload_and_wait("true", "/run/a\\cb.pid", 1),
-                                  f"{commands.WARN_MARKER}nginx pid file /run/a\\cb.pid not"
+        "nginx_reload_and_wait": (shell.nginx_reload_and_wait("true", "/run/a\\cb.pid", 1),
+                                  f"{shell.WARN_MARKER}nginx pid file /run/a\\cb.pid not"
                                   " readable: not waiting\n", "stdout"),
     }
 
@@ -1098,8 +1098,8 @@ def test_setup_message_keeps_backslashes_under_dash(tmp_path):
     with recorded("setup", "backslash in a quoted message"):
         lay = Layout(str(tmp_path / "a\\tb\\c"))
         os.makedirs(lay.current)
-        res = run(commands.setup(lay), tmp_path)
-        assert res.returncode == commands.CURRENT_IS_DIR
+        res = run(shell.setup(lay), tmp_path)
+        assert res.returncode == shell.CURRENT_IS_DIR
         assert res.stderr == (f"{lay.current} is a real directory: move it away so that it can"
                               " be an atomic symlink\n")  # fmt: skip
 
@@ -1117,9 +1117,9 @@ def test_a_url_is_never_a_curl_option(tmp_path, builder):
             value = {"url": url} if key == "healthcheck" else {"strategy": "http", "url": url}
             assert refusal(check, value) is not None  # the inventory refuses it first...
         if builder == "health_check":
-            script = commands.health_check(url, 200, "", 5)
+            script = shell.health_check(url, 200, "", 5)
         else:
-            script = commands.opcache_reset("http", url=url)
+            script = shell.opcache_reset("http", url=url)
         run(script, tmp_path)  # ...and curl never takes it as an option (`--`)
         assert_not_pwned(tmp_path)
 
@@ -1128,8 +1128,8 @@ def test_write_if_changed_with_trailing_newlines(tmp_path):
     with recorded("write_if_changed/restore_previous", "content ending with a newline"):
         path = str(tmp_path / "root.conf")
         content = "set $root_dir /srv/app/releases/R1/public;\n"
-        assert run(commands.write_if_changed(path, content), tmp_path).stdout == "changed\n"
-        res = run(commands.write_if_changed(path, content), tmp_path)
+        assert run(shell.write_if_changed(path, content), tmp_path).stdout == "changed\n"
+        res = run(shell.write_if_changed(path, content), tmp_path)
         assert res.stdout == "unchanged\n"
 
 
@@ -1137,18 +1137,18 @@ def test_write_if_changed_with_trailing_newlines(tmp_path):
 def test_then_unlock_unlocks_after_a_script_that_exits(tmp_path, case):
     with recorded("unlock_own/then_unlock", "script that exits"):
         lay = Layout(str(tmp_path / "app it's"))
-        assert run(commands.setup(lay), tmp_path).returncode == 0
+        assert run(shell.setup(lay), tmp_path).returncode == 0
         Path(lay.release("R1")).mkdir()
         owner = json.dumps({"token": "t0k", "user": "alice"}, sort_keys=True)
-        assert run(commands.lock(lay, owner), tmp_path).returncode == 0
+        assert run(shell.lock(lay, owner), tmp_path).returncode == 0
         if case == "exit 3":
             script = "exit 3"
         elif case == "go_live: nginx -t fails":
             nginx = (str(tmp_path / "root.conf"), "set $root_dir /x;", "exit 3", "true")
-            script = commands.go_live(lay, "R1", nginx=nginx)
+            script = shell.go_live(lay, "R1", nginx=nginx)
         else:
-            script = commands.go_live(lay, "R1", armed=True)
-        res = run(commands.then_unlock(script, lay, "t0k"), tmp_path, input="")
+            script = shell.go_live(lay, "R1", armed=True)
+        res = run(shell.then_unlock(script, lay, "t0k"), tmp_path, input="")
         assert res.returncode != 0  # the script's own failure is kept...
         assert not os.path.lexists(lay.lock)  # ...and our lock is released whatever happened
 
@@ -1159,13 +1159,13 @@ def test_a_non_ascii_token_is_refused(tmp_path):
     with recorded("unlock_own/then_unlock", "non-ASCII alnum token"):
         lay = Layout(str(tmp_path / "app"))
         with pytest.raises(ValueError, match="alphanumeric"):
-            commands.unlock_own(lay, "ü1")
+            shell.unlock_own(lay, "ü1")
 
 
 def test_hook_env_names_are_checked(tmp_path):
     with recorded("hook", "hostile env name"):
         try:
-            script = commands.hook(str(tmp_path), "true", env=[("X=1; touch pwned; Y", "v")])
+            script = shell.hook(str(tmp_path), "true", env=[("X=1; touch pwned; Y", "v")])
         except (ValueError, ConfigError) as exc:
             assert_clear(str(exc))
             return

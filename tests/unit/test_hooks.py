@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from atomicdeploy import commands
+from atomicdeploy import shell
 from atomicdeploy.config import Config, RunInfo
 from atomicdeploy.errors import ConfigError
 from atomicdeploy.hooks import POINTS, STEPS, HookCommand, Hooks, check_point
@@ -168,13 +168,13 @@ def test_recipe_commands_come_before_the_inventory_ones_and_once_only_on_the_pri
 
 
 def test_a_hook_runs_in_a_subshell_in_its_directory_with_stdin_closed():
-    assert commands.hook("/srv/my app", "echo 'hi' && exit 3", env=[("TOKEN", "s3 cr3t")]) == (
+    assert shell.hook("/srv/my app", "echo 'hi' && exit 3", env=[("TOKEN", "s3 cr3t")]) == (
         "cd -- '/srv/my app' && ( export TOKEN='s3 cr3t'; "
         "eval 'echo '\"'\"'hi'\"'\"' && exit 3' ) </dev/null")
 
 
 def test_a_hook_with_requires_is_skipped_when_the_file_is_absent(tmp_path):
-    script = commands.hook(str(tmp_path), "touch ran", requires="composer.json")
+    script = shell.hook(str(tmp_path), "touch ran", requires="composer.json")
     subprocess.run(["sh", "-c", script], check=True)
     assert not (tmp_path / "ran").exists()
     (tmp_path / "composer.json").write_text("{}")
@@ -187,12 +187,12 @@ def test_hook_commands_see_the_release_facts_and_cannot_break_out_of_their_quote
     release.mkdir()
     c = cfg()
     env = [(k, str(release) if k == "RELEASE_PATH" else v) for k, v in hook.env(c)]
-    script = commands.hook(str(release), 'printf "%s|%s|%s" "$RELEASE" "$STAGE" "$RELEASE_PATH"'
+    script = shell.hook(str(release), 'printf "%s|%s|%s" "$RELEASE" "$STAGE" "$RELEASE_PATH"'
                            " > out; }; echo escaped", env=env)  # fmt: skip
     proc = subprocess.run(["sh", "-c", script], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode != 0  # the stray `}` is a syntax error inside the hook's own sh
     assert not (tmp_path / "pwned").exists()
-    ok = commands.hook(str(release), 'printf "%s|%s|%s" "$RELEASE" "$STAGE" "$RELEASE_PATH" > out',
+    ok = shell.hook(str(release), 'printf "%s|%s|%s" "$RELEASE" "$STAGE" "$RELEASE_PATH" > out',
                        env=env)  # fmt: skip
     subprocess.run(["sh", "-c", ok], cwd=tmp_path, check=True)
     assert (release / "out").read_text() == f"20261124T000000Z|prod|{release}"
@@ -202,7 +202,7 @@ def test_a_failing_hook_stops_the_point_and_names_itself(tmp_path):
     c = cfg(hooks={"after_shared": (HookCommand("exit 4"), HookCommand("touch second"))})
     text = hook.script(c, "after_shared").replace("/srv/app/releases/20261124T000000Z",
                                                    shlex.quote(str(tmp_path)))  # fmt: skip
-    script = commands.sequence([("hook after_shared", text)])
+    script = shell.sequence([("hook after_shared", text)])
     proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
     assert proc.returncode == 4
     assert "@@ad:step=hook after_shared" in proc.stderr
@@ -240,9 +240,9 @@ def test_consecutive_scripts_are_one_round_trip_and_python_hooks_run_between():
 
     plan = [("a", "echo a"), ("skip", None), ("b", "echo b"), ("py", py), ("c", "echo c")]
     hook.run_plan(remote, cfg(), plan, "build")
-    assert [s for _, s in remote.sent] == [commands.sequence([("a", "echo a"), ("skip", None),
+    assert [s for _, s in remote.sent] == [shell.sequence([("a", "echo a"), ("skip", None),
                                                               ("b", "echo b")]),
-                                           commands.sequence([("c", "echo c")])]  # fmt: skip
+                                           shell.sequence([("c", "echo c")])]  # fmt: skip
     assert calls == [("the connection", 1)]
 
 

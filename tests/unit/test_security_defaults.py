@@ -8,7 +8,7 @@ import shlex
 
 from fabric import Config as FabricConfig
 
-from atomicdeploy import commands
+from atomicdeploy import shell
 from atomicdeploy.inventory import HostConfig, NginxConfig, OpcacheConfig, parse
 from atomicdeploy.layout import Layout
 from atomicdeploy.remote import KnownHosts, connect
@@ -29,15 +29,15 @@ def test_agent_forwarding_is_off_unless_asked():
 def test_the_upload_has_no_ssh_of_its_own():
     """rsync's remote shell is the local relay onto the Fabric connection, whose host key
     check and login are the only ones: no second client with settings of its own."""
-    argv = commands.rsync_argv("/src", "web1", "/srv/app/.dep/upload", ssh=commands.tunnel_rsh())
+    argv = shell.rsync_argv("/src", "web1", "/srv/app/.dep/upload", ssh=shell.tunnel_rsh())
     rsh = argv[argv.index("--rsh") + 1]
-    assert rsh == shlex.join(commands.tunnel_rsh())
+    assert rsh == shlex.join(shell.tunnel_rsh())
     assert "ssh" not in shlex.split(rsh)
 
 
 def test_every_sudo_we_emit_or_default_to_is_sudo_n():
     texts = [NginxConfig().test, NginxConfig().reload, OpcacheConfig().reload]
-    texts.append(commands.make_writable(Layout("/srv/app"), "R1", ["storage"], "chown",
+    texts.append(shell.make_writable(Layout("/srv/app"), "R1", ["storage"], "chown",
                                         http_user="www-data", use_sudo=True))  # fmt: skip
     for text in texts:
         for m in re.finditer(r"\bsudo\b(\s+\S+)?", text):

@@ -17,12 +17,12 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from atomicdeploy import commands, tunnel
+from atomicdeploy import shell, tunnel
 from tests.local_transport import LocalTransport
 
 
 def upload(src: Path, dst: Path, transport, **kw) -> subprocess.CompletedProcess:
-    argv = commands.rsync_argv(str(src), "web1", str(dst), ssh=commands.tunnel_rsh(), **kw)
+    argv = shell.rsync_argv(str(src), "web1", str(dst), ssh=shell.tunnel_rsh(), **kw)
     return tunnel.run_rsync(transport, argv, timeout=60)
 
 
@@ -147,7 +147,7 @@ def test_a_host_side_error_reaches_the_caller(tmp_path):
 
 @pytest.mark.parametrize("fds", [(3, 4), (4, 3), (3, 9), (9, 3), (12, 13), (5, 6), (8, 9)])
 def test_relay_keeps_stdin_on_a_digit_its_pipes_do_not_use(fds):
-    script = commands.tunnel_script(*fds)
+    script = shell.tunnel_script(*fds)
     saved = int(script.split("exec ", 2)[1][0])
     assert saved not in fds and 3 <= saved <= 9
     assert f"/dev/fd/{fds[0]}" in script and f"/dev/fd/{fds[1]}" in script
@@ -157,8 +157,8 @@ def test_relay_names_the_command_then_carries_bytes_and_exits_when_the_host_ends
     """The relay, run as rsync runs it, with a plain sh and pipes instead of rsync."""
     from_host_r, from_host_w = os.pipe()
     to_host_r, to_host_w = os.pipe()
-    env = {**os.environ, commands.TUNNEL_ENV: commands.tunnel_script(from_host_r, to_host_w)}
-    argv = [*commands.tunnel_rsh(), "web1", "rsync", "--server", "a b", "-e.Lsfx"]
+    env = {**os.environ, shell.TUNNEL_ENV: shell.tunnel_script(from_host_r, to_host_w)}
+    argv = [*shell.tunnel_rsh(), "web1", "rsync", "--server", "a b", "-e.Lsfx"]
     relay = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
                              pass_fds=(from_host_r, to_host_w))  # fmt: skip
     os.close(from_host_r)
@@ -178,7 +178,7 @@ def test_relay_names_the_command_then_carries_bytes_and_exits_when_the_host_ends
 
 
 def test_rsh_is_one_argument_rsync_can_split_without_backslashes():
-    rsh = commands.tunnel_rsh()
+    rsh = shell.tunnel_rsh()
     joined = shlex.join(rsh)
     assert "\\" not in joined  # rsync's --rsh parser takes quotes, not backslashes
     assert shlex.split(joined) == rsh

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from atomicdeploy import commands, remote, tunnel
+from atomicdeploy import remote, shell, tunnel
 from atomicdeploy.config import Config, RunInfo
 from atomicdeploy.errors import ConfigError
 from atomicdeploy.inventory import HostConfig
@@ -61,15 +61,15 @@ def _env(home: Path) -> dict[str, str]:
 def sh(script: str, cwd: Path, *, via: str = "sh") -> subprocess.CompletedProcess:
     """Run a script the way it would run on a host.
 
-    `sh`: `sh -c SCRIPT`; `remote-sh`/`remote-bash`: the `commands.remote()` line, as a
+    `sh`: `sh -c SCRIPT`; `remote-sh`/`remote-bash`: the `shell.remote()` line, as a
     login shell (dash or bash) on the host would parse it.
     """
     fed = None
     if via == "sh":
         argv = ["sh", "-c", script]
     elif via in ("remote-sh", "remote-bash"):
-        argv = [via.removeprefix("remote-"), "-c", commands.remote()]
-        fed = commands.script_payload(script).decode()
+        argv = [via.removeprefix("remote-"), "-c", shell.remote()]
+        fed = shell.script_payload(script).decode()
     else:  # pragma: no cover
         raise AssertionError(via)
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=_env(cwd),
@@ -143,7 +143,7 @@ def layout(request, sandbox) -> Layout:
     deploy = sandbox / "srv" / request.param
     deploy.parent.mkdir(parents=True, exist_ok=True)
     lay = Layout(str(deploy))
-    res = sh(commands.setup(lay), sandbox)
+    res = sh(shell.setup(lay), sandbox)
     assert res.returncode == 0, res.stderr
     return lay
 
@@ -184,14 +184,14 @@ def test_the_injection_detector_works(tmp_path):
 
 
 def test_switch_exact():
-    assert commands.switch(APP, "R1") == (
+    assert shell.switch(APP, "R1") == (
         "test -d /srv/app/releases/R1 && ln -sfn -- releases/R1 /srv/app/.current.tmp"
         " && mv -fT -- /srv/app/.current.tmp /srv/app/current && readlink -- /srv/app/current"
     )
 
 
 def test_setup_exact():
-    assert commands.setup(APP) == (
+    assert shell.setup(APP) == (
         "mkdir -p -- /srv/app/releases /srv/app/shared /srv/app/.dep"
         " && if [ -d /srv/app/current ] && [ ! -L /srv/app/current ]; then"
         " printf '%s\\n' '/srv/app/current is a real directory: move it away so that it can be"
@@ -201,7 +201,7 @@ def test_setup_exact():
 
 
 def test_lock_exact():
-    assert commands.lock(APP, '{"token": "t1"}') == (
+    assert shell.lock(APP, '{"token": "t1"}') == (
         "if mkdir -- /srv/app/.dep/deploy.lock 2>/dev/null; then"
         " printf '%s\\n' '{\"token\": \"t1\"}' > /srv/app/.dep/deploy.lock/owner;"
         " elif [ -d /srv/app/.dep/deploy.lock ]; then"
@@ -211,26 +211,26 @@ def test_lock_exact():
 
 
 def test_unlock_own_exact():
-    assert commands.unlock_own(APP, "t1") == (
+    assert shell.unlock_own(APP, "t1") == (
         "if grep -qsF -- '\"token\": \"t1\"' /srv/app/.dep/deploy.lock/owner;"
         " then rm -rf -- /srv/app/.dep/deploy.lock; fi"
     )
 
 
 def test_force_unlock_exact():
-    assert commands.force_unlock(APP) == (
+    assert shell.force_unlock(APP) == (
         "cat -- /srv/app/.dep/deploy.lock/owner 2>/dev/null; rm -rf -- /srv/app/.dep/deploy.lock"
     )
 
 
 def test_append_log_exact():
-    assert commands.append_log(APP, '{"a": 1}') == (
+    assert shell.append_log(APP, '{"a": 1}') == (
         "printf '\\n%s\\n' '{\"a\": 1}' >> /srv/app/.dep/releases.log"
     )
 
 
 def test_create_release_exact():
-    assert commands.create_release(APP, "R1", "LINE") == (
+    assert shell.create_release(APP, "R1", "LINE") == (
         "mkdir -- /srv/app/releases/R1 && printf '\\n%s\\n' LINE >> /srv/app/.dep/releases.log"
     )
 
@@ -240,27 +240,27 @@ def test_remove_release_exact():
         "if [ /srv/app/current -ef /srv/app/releases/R1 ]; then"
         " printf '%s\\n' 'refusing to remove the live release R1' >&2; exit 78; fi"
     )
-    assert commands.remove_release(APP, "R1") == f"{guard}; rm -rf -- /srv/app/releases/R1"
-    assert commands.remove_release(APP, "R1", "LINE") == (
+    assert shell.remove_release(APP, "R1") == f"{guard}; rm -rf -- /srv/app/releases/R1"
+    assert shell.remove_release(APP, "R1", "LINE") == (
         f"{guard}; rm -rf -- /srv/app/releases/R1"
         " && printf '\\n%s\\n' LINE >> /srv/app/.dep/releases.log"
     )
 
 
 def test_remove_releases_structure():
-    script = commands.remove_releases(APP, ["R1", "R2"])
+    script = shell.remove_releases(APP, ["R1", "R2"])
     blocks = script.split("; }; { ")
     assert len(blocks) == 2
     assert script.startswith("{ if [ ") and script.endswith("; }")
     for name, block in zip(["R1", "R2"], blocks, strict=True):
         assert f"-ef /srv/app/releases/{name} ]" in block
-        assert f"exit {commands.REFUSED}" in block
+        assert f"exit {shell.REFUSED}" in block
         assert f"rm -rf -- /srv/app/releases/{name}" in block
-    assert commands.remove_releases(APP, []) == ""
+    assert shell.remove_releases(APP, []) == ""
 
 
 def test_link_shared_dir_exact():
-    assert commands.link_shared_dir(APP, "R1", "storage") == (
+    assert shell.link_shared_dir(APP, "R1", "storage") == (
         "if [ ! -e /srv/app/shared/storage ]; then mkdir -p -- /srv/app/shared &&"
         " if [ -d /srv/app/releases/R1/storage ] && [ ! -L /srv/app/releases/R1/storage ];"
         " then cp -a -- /srv/app/releases/R1/storage /srv/app/shared/storage;"
@@ -272,16 +272,16 @@ def test_link_shared_dir_exact():
 
 
 def test_link_shared_dir_nested_structure():
-    script = commands.link_shared_dir(APP, "R1", "a/b")
+    script = shell.link_shared_dir(APP, "R1", "a/b")
     assert script.endswith("ln -s -- ../../../shared/a/b /srv/app/releases/R1/a/b")
     assert "mkdir -p -- /srv/app/releases/R1/a &&" in script
     assert "mkdir -p -- /srv/app/shared/a &&" in script
 
 
 def test_link_shared_file_structure():
-    script = commands.link_shared_file(APP, "R1", "config/.env")
+    script = shell.link_shared_file(APP, "R1", "config/.env")
     assert script.endswith("ln -s -- ../../../shared/config/.env /srv/app/releases/R1/config/.env")
-    assert f"exit {commands.SHARED_MISSING}" in script
+    assert f"exit {shell.SHARED_MISSING}" in script
     assert "'shared file config/.env is missing: create /srv/app/shared/config/.env on the host'" \
         in script
     assert "[ -f /srv/app/releases/R1/config/.env ] && [ ! -L /srv/app/releases/R1/config/.env ]" \
@@ -297,23 +297,23 @@ def _walk(base: str, rel: str, item: str, change: str) -> str:
         f"( cd -P -- {q(base)} && top=$(pwd -P) && at={q(base)} || exit 1;"
         f' for p in {names}; do at="$at/$p";'
         f""" if [ -L "$p" ]; then printf '%s\\n' {refused}"$at"' is a symbolic link: refusing to"""
-        f" follow it (nothing was changed through it)' >&2; exit {commands.REFUSED}; fi;"
+        f" follow it (nothing was changed through it)' >&2; exit {shell.REFUSED}; fi;"
         ' { [ -d "$p" ] || mkdir -- "$p"; } && cd -P -- "$p" || exit 1; done;'
         f' [ "$(pwd -P)" = "$top"/{q(rel)} ] ||'
         f""" {{ printf '%s\\n' {refused}"$at"' is not where it should be (a link was planted"""
-        f" on the way): nothing changed' >&2; exit {commands.REFUSED}; }};"
+        f" on the way): nothing changed' >&2; exit {shell.REFUSED}; }};"
         f" {change} )"
     )
 
 
 def test_make_writable_chmod_exact():
     dirs = ["storage", "bootstrap/cache"]
-    assert commands.make_writable(APP, "R1", dirs, "chmod") == (
+    assert shell.make_writable(APP, "R1", dirs, "chmod") == (
         _walk("/srv/app/releases/R1", "storage", "storage", "chmod -R ug+rwX -- .") + " && "
         + _walk("/srv/app/releases/R1", "bootstrap/cache", "bootstrap/cache",
                 "chmod -R ug+rwX -- .")
     )  # fmt: skip
-    assert commands.make_writable(APP, "R1", ["storage"], "chmod", chmod_mode="0775",
+    assert shell.make_writable(APP, "R1", ["storage"], "chmod", chmod_mode="0775",
                                   recursive=False) == (
         _walk("/srv/app/releases/R1", "storage", "storage", "chmod 0775 -- .")
     )  # fmt: skip
@@ -322,35 +322,35 @@ def test_make_writable_chmod_exact():
 def test_make_writable_below_a_shared_dir_works_in_shared_not_through_the_link():
     """The release's `storage` is our link to shared/storage; a writable dir below it is
     reached from shared/ itself, so every part on the way is checked."""
-    script = commands.make_writable(HOSTILE, "R1", ["storage/logs", "var/cache"], "chmod",
+    script = shell.make_writable(HOSTILE, "R1", ["storage/logs", "var/cache"], "chmod",
                                     shared_dirs=["var", "storage", "storage/app"])  # fmt: skip
     assert script == (
         _walk(HOSTILE.shared, "storage/logs", "storage/logs", "chmod -R ug+rwX -- .") + " && "
         + _walk(HOSTILE.shared, "var/cache", "var/cache", "chmod -R ug+rwX -- .")
     )  # fmt: skip
-    inside = commands.make_writable(APP, "R1", ["storage/app/public"], "chmod",
+    inside = shell.make_writable(APP, "R1", ["storage/app/public"], "chmod",
                                     shared_dirs=["storage/app"])  # fmt: skip
     assert inside.startswith("( cd -P -- /srv/app/shared && ")
     assert "for p in storage app public;" in inside
     # `storagefoo` is not below `storage`.
-    other = commands.make_writable(APP, "R1", ["storagefoo"], "chmod", shared_dirs=["storage"])
+    other = shell.make_writable(APP, "R1", ["storagefoo"], "chmod", shared_dirs=["storage"])
     assert other.startswith("( cd -P -- /srv/app/releases/R1 && ")
 
 
 def test_make_writable_chown_structure():
-    script = commands.make_writable(APP, "R1", ["storage"], "chown", http_user="www-data")
+    script = shell.make_writable(APP, "R1", ["storage"], "chown", http_user="www-data")
     assert script == _walk("/srv/app/releases/R1", "storage", "storage",
                            "chown -R -P www-data -- .")  # fmt: skip
-    sudo = commands.make_writable(APP, "R1", ["storage"], "chown", http_user="www-data",
+    sudo = shell.make_writable(APP, "R1", ["storage"], "chown", http_user="www-data",
                                   use_sudo=True)  # fmt: skip
     assert sudo.endswith("; sudo -n chown -R -P www-data -- . )")
-    flat = commands.make_writable(APP, "R1", ["storage"], "chown", http_user="www-data",
+    flat = shell.make_writable(APP, "R1", ["storage"], "chown", http_user="www-data",
                                   recursive=False, use_sudo=True)  # fmt: skip
     assert "-R" not in flat and "sudo -n chown www-data -- ." in flat
 
 
 def test_make_writable_acl_structure():
-    script = commands.make_writable(APP, "R1", ["storage"], "acl", http_user="www-data")
+    script = shell.make_writable(APP, "R1", ["storage"], "acl", http_user="www-data")
     spec = 'u:www-data:rwX,u:"$(id -un)":rwX'
     assert script == _walk(
         "/srv/app/releases/R1", "storage", "storage",
@@ -361,18 +361,18 @@ def test_make_writable_acl_structure():
 
 
 def test_make_writable_skip_and_nothing_to_do():
-    assert commands.make_writable(APP, "R1", ["storage"], "skip") is None
-    assert commands.make_writable(APP, "R1", [], "chmod") is None
+    assert shell.make_writable(APP, "R1", ["storage"], "skip") is None
+    assert shell.make_writable(APP, "R1", [], "chmod") is None
 
 
 def test_make_writable_unknown_mode():
     with pytest.raises(ValueError, match="unknown writable mode"):
-        commands.make_writable(APP, "R1", ["storage"], "sudo-chmod")
+        shell.make_writable(APP, "R1", ["storage"], "sudo-chmod")
 
 
 def test_read_state_structure():
-    script = commands.read_state(APP)
-    positions = [script.index(f"echo {m}") for m in commands.STATE_MARKERS]
+    script = shell.read_state(APP)
+    positions = [script.index(f"echo {m}") for m in shell.STATE_MARKERS]
     assert positions == sorted(positions)
     assert "readlink -- /srv/app/current" in script
     assert "find /srv/app/releases -mindepth 1 -maxdepth 1 -type d" in script
@@ -381,50 +381,50 @@ def test_read_state_structure():
 
 def test_remote_is_a_fixed_line_and_the_script_goes_on_stdin():
     """No script text, so no secret in it, ever reaches a process's arguments."""
-    script = commands.switch(HOSTILE, "R1")
-    line = commands.remote()
+    script = shell.switch(HOSTILE, "R1")
+    line = shell.remote()
     assert shlex.split(line) == [
         "sh", "-c", 'IFS= read -r ad_n && ad_s=$(head -c "$ad_n") && eval "$ad_s" </dev/null'
     ]  # fmt: skip
-    assert commands.remote(stdin=True) == line.replace(" </dev/null", "")
+    assert shell.remote(stdin=True) == line.replace(" </dev/null", "")
     data = script.encode()
-    assert commands.script_payload(script) == f"{len(data)}\n".encode() + data
-    assert commands.script_payload(script, "027") == commands.script_payload(f"umask 027\n{script}")
+    assert shell.script_payload(script) == f"{len(data)}\n".encode() + data
+    assert shell.script_payload(script, "027") == shell.script_payload(f"umask 027\n{script}")
 
 
 def test_commands_refuse_hostile_names_and_items():
     for bad in ("../x", "-rf", "", "a/b", ".."):
         with pytest.raises(ConfigError):
-            commands.switch(APP, bad)
+            shell.switch(APP, bad)
         with pytest.raises(ConfigError):
-            commands.remove_release(APP, bad)
+            shell.remove_release(APP, bad)
     for bad in ("../x", "/etc", "", "a/../../b"):
         with pytest.raises(ConfigError):
-            commands.link_shared_dir(APP, "R1", bad)
+            shell.link_shared_dir(APP, "R1", bad)
         with pytest.raises(ConfigError):
-            commands.link_shared_file(APP, "R1", bad)
+            shell.link_shared_file(APP, "R1", bad)
         with pytest.raises(ConfigError):
-            commands.make_writable(APP, "R1", [bad], "chmod")
+            shell.make_writable(APP, "R1", [bad], "chmod")
 
 
 # --- hostile deploy path: structure -----------------------------------------------------------
 
 HOSTILE_SCRIPTS = {
-    "setup": lambda lay: commands.setup(lay),
-    "read_state": lambda lay: commands.read_state(lay),
-    "lock": lambda lay: commands.lock(lay, '{"user": "o\'brien $(id)"}'),
-    "unlock_own": lambda lay: commands.unlock_own(lay, "t1"),
-    "force_unlock": lambda lay: commands.force_unlock(lay),
-    "append_log": lambda lay: commands.append_log(lay, '{"note": "it\'s `x`"}'),
-    "create_release": lambda lay: commands.create_release(lay, "R1", "L"),
-    "remove_release": lambda lay: commands.remove_release(lay, "R1", "L"),
-    "remove_releases": lambda lay: commands.remove_releases(lay, ["R1", "R2"]),
-    "link_shared_dir": lambda lay: commands.link_shared_dir(lay, "R1", "storage"),
-    "link_shared_file": lambda lay: commands.link_shared_file(lay, "R1", ".env"),
-    "chmod": lambda lay: commands.make_writable(lay, "R1", ["storage"], "chmod"),
-    "chown": lambda lay: commands.make_writable(lay, "R1", ["storage"], "chown", http_user="w"),
-    "acl": lambda lay: commands.make_writable(lay, "R1", ["storage"], "acl", http_user="w"),
-    "switch": lambda lay: commands.switch(lay, "R1"),
+    "setup": lambda lay: shell.setup(lay),
+    "read_state": lambda lay: shell.read_state(lay),
+    "lock": lambda lay: shell.lock(lay, '{"user": "o\'brien $(id)"}'),
+    "unlock_own": lambda lay: shell.unlock_own(lay, "t1"),
+    "force_unlock": lambda lay: shell.force_unlock(lay),
+    "append_log": lambda lay: shell.append_log(lay, '{"note": "it\'s `x`"}'),
+    "create_release": lambda lay: shell.create_release(lay, "R1", "L"),
+    "remove_release": lambda lay: shell.remove_release(lay, "R1", "L"),
+    "remove_releases": lambda lay: shell.remove_releases(lay, ["R1", "R2"]),
+    "link_shared_dir": lambda lay: shell.link_shared_dir(lay, "R1", "storage"),
+    "link_shared_file": lambda lay: shell.link_shared_file(lay, "R1", ".env"),
+    "chmod": lambda lay: shell.make_writable(lay, "R1", ["storage"], "chmod"),
+    "chown": lambda lay: shell.make_writable(lay, "R1", ["storage"], "chown", http_user="w"),
+    "acl": lambda lay: shell.make_writable(lay, "R1", ["storage"], "acl", http_user="w"),
+    "switch": lambda lay: shell.switch(lay, "R1"),
 }
 
 
@@ -440,13 +440,13 @@ def test_hostile_deploy_path_is_always_quoted(what):
 
 
 def test_hostile_deploy_path_quotes_each_full_path():
-    assert q(HOSTILE.release("R1")) in commands.switch(HOSTILE, "R1")
-    assert q(HOSTILE.current_tmp) in commands.switch(HOSTILE, "R1")
-    assert q(HOSTILE.lock_info) in commands.lock(HOSTILE, "{}")
-    assert q(HOSTILE.log) in commands.append_log(HOSTILE, "x")
-    assert q(HOSTILE.shared_item("storage")) in commands.link_shared_dir(HOSTILE, "R1", "storage")
-    assert q(HOSTILE.release("R1")) in commands.make_writable(HOSTILE, "R1", ["storage"], "chmod")
-    assert q(HOSTILE.shared) in commands.make_writable(
+    assert q(HOSTILE.release("R1")) in shell.switch(HOSTILE, "R1")
+    assert q(HOSTILE.current_tmp) in shell.switch(HOSTILE, "R1")
+    assert q(HOSTILE.lock_info) in shell.lock(HOSTILE, "{}")
+    assert q(HOSTILE.log) in shell.append_log(HOSTILE, "x")
+    assert q(HOSTILE.shared_item("storage")) in shell.link_shared_dir(HOSTILE, "R1", "storage")
+    assert q(HOSTILE.release("R1")) in shell.make_writable(HOSTILE, "R1", ["storage"], "chmod")
+    assert q(HOSTILE.shared) in shell.make_writable(
         HOSTILE, "R1", ["storage"], "chmod", shared_dirs=["storage"]
     )
 
@@ -456,7 +456,7 @@ def test_hostile_deploy_path_quotes_each_full_path():
 
 def test_rsync_argv_exact():
     ssh = ["ssh", "-p", "2222", "-o", "UserKnownHostsFile=/k h/kh"]
-    argv = commands.rsync_argv("/src", "web1.example", "/srv/app/releases/R2", ssh=ssh,
+    argv = shell.rsync_argv("/src", "web1.example", "/srv/app/releases/R2", ssh=ssh,
                                exclude=[".git", "node_modules"],
                                copy_dest="/srv/app/releases/R1")  # fmt: skip
     assert argv == [
@@ -478,8 +478,8 @@ def test_rsync_argv_exact():
     ("", False),
 ])  # fmt: skip
 def test_rsync_compares_nanoseconds_only_where_it_can(line, exact):
-    assert commands.rsync_exact_times(line) is exact
-    argv = commands.rsync_argv("/src", "h", "/dst", ssh=["ssh"], exact_times=exact)
+    assert shell.rsync_exact_times(line) is exact
+    argv = shell.rsync_argv("/src", "h", "/dst", ssh=["ssh"], exact_times=exact)
     assert ("--modify-window=-1" in argv) is exact
     assert ("--checksum" in argv) is not exact
 
@@ -491,12 +491,12 @@ def test_same_size_same_second_change_is_sent(sandbox):
     dst.mkdir()
     (src / "f.php").write_text("version 1")
     os.utime(src / "f.php", ns=(1_000_000_000_100, 1_000_000_000_100))
-    argv = commands.rsync_argv(str(src), "h", str(dst), ssh=commands.tunnel_rsh())
+    argv = shell.rsync_argv(str(src), "h", str(dst), ssh=shell.tunnel_rsh())
     assert tunnel.run_rsync(LocalTransport(), argv, timeout=60).returncode == 0
     (src / "f.php").write_text("version 2")
     os.utime(src / "f.php", ns=(1_000_000_000_900, 1_000_000_000_900))
     for exact in (True, False):
-        argv = commands.rsync_argv(str(src), "h", str(dst), ssh=commands.tunnel_rsh(),
+        argv = shell.rsync_argv(str(src), "h", str(dst), ssh=shell.tunnel_rsh(),
                                    exact_times=exact)  # fmt: skip
         assert tunnel.run_rsync(LocalTransport(), argv, timeout=60).returncode == 0
         assert (dst / "f.php").read_text() == "version 2"
@@ -505,7 +505,7 @@ def test_same_size_same_second_change_is_sent(sandbox):
 
 
 def test_rsync_argv_variants():
-    argv = commands.rsync_argv("/src/", "::1", "/srv/my app/releases/R2", ssh=["ssh"])
+    argv = shell.rsync_argv("/src/", "::1", "/srv/my app/releases/R2", ssh=["ssh"])
     assert argv[-3:] == ["--", "/src/", "[::1]:/srv/my app/releases/R2/"]  # no double slash
     assert "--copy-dest" not in argv and "--exclude" not in argv
     assert argv[argv.index("--rsh") + 1] == "ssh"
@@ -519,18 +519,18 @@ def test_rsync_argv_uploads_into_hostile_paths(sandbox):
     (src / "public" / "index.php").write_text("version 2")
     (src / ".git").mkdir()
     lay = Layout(str(sandbox / "srv" / "my app\"s $(touch pwned)"))
-    assert sh(commands.setup(lay), sandbox).returncode == 0
+    assert sh(shell.setup(lay), sandbox).returncode == 0
     old = make_release(lay, "R1", {"public/index.php": "v1", "public/same.css": "css"})
     (src / "public" / "same.css").write_text("css")
     os.utime(src / "public" / "same.css", (1_000_000, 1_000_000))
     os.utime(old / "public" / "same.css", (1_000_000, 1_000_000))
-    argv = commands.rsync_argv(str(src), "fakehost", lay.upload_cache, ssh=commands.tunnel_rsh(),
+    argv = shell.rsync_argv(str(src), "fakehost", lay.upload_cache, ssh=shell.tunnel_rsh(),
                                exclude=[".git"], copy_dest=lay.release("R1"))  # fmt: skip
     res = tunnel.run_rsync(LocalTransport(), argv, timeout=60)
     assert res.returncode == 0, res.stderr
     assert "Number of regular files transferred: 1" in res.stdout  # same.css: copied on the host
     Path(lay.release("R2")).mkdir()
-    assert sh(commands.fill_release(lay, "R2"), sandbox).returncode == 0
+    assert sh(shell.fill_release(lay, "R2"), sandbox).returncode == 0
     new = Path(lay.release("R2"))
     assert (new / "public" / "index.php").read_text() == "version 2"
     assert (new / "public" / "same.css").read_text() == "css"
@@ -544,7 +544,7 @@ def test_rsync_argv_uploads_into_hostile_paths(sandbox):
 @pytest.mark.parametrize("via", ["sh", "remote-sh", "remote-bash"])
 def test_switch_makes_current_a_relative_symlink(layout, sandbox, via):
     make_release(layout, "20260101T000000Z", {"index.php": "v1"})
-    res = sh(commands.switch(layout, "20260101T000000Z"), sandbox, via=via)
+    res = sh(shell.switch(layout, "20260101T000000Z"), sandbox, via=via)
     assert res.returncode == 0, res.stderr
     assert res.stdout == "releases/20260101T000000Z\n"
     current = Path(layout.current)
@@ -557,20 +557,20 @@ def test_switch_makes_current_a_relative_symlink(layout, sandbox, via):
 def test_switch_replaces_the_live_link(layout, sandbox):
     make_release(layout, "R1", {"v": "1"})
     make_release(layout, "R2", {"v": "2"})
-    assert sh(commands.switch(layout, "R1"), sandbox).returncode == 0
-    res = sh(commands.switch(layout, "R2"), sandbox)
+    assert sh(shell.switch(layout, "R1"), sandbox).returncode == 0
+    res = sh(shell.switch(layout, "R2"), sandbox)
     assert res.returncode == 0, res.stderr
     assert res.stdout == "releases/R2\n"
     assert (Path(layout.current) / "v").read_text() == "2"
     # Back again (a rollback uses the same primitive), and nothing left behind.
-    assert sh(commands.switch(layout, "R1"), sandbox).stdout == "releases/R1\n"
+    assert sh(shell.switch(layout, "R1"), sandbox).stdout == "releases/R1\n"
     assert sorted(os.listdir(layout.deploy_path)) == [".dep", "current", "releases", "shared"]
 
 
 def test_switch_to_a_missing_release_fails_and_keeps_current(layout, sandbox):
     make_release(layout, "R1")
-    assert sh(commands.switch(layout, "R1"), sandbox).returncode == 0
-    res = sh(commands.switch(layout, "R9"), sandbox)
+    assert sh(shell.switch(layout, "R1"), sandbox).returncode == 0
+    res = sh(shell.switch(layout, "R9"), sandbox)
     assert res.returncode != 0
     assert os.readlink(layout.current) == "releases/R1"
     assert not os.path.lexists(layout.current_tmp)
@@ -582,7 +582,7 @@ def test_switch_to_a_missing_release_fails_and_keeps_current(layout, sandbox):
 def test_setup_is_idempotent(sandbox):
     lay = Layout(str(sandbox / "srv" / "it's $(touch pwned)"))
     for _ in range(2):
-        res = sh(commands.setup(lay), sandbox)
+        res = sh(shell.setup(lay), sandbox)
         assert res.returncode == 0, res.stderr
     for d in (lay.releases, lay.shared, lay.dep):
         assert os.path.isdir(d)
@@ -592,14 +592,14 @@ def test_setup_is_idempotent(sandbox):
 def test_setup_accepts_current_symlink(layout, sandbox):
     make_release(layout, "R1")
     point_current(layout, "R1")
-    res = sh(commands.setup(layout), sandbox)
+    res = sh(shell.setup(layout), sandbox)
     assert res.returncode == 0, res.stderr
 
 
 def test_setup_refuses_current_real_directory(layout, sandbox):
     os.mkdir(layout.current)
-    res = sh(commands.setup(layout), sandbox)
-    assert res.returncode == commands.CURRENT_IS_DIR
+    res = sh(shell.setup(layout), sandbox)
+    assert res.returncode == shell.CURRENT_IS_DIR
     assert "is a real directory" in res.stderr
     assert layout.current in res.stderr
 
@@ -610,12 +610,12 @@ def test_setup_refuses_current_real_directory(layout, sandbox):
 def test_lock_once_then_held(layout, sandbox):
     cfg = make_cfg(layout.deploy_path, user="o'brien $(touch pwned) `touch pwned`")
     record = owner_record(cfg)
-    first = sh(commands.lock(layout, record), sandbox)
+    first = sh(shell.lock(layout, record), sandbox)
     assert first.returncode == 0, first.stderr
     assert Path(layout.lock_info).read_text() == record + "\n"
-    second = sh(commands.lock(layout, owner_record(make_cfg(layout.deploy_path, user="bob"))),
+    second = sh(shell.lock(layout, owner_record(make_cfg(layout.deploy_path, user="bob"))),
                 sandbox)  # fmt: skip
-    assert second.returncode == commands.LOCK_HELD
+    assert second.returncode == shell.LOCK_HELD
     assert second.stdout == record + "\n"
     assert describe_owner(second.stdout) == (
         "o'brien $(touch pwned) `touch pwned` on laptop (pid 42) since 2026-11-22T10:15:00Z"
@@ -625,32 +625,32 @@ def test_lock_once_then_held(layout, sandbox):
 
 def test_lock_without_dep_dir_fails_without_claiming_lock_held(sandbox):
     lay = Layout(str(sandbox / "srv" / "never set up"))
-    res = sh(commands.lock(lay, "{}"), sandbox)
-    assert res.returncode not in (0, commands.LOCK_HELD)
+    res = sh(shell.lock(lay, "{}"), sandbox)
+    assert res.returncode not in (0, shell.LOCK_HELD)
     assert "deploy.lock" in res.stderr
 
 
 def test_unlock_own_wrong_token_keeps_lock_right_token_removes(layout, sandbox):
     cfg = make_cfg(layout.deploy_path, token="4f1c0ffee")
-    assert sh(commands.lock(layout, owner_record(cfg)), sandbox).returncode == 0
-    res = sh(commands.unlock_own(layout, "deadbeef"), sandbox)
+    assert sh(shell.lock(layout, owner_record(cfg)), sandbox).returncode == 0
+    res = sh(shell.unlock_own(layout, "deadbeef"), sandbox)
     assert res.returncode == 0
     assert os.path.isdir(layout.lock)
-    res = sh(commands.unlock_own(layout, "4f1c0ffee"), sandbox)
+    res = sh(shell.unlock_own(layout, "4f1c0ffee"), sandbox)
     assert res.returncode == 0, res.stderr
     assert not os.path.lexists(layout.lock)
     # Nothing to release is not an error either.
-    assert sh(commands.unlock_own(layout, "4f1c0ffee"), sandbox).returncode == 0
+    assert sh(shell.unlock_own(layout, "4f1c0ffee"), sandbox).returncode == 0
 
 
 def test_force_unlock_prints_owner_and_removes(layout, sandbox):
     record = owner_record(make_cfg(layout.deploy_path))
-    assert sh(commands.lock(layout, record), sandbox).returncode == 0
-    res = sh(commands.force_unlock(layout), sandbox)
+    assert sh(shell.lock(layout, record), sandbox).returncode == 0
+    res = sh(shell.force_unlock(layout), sandbox)
     assert res.returncode == 0
     assert res.stdout == record + "\n"
     assert not os.path.lexists(layout.lock)
-    again = sh(commands.force_unlock(layout), sandbox)
+    again = sh(shell.force_unlock(layout), sandbox)
     assert again.returncode == 0 and again.stdout == ""
 
 
@@ -670,12 +670,12 @@ def test_describe_owner():
 
 def test_create_release_and_append_log(layout, sandbox):
     line = LogEntry("R1", "building", "2026-01-01T00:00:00Z", user="o'b $(touch pwned)").render()
-    assert sh(commands.create_release(layout, "R1", line), sandbox).returncode == 0
+    assert sh(shell.create_release(layout, "R1", line), sandbox).returncode == 0
     assert os.path.isdir(layout.release("R1"))
-    again = sh(commands.create_release(layout, "R1", line), sandbox)
+    again = sh(shell.create_release(layout, "R1", line), sandbox)
     assert again.returncode != 0  # an existing release is never reused
     done = LogEntry("R1", "complete", "2026-01-01T00:00:01Z").render()
-    assert sh(commands.append_log(layout, done), sandbox).returncode == 0
+    assert sh(shell.append_log(layout, done), sandbox).returncode == 0
     entries = parse_log(Path(layout.log).read_text())
     assert [(e.release, e.state) for e in entries] == [("R1", "building"), ("R1", "complete")]
     assert entries[0].user == "o'b $(touch pwned)"
@@ -685,17 +685,17 @@ def test_remove_release_refuses_live_and_removes_others(layout, sandbox):
     make_release(layout, "R1", {"f": "1"})
     make_release(layout, "R2", {"f": "2"})
     point_current(layout, "R2")
-    res = sh(commands.remove_release(layout, "R2", "LOGGED"), sandbox)
-    assert res.returncode == commands.REFUSED
+    res = sh(shell.remove_release(layout, "R2", "LOGGED"), sandbox)
+    assert res.returncode == shell.REFUSED
     assert "refusing to remove the live release R2" in res.stderr
     assert os.path.isdir(layout.release("R2"))
     assert not os.path.exists(layout.log)  # nothing logged for a refusal
-    res = sh(commands.remove_release(layout, "R1", "LOGGED"), sandbox)
+    res = sh(shell.remove_release(layout, "R1", "LOGGED"), sandbox)
     assert res.returncode == 0, res.stderr
     assert not os.path.lexists(layout.release("R1"))
     assert Path(layout.log).read_text().strip() == "LOGGED"
     # Removing what is already gone is fine (a re-run after a crash).
-    assert sh(commands.remove_release(layout, "R1"), sandbox).returncode == 0
+    assert sh(shell.remove_release(layout, "R1"), sandbox).returncode == 0
 
 
 def test_remove_release_does_not_follow_links_out(layout, sandbox):
@@ -704,20 +704,20 @@ def test_remove_release_does_not_follow_links_out(layout, sandbox):
     (outside / "keep").write_text("k")
     rel = make_release(layout, "R1")
     os.symlink(outside, rel / "storage")
-    assert sh(commands.remove_release(layout, "R1"), sandbox).returncode == 0
+    assert sh(shell.remove_release(layout, "R1"), sandbox).returncode == 0
     assert (outside / "keep").read_text() == "k"
 
 
 def test_remove_release_refuses_live_when_current_is_absolute(sandbox):
     lay = Layout(str(sandbox / "srv" / "absolute app"))
-    assert sh(commands.setup(lay), sandbox).returncode == 0
+    assert sh(shell.setup(lay), sandbox).returncode == 0
     make_release(lay, "R1", {"index.php": "live"})
     os.symlink(lay.release("R1"), lay.current)  # e.g. a host migrated from Deployer
     # The rest of atomicdeploy does treat this link as pointing at R1:
-    state = parse_state(sh(commands.read_state(lay), sandbox).stdout, commands.STATE_MARKERS)
+    state = parse_state(sh(shell.read_state(lay), sandbox).stdout, shell.STATE_MARKERS)
     assert state.current == "R1"
-    res = sh(commands.remove_release(lay, "R1"), sandbox)
-    assert res.returncode == commands.REFUSED
+    res = sh(shell.remove_release(lay, "R1"), sandbox)
+    assert res.returncode == shell.REFUSED
     assert os.path.isdir(lay.release("R1"))
 
 
@@ -725,7 +725,7 @@ def test_remove_releases_removes_old_ones(layout, sandbox):
     for name in ("R1", "R2", "R3"):
         make_release(layout, name, {"f": name})
     point_current(layout, "R3")
-    res = sh(commands.remove_releases(layout, ["R1", "R2"]), sandbox)
+    res = sh(shell.remove_releases(layout, ["R1", "R2"]), sandbox)
     assert res.returncode == 0, res.stderr
     assert sorted(os.listdir(layout.releases)) == ["R3"]
 
@@ -734,8 +734,8 @@ def test_remove_releases_refuses_live(layout, sandbox):
     for name in ("R1", "R2", "R3"):
         make_release(layout, name)
     point_current(layout, "R2")
-    res = sh(commands.remove_releases(layout, ["R1", "R2"]), sandbox)
-    assert res.returncode == commands.REFUSED
+    res = sh(shell.remove_releases(layout, ["R1", "R2"]), sandbox)
+    assert res.returncode == shell.REFUSED
     assert "refusing to remove the live release R2" in res.stderr
     assert sorted(os.listdir(layout.releases)) == ["R2", "R3"]
     assert os.readlink(layout.current) == "releases/R2"
@@ -746,7 +746,7 @@ def test_remove_releases_refuses_live(layout, sandbox):
 
 def test_link_shared_dir_seeds_then_keeps_shared(layout, sandbox):
     make_release(layout, "R1", {"storage/logs/app.log": "first", "index.php": "1"})
-    res = sh(commands.link_shared_dir(layout, "R1", "storage"), sandbox)
+    res = sh(shell.link_shared_dir(layout, "R1", "storage"), sandbox)
     assert res.returncode == 0, res.stderr
     link = Path(layout.release_item("R1", "storage"))
     assert link.is_symlink() and os.readlink(link) == "../../shared/storage"
@@ -757,20 +757,20 @@ def test_link_shared_dir_seeds_then_keeps_shared(layout, sandbox):
     (shared / "upload.jpg").write_text("user data")
 
     make_release(layout, "R2", {"storage/logs/app.log": "second"})
-    res = sh(commands.link_shared_dir(layout, "R2", "storage"), sandbox)
+    res = sh(shell.link_shared_dir(layout, "R2", "storage"), sandbox)
     assert res.returncode == 0, res.stderr
     link2 = Path(layout.release_item("R2", "storage"))
     assert os.readlink(link2) == "../../shared/storage"
     assert (link2 / "logs" / "app.log").read_text() == "first"  # shared content wins
     assert (link2 / "upload.jpg").read_text() == "user data"
     # Re-running the step (a retry) changes nothing.
-    assert sh(commands.link_shared_dir(layout, "R2", "storage"), sandbox).returncode == 0
+    assert sh(shell.link_shared_dir(layout, "R2", "storage"), sandbox).returncode == 0
     assert (link2 / "upload.jpg").read_text() == "user data"
 
 
 def test_link_shared_dir_nested_and_missing_from_release(layout, sandbox):
     make_release(layout, "R1")
-    res = sh(commands.link_shared_dir(layout, "R1", "a/b"), sandbox)
+    res = sh(shell.link_shared_dir(layout, "R1", "a/b"), sandbox)
     assert res.returncode == 0, res.stderr
     link = Path(layout.release_item("R1", "a/b"))
     assert os.readlink(link) == "../../../shared/a/b"
@@ -781,8 +781,8 @@ def test_link_shared_dir_nested_and_missing_from_release(layout, sandbox):
 
 def test_link_shared_file_missing_everywhere(layout, sandbox):
     make_release(layout, "R1")
-    res = sh(commands.link_shared_file(layout, "R1", "config/.env"), sandbox)
-    assert res.returncode == commands.SHARED_MISSING
+    res = sh(shell.link_shared_file(layout, "R1", "config/.env"), sandbox)
+    assert res.returncode == shell.SHARED_MISSING
     assert "shared file config/.env is missing" in res.stderr
     assert layout.shared_item("config/.env") in res.stderr
     assert not os.path.lexists(layout.shared_item("config/.env"))
@@ -793,7 +793,7 @@ def test_link_shared_file_missing_everywhere(layout, sandbox):
 def test_link_shared_file_seeds_a_secret_0600_whatever_its_source_mode(layout, sandbox, secret):
     release = make_release(layout, "R1", {".env": "APP_KEY=k"})
     (release / ".env").chmod(0o644)  # as a developer's checkout has it
-    res = sh(commands.link_shared_file(layout, "R1", ".env", secret=secret), sandbox)
+    res = sh(shell.link_shared_file(layout, "R1", ".env", secret=secret), sandbox)
     assert res.returncode == 0, res.stderr
     shared = Path(layout.shared_item(".env"))
     assert shared.read_text() == "APP_KEY=k"
@@ -801,24 +801,24 @@ def test_link_shared_file_seeds_a_secret_0600_whatever_its_source_mode(layout, s
     # An existing shared file keeps its mode: the operator's choice.
     shared.chmod(0o640)
     make_release(layout, "R2", {".env": "APP_KEY=other"})
-    assert sh(commands.link_shared_file(layout, "R2", ".env", secret=True), sandbox).returncode == 0
+    assert sh(shell.link_shared_file(layout, "R2", ".env", secret=True), sandbox).returncode == 0
     assert stat.S_IMODE(shared.stat().st_mode) == 0o640
 
 
 def test_link_shared_file_seeds_then_keeps_shared(layout, sandbox):
     make_release(layout, "R1", {".env": "APP_KEY=first"})
-    res = sh(commands.link_shared_file(layout, "R1", ".env"), sandbox)
+    res = sh(shell.link_shared_file(layout, "R1", ".env"), sandbox)
     assert res.returncode == 0, res.stderr
     link = Path(layout.release_item("R1", ".env"))
     assert os.readlink(link) == "../../shared/.env"
     assert link.read_text() == "APP_KEY=first"
     make_release(layout, "R2", {".env": "APP_KEY=from the repo"})
-    res = sh(commands.link_shared_file(layout, "R2", ".env"), sandbox)
+    res = sh(shell.link_shared_file(layout, "R2", ".env"), sandbox)
     assert res.returncode == 0, res.stderr
     assert Path(layout.release_item("R2", ".env")).read_text() == "APP_KEY=first"
     # Nested: the link is one level deeper.
     make_release(layout, "R3", {"config/app.ini": "x=1"})
-    res = sh(commands.link_shared_file(layout, "R3", "config/app.ini"), sandbox)
+    res = sh(shell.link_shared_file(layout, "R3", "config/app.ini"), sandbox)
     assert res.returncode == 0, res.stderr
     assert os.readlink(layout.release_item("R3", "config/app.ini")) == (
         "../../../shared/config/app.ini"
@@ -828,11 +828,11 @@ def test_link_shared_file_seeds_then_keeps_shared(layout, sandbox):
 def test_shared_step_joins_scripts(layout, sandbox):
     """steps/shared.py runs `{ a; } && { b; }`: a missing file stops the whole chain."""
     make_release(layout, "R1", {"storage/x": "x"})
-    scripts = [commands.link_shared_dir(layout, "R1", "storage"),
-               commands.link_shared_file(layout, "R1", ".env"),
-               commands.link_shared_dir(layout, "R1", "cache")]  # fmt: skip
+    scripts = [shell.link_shared_dir(layout, "R1", "storage"),
+               shell.link_shared_file(layout, "R1", ".env"),
+               shell.link_shared_dir(layout, "R1", "cache")]  # fmt: skip
     res = sh(" && ".join(f"{{ {s}; }}" for s in scripts), sandbox)
-    assert res.returncode == commands.SHARED_MISSING
+    assert res.returncode == shell.SHARED_MISSING
     assert os.path.islink(layout.release_item("R1", "storage"))
     assert not os.path.lexists(layout.shared_item("cache"))
 
@@ -845,12 +845,12 @@ def test_make_writable_below_a_shared_dir_changes_shared_and_keeps_the_link(
     layout, sandbox, recursive
 ):
     make_release(layout, "R1", {"storage/logs/app.log": "x"})
-    assert sh(commands.link_shared_dir(layout, "R1", "storage"), sandbox).returncode == 0
+    assert sh(shell.link_shared_dir(layout, "R1", "storage"), sandbox).returncode == 0
     shared = Path(layout.shared_item("storage"))
     for p in (shared, shared / "logs"):
         p.chmod(0o755)
     (shared / "logs" / "app.log").chmod(0o644)
-    script = commands.make_writable(layout, "R1", ["storage"], "chmod", recursive=recursive,
+    script = shell.make_writable(layout, "R1", ["storage"], "chmod", recursive=recursive,
                                     shared_dirs=["storage"])  # fmt: skip
     res = sh(script, sandbox)
     assert res.returncode == 0, res.stderr
@@ -882,18 +882,18 @@ def test_make_writable_refuses_a_link_planted_anywhere_on_the_way(layout, sandbo
     """The web server can write below shared/storage: a leaf or a middle part replaced by a
     link to the deploy user's files fails the step naming it, and changes nothing there."""
     make_release(layout, "R1", {"storage/x": "x"})
-    assert sh(commands.link_shared_dir(layout, "R1", "storage"), sandbox).returncode == 0
+    assert sh(shell.link_shared_dir(layout, "R1", "storage"), sandbox).returncode == 0
     victim = _victim(sandbox)
     before = _modes(victim)
     link = Path(layout.shared_item(planted))
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(victim)
     me = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
-    script = commands.make_writable(layout, "R1", ["storage/logs", "storage/framework/cache"],
+    script = shell.make_writable(layout, "R1", ["storage/logs", "storage/framework/cache"],
                                     mode, http_user="nobody" if mode == "chown" else me,
                                     shared_dirs=["storage"])  # fmt: skip
     res = sh(script, sandbox)
-    assert res.returncode == commands.REFUSED
+    assert res.returncode == shell.REFUSED
     assert f"{link} is a symbolic link: refusing to follow it" in res.stderr
     assert _modes(victim) == before
     assert os.listdir(victim) == ["authorized_keys"]  # no `cache` made in there
@@ -908,7 +908,7 @@ def test_make_writable_never_changes_a_link_swapped_in_during_the_walk(layout, s
     """A link that replaces a directory between the `-L` test and the `cd` is caught by the
     physical-path check: run the step while another process flips the part back and forth."""
     make_release(layout, "R1")
-    assert sh(commands.link_shared_dir(layout, "R1", "storage"), sandbox).returncode == 0
+    assert sh(shell.link_shared_dir(layout, "R1", "storage"), sandbox).returncode == 0
     victim = _victim(sandbox)
     before = _modes(victim)
     shared = Path(layout.shared_item("storage"))
@@ -921,7 +921,7 @@ def test_make_writable_never_changes_a_link_swapped_in_during_the_walk(layout, s
     )  # fmt: skip
     outcomes: dict[str, int] = {}
     try:
-        script = commands.make_writable(layout, "R1", ["storage/logs"], "chmod",
+        script = shell.make_writable(layout, "R1", ["storage/logs"], "chmod",
                                         chmod_mode="0777", shared_dirs=["storage"])  # fmt: skip
         for _ in range(TRIES):
             res = sh(script, sandbox)
@@ -939,17 +939,17 @@ def test_make_writable_never_changes_a_link_swapped_in_during_the_walk(layout, s
 
 def test_make_writable_creates_missing_dirs(layout, sandbox):
     make_release(layout, "R1")
-    res = sh(commands.make_writable(layout, "R1", ["bootstrap/cache"], "chmod"), sandbox)
+    res = sh(shell.make_writable(layout, "R1", ["bootstrap/cache"], "chmod"), sandbox)
     assert res.returncode == 0, res.stderr
     assert Path(layout.release_item("R1", "bootstrap/cache")).is_dir()
 
 
 def test_make_writable_acl(sandbox):
     lay = Layout(str(sandbox / "srv" / "it's $(touch pwned)"))
-    assert sh(commands.setup(lay), sandbox).returncode == 0
+    assert sh(shell.setup(lay), sandbox).returncode == 0
     make_release(lay, "R1", {"storage/x": "x"})
     me = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
-    res = sh(commands.make_writable(lay, "R1", ["storage"], "acl", http_user=me), sandbox)
+    res = sh(shell.make_writable(lay, "R1", ["storage"], "acl", http_user=me), sandbox)
     assert res.returncode == 0, res.stderr
     acl = subprocess.run(["getfacl", "-p", lay.release_item("R1", "storage")],
                          capture_output=True, text=True, check=True).stdout  # fmt: skip
@@ -976,16 +976,16 @@ def test_read_state_round_trip(layout, sandbox):
         LogEntry("R3", "failed", "t8"),
     ]
     for entry in lines:
-        assert sh(commands.append_log(layout, entry.render()), sandbox).returncode == 0
+        assert sh(shell.append_log(layout, entry.render()), sandbox).returncode == 0
     with open(layout.log, "a") as fh:
         fh.write('{"release": "R3", "sta\n')  # garbage line (torn, newline-terminated)
     record = owner_record(make_cfg(layout.deploy_path))
-    assert sh(commands.lock(layout, record), sandbox).returncode == 0
+    assert sh(shell.lock(layout, record), sandbox).returncode == 0
     point_current(layout, "R2")
 
-    res = sh(commands.read_state(layout), sandbox, via="remote-sh")
+    res = sh(shell.read_state(layout), sandbox, via="remote-sh")
     assert res.returncode == 0, res.stderr
-    state = parse_state(res.stdout, commands.STATE_MARKERS)
+    state = parse_state(res.stdout, shell.STATE_MARKERS)
     assert state.current == "R2"
     assert [(r.name, r.state, r.live) for r in state.releases] == [
         ("R1", "complete", False), ("R2", "live", True), ("R3", "failed", False),
@@ -1000,7 +1000,7 @@ def test_read_state_round_trip(layout, sandbox):
 def _torn_log(sandbox: Path) -> Layout:
     """A releases log whose last append was cut short by a crash: no trailing newline."""
     lay = Layout(str(sandbox / "srv" / "it's $(touch pwned)"))
-    assert sh(commands.setup(lay), sandbox).returncode == 0
+    assert sh(shell.setup(lay), sandbox).returncode == 0
     make_release(lay, "R1")
     good = LogEntry("R1", "complete", "t1").render()
     Path(lay.log).write_text(good + "\n" + '{"release": "R1", "state": "rol')
@@ -1010,24 +1010,24 @@ def _torn_log(sandbox: Path) -> Layout:
 def test_read_state_after_a_torn_log_line_still_reports_the_lock(sandbox):
     lay = _torn_log(sandbox)
     record = owner_record(make_cfg(lay.deploy_path))
-    assert sh(commands.lock(lay, record), sandbox).returncode == 0
-    res = sh(commands.read_state(lay), sandbox)
-    state = parse_state(res.stdout, commands.STATE_MARKERS)
+    assert sh(shell.lock(lay, record), sandbox).returncode == 0
+    res = sh(shell.read_state(lay), sandbox)
+    state = parse_state(res.stdout, shell.STATE_MARKERS)
     assert state.lock_owner == record
 
 
 def test_append_log_after_a_torn_line_keeps_the_new_entry(sandbox):
     lay = _torn_log(sandbox)
     entry = LogEntry("R1", "rolled back", "t2")
-    assert sh(commands.append_log(lay, entry.render()), sandbox).returncode == 0
+    assert sh(shell.append_log(lay, entry.render()), sandbox).returncode == 0
     assert parse_log(Path(lay.log).read_text())[-1] == entry
 
 
 def test_read_state_of_an_empty_host(sandbox):
     lay = Layout(str(sandbox / "srv" / "nothing here yet $(touch pwned)"))
-    res = sh(commands.read_state(lay), sandbox)
+    res = sh(shell.read_state(lay), sandbox)
     assert res.returncode == 0, res.stderr
-    state = parse_state(res.stdout, commands.STATE_MARKERS)
+    state = parse_state(res.stdout, shell.STATE_MARKERS)
     assert state.current is None
     assert state.releases == ()
     assert state.lock_owner is None
@@ -1036,14 +1036,14 @@ def test_read_state_of_an_empty_host(sandbox):
 def test_read_state_asks_rsync_its_version_only_for_a_deploy(sandbox):
     """A rollback, status or unlock runs no `rsync --version` on the host."""
     lay = Layout(str(sandbox / "srv" / "app"))
-    assert sh(commands.setup(lay), sandbox).returncode == 0
+    assert sh(shell.setup(lay), sandbox).returncode == 0
     local = subprocess.run(["rsync", "--version"], capture_output=True, text=True, check=True)
-    asked = parse_state(sh(commands.read_state(lay, rsync_version=True), sandbox).stdout,
-                        commands.STATE_MARKERS)  # fmt: skip
+    asked = parse_state(sh(shell.read_state(lay, rsync_version=True), sandbox).stdout,
+                        shell.STATE_MARKERS)  # fmt: skip
     assert asked.rsync == local.stdout.split("\n", 1)[0]
-    plain = commands.read_state(lay)
+    plain = shell.read_state(lay)
     assert "rsync --version" not in plain
-    state = parse_state(sh(plain, sandbox).stdout, commands.STATE_MARKERS)
+    state = parse_state(sh(plain, sandbox).stdout, shell.STATE_MARKERS)
     assert state.rsync == ""
     assert replace(state, rsync=asked.rsync) == asked
 
@@ -1051,7 +1051,7 @@ def test_read_state_asks_rsync_its_version_only_for_a_deploy(sandbox):
 def test_sync_release_flushes_the_filesystem_and_falls_back_to_plain_sync(sandbox):
     release = sandbox / "srv" / "app $(touch pwned)" / "releases" / "R1"
     release.mkdir(parents=True)
-    assert sh(commands.sync_release(str(release)), sandbox).returncode == 0
+    assert sh(shell.sync_release(str(release)), sandbox).returncode == 0
     assert not (sandbox / "pwned").exists()
     shim = sandbox / "bin"
     shim.mkdir()
@@ -1065,7 +1065,7 @@ def test_sync_release_flushes_the_filesystem_and_falls_back_to_plain_sync(sandbo
                                    'if [ "$1" = -f ]; then cat "$ANSWER" >&2; exit 1; fi\n')
         (shim / "sync").chmod(0o755)
         (sandbox / "log").write_text("")
-        return subprocess.run(["sh", "-c", commands.sync_release(str(release))], env=env,
+        return subprocess.run(["sh", "-c", shell.sync_release(str(release))], env=env,
                               cwd=sandbox, capture_output=True, text=True, check=False)  # fmt: skip
 
     # A `sync` that knows no -f (coreutils < 8.24, old busybox): plain sync instead.
@@ -1080,8 +1080,8 @@ def test_sync_release_flushes_the_filesystem_and_falls_back_to_plain_sync(sandbo
 
 
 def test_remote_closes_stdin(sandbox):
-    fed = commands.script_payload("cat; echo done") + b"would block a remote command forever\n"
-    proc = subprocess.run(["sh", "-c", commands.remote()], cwd=sandbox, input=fed,
+    fed = shell.script_payload("cat; echo done") + b"would block a remote command forever\n"
+    proc = subprocess.run(["sh", "-c", shell.remote()], cwd=sandbox, input=fed,
                           capture_output=True, timeout=30, check=False)  # fmt: skip
     assert proc.returncode == 0
     assert proc.stdout == b"done\n"
@@ -1127,7 +1127,7 @@ def test_switch_property(deploy_dir, name):
             c in name for c in "/\0\n"
         ), exc
         with pytest.raises(ConfigError):
-            commands.switch(APP, name)
+            shell.switch(APP, name)
         return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -1135,8 +1135,8 @@ def test_switch_property(deploy_dir, name):
         Path(lay.releases).mkdir(parents=True)
         Path(lay.release(name)).mkdir()
         before = _tree(root)
-        res = subprocess.run(["sh", "-c", commands.remote()], cwd=root, capture_output=True,
-                             input=commands.script_payload(commands.switch(lay, name)),
+        res = subprocess.run(["sh", "-c", shell.remote()], cwd=root, capture_output=True,
+                             input=shell.script_payload(shell.switch(lay, name)),
                              timeout=30, env=_env(root), check=False)  # fmt: skip
         assert res.returncode == 0, res.stderr
         assert res.stdout == f"releases/{name}\n".encode()
@@ -1158,19 +1158,19 @@ def test_link_shared_dir_property(deploy_dir, item):
                 or ".." in parts or not [p for p in parts if p not in ("", ".")]
                 or any(p.startswith("-") for p in parts))  # fmt: skip
         with pytest.raises(ConfigError):
-            commands.link_shared_dir(APP, "R1", item)
+            shell.link_shared_dir(APP, "R1", item)
         return
     assert clean and not clean.startswith("/") and ".." not in clean.split("/")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         lay = Layout(str(root / "srv" / deploy_dir))
-        res = subprocess.run(["sh", "-c", commands.setup(lay)], cwd=root, capture_output=True,
+        res = subprocess.run(["sh", "-c", shell.setup(lay)], cwd=root, capture_output=True,
                              timeout=30, env=_env(root), check=False)  # fmt: skip
         assert res.returncode == 0, res.stderr
         rel = Path(lay.release("R1"))
         (rel / clean).mkdir(parents=True)
         (rel / clean / "seed").write_text("seed")
-        res = subprocess.run(["sh", "-c", commands.link_shared_dir(lay, "R1", item)], cwd=root,
+        res = subprocess.run(["sh", "-c", shell.link_shared_dir(lay, "R1", item)], cwd=root,
                              capture_output=True, timeout=30, env=_env(root),
                              check=False)  # fmt: skip
         assert res.returncode == 0, res.stderr
@@ -1183,7 +1183,7 @@ def test_link_shared_dir_property(deploy_dir, item):
 
 
 def test_rsync_argv_hardlinks_use_link_dest_instead_of_copy_dest():
-    argv = commands.rsync_argv("/src", "h", "/srv/app/releases/R2", ssh=["ssh"],
+    argv = shell.rsync_argv("/src", "h", "/srv/app/releases/R2", ssh=["ssh"],
                                copy_dest="/srv/app/releases/R1", hardlinks=True)  # fmt: skip
     assert argv[argv.index("--link-dest") + 1] == "/srv/app/releases/R1"
     assert "--copy-dest" not in argv
@@ -1192,50 +1192,50 @@ def test_rsync_argv_hardlinks_use_link_dest_instead_of_copy_dest():
 def test_an_armed_go_live_waits_for_go_on_stdin_just_before_the_rename(tmp_path):
     layout = Layout(str(tmp_path / "app it's"))
     Path(layout.release("R1")).mkdir(parents=True)
-    script = commands.go_live(layout, "R1", armed=True)
-    assert script.index(commands.ARMED_MARKER) < script.index("mv -fT")
-    wrapped = commands.remote(stdin=True)
+    script = shell.go_live(layout, "R1", armed=True)
+    assert script.index(shell.ARMED_MARKER) < script.index("mv -fT")
+    wrapped = shell.remote(stdin=True)
     assert not wrapped.endswith("</dev/null")
-    fed = commands.script_payload(script).decode()
+    fed = shell.script_payload(script).decode()
     nogo = subprocess.run(["sh", "-c", wrapped], input=fed + "stop\n", capture_output=True,
                           text=True)  # fmt: skip
     assert nogo.returncode == 91 and not os.path.lexists(layout.current)
     go = subprocess.run(["sh", "-c", wrapped], input=fed + "go\n", capture_output=True, text=True)
     assert go.returncode == 0, go.stderr
-    assert go.stdout.splitlines()[0] == commands.ARMED_MARKER
+    assert go.stdout.splitlines()[0] == shell.ARMED_MARKER
     assert os.readlink(layout.current) == "releases/R1"
 
 
 def test_go_live_says_when_nginx_and_the_opcache_reset_start(tmp_path):
     """A go-live that hangs in the nginx reload or the opcache reset names that part."""
     layout = Layout(str(tmp_path / "app"))
-    assert sh(commands.setup(layout), tmp_path).returncode == 0
+    assert sh(shell.setup(layout), tmp_path).returncode == 0
     Path(layout.release("R1"), "public").mkdir(parents=True)
     root_file = str(tmp_path / "root.conf")
-    script = commands.go_live(layout, "R1", log_lines=["x"],
+    script = shell.go_live(layout, "R1", log_lines=["x"],
                               nginx=(root_file, "set $root_dir x;\n", "true", "true"),
                               opcache="echo reset")  # fmt: skip
     res = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
-    started = [ln.removeprefix(commands.START_MARKER) for ln in res.stderr.splitlines()]
+    started = [ln.removeprefix(shell.START_MARKER) for ln in res.stderr.splitlines()]
     assert started == ["switch", "nginx", "log", "opcache"]
     assert remote.split_step_marker(res.stderr) == (None, "")
 
 
 def test_rsync_ends_a_stalled_transfer_with_its_own_timeout():
-    argv = commands.rsync_argv("/src", "h", "/srv/app/releases/R", ssh=["ssh"], timeout=30)
+    argv = shell.rsync_argv("/src", "h", "/srv/app/releases/R", ssh=["ssh"], timeout=30)
     assert "--timeout=30" in argv
     assert argv.index("--timeout=30") < argv.index("--")
 
 
 def test_compact_log_keeps_exactly_the_lines_of_the_kept_releases_in_order(layout, sandbox):
-    assert sh(commands.setup(layout), sandbox).returncode == 0
+    assert sh(shell.setup(layout), sandbox).returncode == 0
     lines = [LogEntry(f"R{i % 7}", "complete", f"t{i}").render() for i in range(50)]
     lines.insert(3, '{"release": "R1", "sta')  # torn by a crash
     lines.append(LogEntry("it's \"q\" ü", "live", "t").render())
     Path(layout.log).write_text("\n".join(lines) + "\n")
     keep = ["R1", "R5", "it's \"q\" ü"]
-    res = sh(commands.compact_log(layout, keep), sandbox)
+    res = sh(shell.compact_log(layout, keep), sandbox)
     assert res.returncode == 0, res.stderr
     kept = Path(layout.log).read_text().splitlines()
     # (A torn line naming a kept release may stay: the reader skips it.)
@@ -1247,17 +1247,17 @@ def test_compact_log_keeps_exactly_the_lines_of_the_kept_releases_in_order(layou
 
 
 def test_read_state_reads_only_the_tail_of_a_long_log():
-    script = commands.read_state(APP)
-    assert f"tail -n {commands.LOG_TAIL} -- /srv/app/.dep/releases.log" in script
+    script = shell.read_state(APP)
+    assert f"tail -n {shell.LOG_TAIL} -- /srv/app/.dep/releases.log" in script
     assert "cat -- /srv/app/.dep/releases.log" not in script
 
 
 def test_one_swap_builder_serves_switch_go_live_and_the_switch_back():
-    link, rename = commands.swap(HOSTILE, q(HOSTILE.current_target("R1")))
-    assert commands.switch(HOSTILE, "R1").split(" && ")[1:3] == [link, rename]
-    live = commands.go_live(HOSTILE, "R1", nginx=("/etc/x.conf", "set $a b;", "true", "true"))
+    link, rename = shell.swap(HOSTILE, q(HOSTILE.current_target("R1")))
+    assert shell.switch(HOSTILE, "R1").split(" && ")[1:3] == [link, rename]
+    live = shell.go_live(HOSTILE, "R1", nginx=("/etc/x.conf", "set $a b;", "true", "true"))
     assert link in live and rename in live
-    back_link, back_rename = commands.swap(HOSTILE, '"$prev"')
+    back_link, back_rename = shell.swap(HOSTILE, '"$prev"')
     assert back_rename == rename
-    assert f"{back_link} && {back_rename}" in commands.switch_back(HOSTILE)
-    assert commands.switch_back(HOSTILE) in live  # nginx refused: current goes back
+    assert f"{back_link} && {back_rename}" in shell.switch_back(HOSTILE)
+    assert shell.switch_back(HOSTILE) in live  # nginx refused: current goes back
