@@ -1,0 +1,184 @@
+"""Read `inventory.yml` strictly (duplicate keys, size, YAML errors) into an Inventory.
+
+Every mistake is one ConfigError line naming the file, the host and the key.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError, did_you_mean
+from .checks import _type_name
+from .refs import _resolve_refs
+from .schema import KEYS, HostConfig, Inventory
+
+MAX_INVENTORY_BYTES = 1_000_000
+
+
+_HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    def __init__(self, key: Any, mark: yaml.Mark) -> None:
+        super().__init__(None, None, f"duplicate key {key!r}", mark)
+        self.key = key
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe loading, and a duplicate key is an error (PyYAML keeps the last one silently)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    loader.flatten_mapping(node)
+    seen: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            duplicate = key in seen
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be a plain value", key_node.start_mark
+            ) from None
+        if duplicate:
+            raise _DuplicateKey(key, key_node.start_mark)
+        seen[key] = True
+    return loader.construct_mapping_plain(node, deep=deep)
+
+
+_StrictLoader.construct_mapping_plain = yaml.SafeLoader.construct_mapping  # type: ignore[attr-defined]
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping  # type: ignore[arg-type]
+)
+
+
+def load(path: str | os.PathLike[str]) -> Inventory:
+    """Read and validate an inventory file; every problem is one ConfigError line."""
+    path = Path(path)
+    label = path.name
+    try:
+        if path.stat().st_size > MAX_INVENTORY_BYTES:
+            raise ConfigError(f"{label}: larger than {MAX_INVENTORY_BYTES} bytes")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: inventory file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read inventory: {exc}") from None
+    return parse(text, path)
+
+
+def parse(text: str, path: Path = Path("inventory.yml")) -> Inventory:
+    label = path.name
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no Python tags
+    except _DuplicateKey as exc:
+        line = exc.problem_mark.line
+        where = _section_at(text, line)
+        raise ConfigError(f"{label}: {where}duplicate key {exc.key!r} at line {line + 1}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{label}: invalid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{label}: invalid YAML: nested too deeply") from None
+    except Exception as exc:  # PyYAML's constructors: impossible dates, bad !!int, ...
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ConfigError(f"{label}: invalid YAML: a value cannot be read ({reason})") from None
+    if data is None:
+        raise ConfigError(f"{label}: the file is empty: it needs a 'hosts:' map")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{label}: the top level must be a map with 'config:' and 'hosts:'")
+    for key in data:
+        if key not in ("config", "hosts"):
+            raise ConfigError(f"{label}: unknown top-level key {key!r} (valid: config, hosts)")
+    defaults = data.get("config")
+    defaults = {} if defaults is None else defaults  # `config:` left empty
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{label}: config: must be a map, not {_type_name(defaults)}")
+    hosts = data.get("hosts")
+    if not isinstance(hosts, dict) or not hosts:
+        raise ConfigError(f"{label}: 'hosts:' must be a map with at least one host")
+    _check_keys(label, "config", defaults)
+    configs = []
+    for name, overrides in hosts.items():
+        if not isinstance(name, str) or not _HOST_NAME.fullmatch(name):
+            raise ConfigError(f"{label}: host {name!r}: a host name must be letters, digits, '.', '_' or '-'")  # noqa: E501
+        overrides = overrides if overrides is not None else {}
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{label}: host {name}: must be a map, not {_type_name(overrides)}")
+        _check_keys(label, f"host {name}", overrides)
+        configs.append(_host_config(label, name, {**defaults, **overrides}))
+    for host in configs:
+        if "stage" in host.labels and not host.labels["stage"].strip():
+            raise ConfigError(f"{label}: host {host.name}: labels.stage is empty")
+    return Inventory(path=path, hosts=tuple(configs))
+
+
+def _section_at(text: str, line: int) -> str:
+    """`host web1: ` or `config: ` for the map holding `line` (0-based), for error messages."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return ""
+    if not isinstance(root, yaml.MappingNode):
+        return ""
+    for key, value in root.value:
+        inside = value.start_mark.line <= line <= value.end_mark.line
+        if key.value == "config" and inside:
+            return "config: "
+        if key.value == "hosts" and isinstance(value, yaml.MappingNode):
+            for host, body in value.value:
+                if isinstance(body, yaml.MappingNode) and (
+                    body.start_mark.line <= line <= body.end_mark.line
+                ):
+                    return f"host {host.value}: "
+    return ""
+
+
+def _check_keys(label: str, where: str, values: dict) -> None:
+    for key in values:
+        if key not in KEYS:
+            raise ConfigError(f"{label}: {where}: unknown key {key!r}{did_you_mean(key, KEYS)}")
+
+
+def _host_config(label: str, name: str, raw: dict[str, Any]) -> HostConfig:
+    where = f"{label}: host {name}"
+    resolved = _resolve_refs(where, name, raw)
+    values: dict[str, Any] = {}
+    for key, spec in KEYS.items():
+        if key not in resolved or resolved[key] is None:
+            values[key] = spec.default
+            continue
+        try:
+            values[key] = spec.check(resolved[key])
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {key} {exc}") from None
+    if values["deploy_path"] is None:
+        raise ConfigError(f"{where}: deploy_path is missing (set it under config: or the host)")
+    needs_user = values["writable_mode"] in ("acl", "chown") and values["writable_dirs"]
+    if needs_user and not values["http_user"]:
+        raise ConfigError(f"{where}: http_user is required with writable_mode {values['writable_mode']}")  # noqa: E501
+    for item in values["shared_dirs"] + values["shared_files"]:
+        others = [o for o in values["shared_dirs"] if o != item and item.startswith(o + "/")]
+        if others:
+            raise ConfigError(f"{where}: shared path {item!r} is inside shared dir {others[0]!r}")
+    values["hostname"] = values["hostname"] or name
+    nginx = values["nginx"]
+    if nginx is not None and not nginx.root_file:
+        root_file = posixpath.join(values["deploy_path"], "root_dir.nginx.conf")
+        values["nginx"] = replace(nginx, root_file=root_file)
+    if values["warmup"] and not values["opcache"].socket:
+        raise ConfigError(f"{where}: warmup needs opcache.socket (php-fpm's socket)")
+    for key in ("identity_file", "ssh_config", "known_hosts"):
+        if values[key]:
+            values[key] = os.path.expanduser(values[key])
+    return HostConfig(name=name, **values)

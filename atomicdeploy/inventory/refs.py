@@ -1,0 +1,82 @@
+"""`{{key}}` references: one value pasted into another, shell-quoted in shell text."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any
+
+from ..errors import ConfigError
+
+_REF = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+# Values that are shell text: there a `{{key}}` stands for one word and is pasted
+# shell-quoted, so `application: "shop; touch x"` is data in `echo {{application}}`.
+# (A plain value such as /srv/shop or web1 is pasted as it is.)
+_SHELL_TEXT = {("nginx", "test"), ("nginx", "reload"), ("opcache", "reload"),
+               ("opcache", "cachetool"), ("composer",), ("composer_options",)}  # fmt: skip
+
+
+def _is_shell_text(keys: tuple[str, ...]) -> bool:
+    """Whether the value at `keys` (map keys, `*` for list items) is shell text: hook
+    commands (not their `once`/`roles`) and the command settings in _SHELL_TEXT."""
+    if keys[0] == "hooks":
+        return keys[-1] not in ("once", "roles")
+    return keys in _SHELL_TEXT
+
+
+MAX_EXPANDED_NODES = 100_000  # values after YAML aliases are expanded, per host
+
+
+MAX_VALUE_CHARS = 100_000  # one string after `{{key}}` expansion
+
+
+def _resolve_refs(where: str, name: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """Expand `{{key}}` in string values (also inside lists and maps) from other keys;
+    shell-quoted where the value is shell text (see _is_shell_text).
+
+    YAML aliases share one object: a recursive alias (`&x [*x]`) is refused, and an
+    alias bomb or a `{{key}}` bomb stops at a size limit instead of filling memory.
+    """
+    scope = {"alias": name, **raw}
+    nodes = [0]
+    if scope.get("hostname") is None:
+        scope["hostname"] = name
+    cache: dict[str, str] = {}
+
+    def scalar(key: str, chain: tuple[str, ...]) -> str:
+        if key in chain:
+            raise ConfigError(f"{where}: {{{{{key}}}}} refers to itself ({' -> '.join((*chain, key))})")  # noqa: E501
+        if key not in cache:
+            if key not in scope or scope[key] is None:
+                raise ConfigError(f"{where}: {{{{{key}}}}} refers to a key that is not set")
+            value = scope[key]
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                raise ConfigError(f"{where}: {{{{{key}}}}} must refer to a string or number")
+            cache[key] = expand(str(value), (*chain, key))
+        return cache[key]
+
+    def expand(value: Any, chain: tuple[str, ...], path: tuple[int, ...] = (),
+               keys: tuple[str, ...] = ()) -> Any:  # fmt: skip
+        nodes[0] += 1
+        if nodes[0] > MAX_EXPANDED_NODES:
+            raise ConfigError(f"{where}: more than {MAX_EXPANDED_NODES} values once YAML"
+                              " aliases are expanded")  # fmt: skip
+        if isinstance(value, str):
+            paste = shlex.quote if keys and _is_shell_text(keys) else str
+            out = _REF.sub(lambda m: paste(scalar(m.group(1), chain)), value)
+            if "{{" in value and len(out) > MAX_VALUE_CHARS:
+                raise ConfigError(f"{where}: a value is longer than {MAX_VALUE_CHARS}"
+                                  " characters once {{key}} references are expanded")  # fmt: skip
+            return out
+        if isinstance(value, list | dict):
+            if id(value) in path:
+                raise ConfigError(f"{where}: {chain[0]}: a YAML alias refers to itself")
+            inner = (*path, id(value))
+            if isinstance(value, list):
+                return [expand(v, chain, inner, (*keys, "*")) for v in value]
+            return {k: expand(v, chain, inner, (*keys, str(k))) for k, v in value.items()}
+        return value
+
+    return {key: expand(value, (key,), (), (key,)) for key, value in raw.items()}
