@@ -28,7 +28,7 @@ from typing import TypeVar
 
 from fabric import Config as FabricConfig
 
-from . import dryrun, notify
+from . import dryrun, notify, plan
 from .config import Config, RunInfo
 from .errors import (
     EXIT_LIVE_HOOK_FAILED,
@@ -345,10 +345,21 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
 
 def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Reporter,
             hooks: Hooks, outcome: Outcome) -> None:  # fmt: skip
-    run = next(iter(cfgs.values())).run
+    """The deploy as a short script of phases; each phase raises when the deploy stops."""
     states = _lock_and_read(fleet, cfgs, upload=True)
     if _already_live(fleet, cfgs, states, opts, outcome):
         return
+    name = _name_release(cfgs, states, opts, reporter, outcome)
+    created = _prepare(fleet, cfgs, opts, reporter, hooks, outcome)
+    _once(fleet, cfgs, created)
+    interrupted = _go_live(fleet, cfgs, opts, reporter, outcome, name)
+    _finish(fleet, cfgs, states, opts, reporter, hooks, outcome, name, interrupted)
+
+
+def _name_release(cfgs: dict[str, Config], states: dict[str, HostState], opts: Options,
+                  reporter: Reporter, outcome: Outcome) -> str:  # fmt: skip
+    """One name for every host, computed here; the configs learn it and the live one."""
+    run = next(iter(cfgs.values())).run
     taken = {r.name for s in states.values() for r in s.releases}
     name = new_release_name(datetime.now(UTC), taken, opts.tag)
     # Updated in place: the caller's on_failure hooks see the release and previous one.
@@ -359,7 +370,13 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
     rev = f" (revision {run.revision[:12]})" if run.revision else ""
     dry = " (dry run: nothing is changed)" if opts.dry_run else ""
     reporter.line(f"deploying release {name}{rev} to {opts.stage}: {', '.join(cfgs)}{dry}")
+    return name
 
+
+def _prepare(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Reporter,
+             hooks: Hooks, outcome: Outcome) -> set[str]:  # fmt: skip
+    """Every host builds the release; if any fails, none keeps it. Returns the hosts that
+    started one (all of them, once this returns)."""
     created: set[str] = set()
 
     def prepare(r: Remote) -> object:
@@ -384,14 +401,25 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
     if failures:
         _abort(fleet, cfgs, created, "another host failed" if uploads else "failed")
         raise _fail("prepare", failures, len(cfgs))
-    primary = next(n for n, c in cfgs.items() if c.primary)
-    if hook.script(cfgs[primary], "before_switch", once=True):
-        _, failures = fleet.each(lambda r: build.before_switch_once(r, cfgs[r.name]), [primary],
-                                 phase="once")  # fmt: skip
-        if failures:
-            _abort(fleet, cfgs, created, "a once hook failed")
-            raise _fail("before_switch (once)", failures, len(cfgs))
+    return created
 
+
+def _once(fleet: Fleet, cfgs: dict[str, Config], created: set[str]) -> None:
+    """before_switch's `once` commands (migrations), on the first host, after the barrier."""
+    primary = next(n for n, c in cfgs.items() if c.primary)
+    if not hook.script(cfgs[primary], "before_switch", once=True):
+        return
+    _, failures = fleet.each(lambda r: build.before_switch_once(r, cfgs[r.name]), [primary],
+                             phase="once")  # fmt: skip
+    if failures:
+        _abort(fleet, cfgs, created, "a once hook failed")
+        raise _fail("before_switch (once)", failures, len(cfgs))
+
+
+def _go_live(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Reporter,
+             outcome: Outcome, name: str) -> bool:  # fmt: skip
+    """Switch batch by batch, health checks between; on a failure, settle it and raise.
+    Returns whether an interrupt came during it (held until every host had finished)."""
     triggers: dict[str, switch.Trigger] = {}
 
     def go_live(r: Remote) -> None:
@@ -407,59 +435,69 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
 
     batches = plan_batches(list(cfgs), opts.batch, opts.canary)
     went_live: list[str] = []
-    stuck: list[str] = []  # went live, and switching back failed
     failures: dict[str, BaseException] = {}
-    failed_at = ""
     with deferred_interrupts() as interrupted:
         for i, batch in enumerate(batches):
             triggers = {} if opts.dry_run else arm(batch)
             _, failures = fleet.each(go_live, batch, phase="go-live", wide=True)
             went_live += [n for n in batch if n not in failures]
-            if failures:
-                failed_at = "go-live"
-                break
-            _, failures = fleet.each(lambda r: health.check(r, cfgs[r.name]), batch,
-                                     phase="health", wide=True)  # fmt: skip
-            if failures:
+            failed_at = "go-live"
+            if not failures:
+                _, failures = fleet.each(lambda r: health.check(r, cfgs[r.name]), batch,
+                                         phase="health", wide=True)  # fmt: skip
                 failed_at = "health check"
+            if failures:
+                failure = plan.GoLiveFailure(
+                    failed_at, tuple(failures), tuple(went_live),
+                    tuple(n for b in batches[i + 1:] for n in b), opts.allow_partial,
+                )  # fmt: skip
+                stuck = _recover(fleet, cfgs, failure, name, outcome)
                 break
             if len(batches) > 1:
                 what = "canary" if opts.canary and i == 0 else f"batch {i + 1}/{len(batches)}"
                 reporter.line(f"{what} live: {', '.join(batch)}")
-        if failures:
-            not_reached = [n for b in batches[i + 1:] for n in b]
-            keep = opts.allow_partial and failed_at == "go-live"
-            if went_live and not keep:
-                # Never leave the stage split: the hosts that went live go back.
-                why = ("health check failed" if failed_at == "health check"
-                       else "another host failed at go-live")  # fmt: skip
-                stuck = _switch_back(fleet, cfgs, went_live, name, why, outcome)
-            if not_reached:
-                _abort(fleet, {n: cfgs[n] for n in not_reached}, set(not_reached),
-                       f"{failed_at} failed on another host")  # fmt: skip
     if failures:
         if interrupted:
             reporter.error("interrupted during go-live: finished it first")
-        for n in failures:
-            outcome.result[n] = f"failed at {failed_at}"
-        for n in not_reached:
-            outcome.result[n] = "not switched"
-        reverted = bool(went_live) and not keep
-        # Reverted hosts were unlocked by their switch back; release the others' locks.
-        still_locked = ([*failures] if failed_at == "go-live" else []) + (
-            stuck if reverted else went_live)
-        _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), still_locked)
-        for n in went_live:
-            outcome.result.setdefault(n, "live")
-        _summary(reporter, fleet, outcome)
-        back = [n for n in went_live if n not in stuck]
-        note = (f"; reverted {', '.join(back)} to their previous release"
-                if reverted and back else "")  # fmt: skip
-        if stuck:
-            note += f"; {', '.join(stuck)} could not be switched back and stay on {name}"
-        partial = (bool(went_live) and not reverted) or bool(stuck)
-        raise _fail(failed_at, failures, len(cfgs), note=note,
-                    exit_code=EXIT_PARTIAL if partial else 1)  # fmt: skip
+        _settle(fleet, cfgs, reporter, outcome, failures, failure, stuck, name)
+    return bool(interrupted)
+
+
+def _recover(fleet: Fleet, cfgs: dict[str, Config], failure: plan.GoLiveFailure, name: str,
+             outcome: Outcome) -> list[str]:  # fmt: skip
+    """Switch back the hosts that went live; remove the release where it never went live.
+    Returns the hosts that could not be switched back."""
+    stuck: list[str] = []
+    back = list(plan.switch_back(failure))
+    if back:
+        # Never leave the stage split: the hosts that went live go back.
+        why = ("health check failed" if failure.failed_at == "health check"
+               else "another host failed at go-live")  # fmt: skip
+        stuck = _switch_back(fleet, cfgs, back, name, why, outcome)
+    if failure.not_reached:
+        _abort(fleet, {n: cfgs[n] for n in failure.not_reached}, set(failure.not_reached),
+               f"{failure.failed_at} failed on another host")  # fmt: skip
+    return stuck
+
+
+def _settle(fleet: Fleet, cfgs: dict[str, Config], reporter: Reporter, outcome: Outcome,
+            failures: dict[str, BaseException], failure: plan.GoLiveFailure,
+            stuck: list[str], name: str) -> None:  # fmt: skip
+    """Release the locks still held, say what each host ended on, and raise."""
+    settled = plan.settle(failure, stuck, name)
+    outcome.result.update(settled.results)
+    for n in settled.live:
+        outcome.result.setdefault(n, "live")
+    _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), list(settled.unlock))
+    _summary(reporter, fleet, outcome)
+    raise _fail(failure.failed_at, failures, len(cfgs), note=settled.note,
+                exit_code=settled.exit_code)  # fmt: skip
+
+
+def _finish(fleet: Fleet, cfgs: dict[str, Config], states: dict[str, HostState],
+            opts: Options, reporter: Reporter, hooks: Hooks, outcome: Outcome, name: str,
+            interrupted: bool) -> None:  # fmt: skip
+    """The release is live: after-switch hooks, cleanup and unlock on every host."""
 
     def finish(r: Remote) -> None:
         cfg = cfgs[r.name]
@@ -469,18 +507,7 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
             exc.live = True
             _best_effort(fleet, lambda r: lock.unlock(r, cfg), [r.name])
             raise
-        victims, odd = cleanup.victims_after_go_live(states[r.name], cfg)
-        _warn_left_alone(reporter, r.name, odd)
-        try:
-            cleanup.cleanup_and_unlock(r, cfg, victims, states[r.name])
-        except AtomicDeployError as exc:
-            # The release is live: housekeeping trouble is a warning, not a failed deploy.
-            reporter.warn(r.name, f"cleanup failed (the deploy is live): {exc.message}")
-            return
-        outcome.removed[r.name] = victims
-        if victims:
-            verb = "would remove" if opts.dry_run else "removed"
-            reporter.host(r.name, f"cleanup: {verb} {', '.join(victims)}")
+        _cleanup(r, cfg, states[r.name], opts, reporter, outcome)
         try:
             build.after_cleanup(r, cfg, hooks)
         except AtomicDeployError as exc:
@@ -496,9 +523,7 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
     for n, exc in failures.items():
         if n not in hook_failures:
             reporter.warn(n, f"after go-live: {exc}")
-    for n in cfgs:
-        outcome.result[n] = ("dry run" if opts.dry_run else "live") + (
-            ", hook failed" if n in hook_failures else "")
+    outcome.result.update(plan.finish_results(list(cfgs), list(hook_failures), opts.dry_run))
     _summary(reporter, fleet, outcome)
     if interrupted or late:
         when = "during go-live" if interrupted else "after go-live"
@@ -509,6 +534,22 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
         raise _fail("after go-live", hook_failures, len(cfgs),
                     note=f"; release {name} is live on every host",
                     exit_code=EXIT_LIVE_HOOK_FAILED)  # fmt: skip
+
+
+def _cleanup(r: Remote, cfg: Config, state: HostState, opts: Options, reporter: Reporter,
+             outcome: Outcome) -> None:  # fmt: skip
+    """Cleanup and unlock; trouble is a warning, since the release is live."""
+    victims, odd = cleanup.victims_after_go_live(state, cfg)
+    _warn_left_alone(reporter, r.name, odd)
+    try:
+        cleanup.cleanup_and_unlock(r, cfg, victims, state)
+    except AtomicDeployError as exc:
+        reporter.warn(r.name, f"cleanup failed (the deploy is live): {exc.message}")
+        return
+    outcome.removed[r.name] = victims
+    if victims:
+        verb = "would remove" if opts.dry_run else "removed"
+        reporter.host(r.name, f"cleanup: {verb} {', '.join(victims)}")
 
 
 def _already_live(fleet: Fleet, cfgs: dict[str, Config], states: dict[str, HostState],
