@@ -173,7 +173,9 @@ class HostState:
 def parse_state(text: str, markers: tuple[str, str, str, str, str]) -> HostState:
     sections: dict[str, list[str]] = {m: [] for m in markers}
     where: str | None = None
-    for line in text.splitlines():
+    # Split on "\n" only: `find` ends each name with it, and a name holding "\r", "\x1e" or
+    # "\u2028" (which splitlines() also splits on) is one directory, not two.
+    for line in text.split("\n"):
         if line in sections:
             where = line
         elif where is not None:

@@ -17,18 +17,35 @@ from typing import TextIO
 # Text from hosts (release directory names, a lock's owner, stderr lines) is printed; a
 # terminal would obey the control characters in it: ESC]0;...BEL retitles the window,
 # ESC[2J clears the screen, \r overwrites what was said, a bidi override (a format
-# character, which Python counts as not printable) reverses it.
+# character, which Python counts as not printable) reverses it. A newline inside what is
+# meant as one line (an error, a warning, a table cell) would print a line of the host's
+# choosing, e.g. a forged "[web2] live: ..." after a lock owner's name. So every line goes
+# out through one of these three, after the secrets are masked.
 
 
-def printable(text: str) -> str:
-    """`text` with control characters shown as escapes (`\\x1b`); newline and tab kept."""
-    if text.isprintable():
+def printable(text: str, keep: str = "\n\t") -> str:
+    """`text` with control characters shown as escapes (`\\x1b`), except those in `keep`.
+
+    Tabs are kept by default: a tab only moves the cursor on to the next tab stop, so it can
+    neither hide nor overwrite anything, and compilers and stack traces indent with it.
+    """
+    if text.isprintable():  # the usual case: nothing to escape
         return text
-    return "".join(_escape(c) for c in text)
+    return "".join(_escape(c, keep) for c in text)
 
 
-def _escape(c: str) -> str:
-    if c in "\n\t" or c.isprintable():
+def one_line(text: str) -> str:
+    """`text` as one printed line: newlines escaped too (tabs kept)."""
+    return printable(text, keep="\t")
+
+
+def cell(text: str) -> str:
+    """A table cell: tabs escaped as well, since they would break the columns."""
+    return printable(text, keep="")
+
+
+def _escape(c: str, keep: str) -> str:
+    if c in keep or c.isprintable():
         return c
     code = ord(c)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
@@ -48,9 +65,10 @@ class Reporter:
                  *, live: bool | None = None,
                  mask: Callable[[str], str] | None = None) -> None:  # fmt: skip
         self.out = out or sys.stdout
-        # Every line goes through `mask` (secrets -> ***) and `printable` before it is printed.
-        masker = mask or (lambda text: text)
-        self.mask = lambda text: printable(masker(text))
+        # Every line is masked (secrets -> ***), then escaped (one_line, cell) before it is
+        # printed; `mask` does both, for one-line texts (also the notifier's).
+        self._secrets = mask or (lambda text: text)
+        self.mask = lambda text: one_line(self._secrets(text))
         self.err = err or sys.stderr
         self._lock = threading.Lock()
         self.live = wants_live(self.out) if live is None else live
@@ -60,7 +78,11 @@ class Reporter:
         self._held: list[tuple[TextIO, str]] = []  # lines printed after the live table ends
 
     def _write(self, stream: TextIO, text: str) -> None:
-        text = self.mask(text)
+        """One line: a newline inside it is data (see one_line), never a line of its own."""
+        self._emit(stream, self.mask(text))
+
+    def _emit(self, stream: TextIO, text: str) -> None:
+        """Print `text`, already masked and escaped (or hold it while the live table is up)."""
         with self._lock:
             if self.live and self._rows:
                 self._held.append((stream, text))
@@ -88,7 +110,7 @@ class Reporter:
             self._drawn = 0
             held, self._held = self._held, []
         for stream, text in held:
-            self._write(stream, text)
+            self._emit(stream, text)
 
     def _redraw(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -112,7 +134,9 @@ class Reporter:
                 self._rows[name][2] = last[:60]
                 self._redraw()
             return
-        self._write(self.out, "".join(f"[{name}] {line}\n" for line in message.splitlines()))
+        # Each line of a multi-line message (a hook's output) gets the host's prefix.
+        lines = self._secrets(message).splitlines()
+        self._emit(self.out, "".join(f"{one_line(f'[{name}] {line}')}\n" for line in lines))
 
     def warn(self, name: str | None, message: str) -> None:
         prefix = f"[{name}] " if name else ""
@@ -127,11 +151,13 @@ class Reporter:
     def table(
         self, header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  "
     ) -> None:
-        self._write(self.out, render_table(header, rows, indent))
+        masked = [[self._secrets(str(c)) for c in r] for r in rows]
+        self._emit(self.out, render_table(header, masked, indent))
 
 
 def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "") -> str:
-    cells = [list(map(str, header)), *[list(map(str, r)) for r in rows]]
+    """Aligned columns; each cell escaped first (see cell), so widths are what is shown."""
+    cells = [[cell(str(c)) for c in r] for r in (header, *rows)]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
              for r in cells]  # fmt: skip

@@ -502,6 +502,9 @@ def test_secrets_stay_0600_and_nothing_deployed_is_world_writable(project):
 HOSTILE_TEXT = "\x1b]0;owned\x07\x1b[2J\rspoofed\u202e"
 
 
+FORGED = "[web2] live: nothing of the kind"  # a line a host must not be able to print
+
+
 def raw_controls(text: str) -> list[str]:
     return sorted({repr(c) for c in text if not (c.isprintable() or c in "\n\t")})
 
@@ -509,16 +512,17 @@ def raw_controls(text: str) -> list[str]:
 def test_control_characters_from_a_host_reach_the_terminal_escaped(project):
     """A release directory, a lock owner and a hook's stderr carrying terminal escapes (clear
     the screen, retitle the window, overwrite the line, reverse the text) are printed with
-    their control characters escaped."""
+    their control characters escaped, and a newline in them never prints a line of its own."""
     project.ok("test", "deploy")
     plant_sentinels(project)
     web1 = project.hosts[0].name
     path = project.deploy_path(web1)
     (path / "releases" / f"20000101T000000Z{HOSTILE_TEXT}").mkdir()
+    (path / "releases" / f"x\n{FORGED}\n@@ad:lock@@\n{FORGED}").mkdir()
     held = path / ".dep" / "deploy.lock"
     held.mkdir()
-    (held / "owner").write_text(json.dumps({"user": f"eve{HOSTILE_TEXT}", "host": "h", "pid": 1,
-                                            "time": "t"}))  # fmt: skip
+    (held / "owner").write_text(json.dumps({"user": f"eve{HOSTILE_TEXT}\n{FORGED}", "host": "h",
+                                            "pid": 1, "time": "t"}))  # fmt: skip
     outputs = {}
     for args in (("releases",), ("status",), ("deploy",), ("unlock",)):
         proc = project.fab("test", *args)
@@ -528,15 +532,18 @@ def test_control_characters_from_a_host_reach_the_terminal_escaped(project):
     del project.config["hooks"]
     problems = [f"fab test {what}: raw {raw_controls(p.stdout + p.stderr)}"
                 for what, p in outputs.items() if raw_controls(p.stdout + p.stderr)]  # fmt: skip
+    problems += [f"fab test {what}: a line of the host's: {line!r}"
+                 for what, p in outputs.items() for line in (p.stdout + p.stderr).splitlines()
+                 if line.lstrip().startswith(FORGED)]  # fmt: skip
     if "\\x1b]0;owned\\x07" not in outputs["deploy"].stderr:
         problems.append(f"the lock owner is not shown escaped: {outputs['deploy'].stderr[-300:]}")
     if outputs["deploy"].returncode != 1:
         problems.append("the held lock did not stop the deploy")
     v = problems + violations(project)
-    faults.record("security", "terminal escapes in a release name, a lock owner, a hook's"
-                  " stderr", violations=len(v),
-                  outcome=outcome(v, "printed escaped (\\x1b...); nothing reached the terminal"
-                                     " raw"))  # fmt: skip
+    faults.record("security", "terminal escapes and newlines in a release name, a lock owner,"
+                  " a hook's stderr", violations=len(v),
+                  outcome=outcome(v, "printed escaped (\\x1b..., \\x0a); nothing reached the"
+                                     " terminal raw; no line of the host's making"))  # fmt: skip
     assert v == []
 
 

@@ -307,3 +307,33 @@ def test_parse_state_accepts_absolute_or_slashed_current_and_no_current():
         assert state.current == "R1"
     state = parse_state("@@c@@\n@@r@@\n@@l@@\n@@k@@\n", MARKERS)
     assert (state.current, state.releases, state.lock_owner) == (None, (), None)
+
+
+def test_a_release_directory_name_holding_other_line_breaks_is_one_name():
+    """`find` ends each name with "\\n" only: "\\r", "\\x1e" or "\\u2028" inside a name (which
+    str.splitlines would also split on) leave it one directory, never two."""
+    odd = "R1\rspoofed\x1e-x\u2028\x85"
+    state = parse_state(f"@@c@@\n@@r@@\n{odd}\nR2\n@@l@@\n@@k@@\n", MARKERS)
+    assert [r.name for r in state.releases] == sorted([odd, "R2"])
+
+
+def test_a_release_directory_named_with_a_newline_is_not_listed(tmp_path):
+    """A directory `x<newline>@@ad:lock@@<newline>...` would read as two names, or as a
+    marker and a section of its own choosing: `read_state` leaves names holding a newline
+    out (no release name holds one); other odd names come through whole."""
+    import subprocess
+
+    from atomicdeploy import shell
+    from atomicdeploy.layout import Layout
+
+    lay = Layout(str(tmp_path / "app"))
+    (tmp_path / "app" / "releases").mkdir(parents=True)
+    forged = f"x\n{shell.STATE_MARKERS[3]}\n20990101T000000Z"
+    for name in ("20261122T000000Z", forged, "R\x1b[2J\r"):
+        (tmp_path / "app" / "releases" / name).mkdir()
+    # Bytes, as the SSH channel gives them (text=True would turn "\r" into "\n").
+    out = subprocess.run(["sh", "-c", shell.read_state(lay)], capture_output=True,
+                         check=True).stdout.decode()  # fmt: skip
+    state = parse_state(out, shell.STATE_MARKERS)
+    assert [r.name for r in state.releases] == ["20261122T000000Z", "R\x1b[2J\r"]
+    assert state.lock_owner is None

@@ -137,3 +137,54 @@ def test_text_from_hosts_is_printed_with_its_control_characters_escaped():
     printed = out.getvalue() + err.getvalue()
     assert "\x1b" not in printed and "\x07" not in printed and "\r" not in printed
     assert "[web1] *** R1\\x1b]0;owned" in printed
+
+
+def test_a_newline_from_a_host_never_prints_a_line_of_its_own():
+    """A lock owner or stderr line holding "\\n[web2] ..." would forge a line: in one-line
+    texts (errors, warnings, lines) and table cells the newline is shown as `\\x0a`."""
+    import io
+
+    from atomicdeploy.report import Reporter
+
+    forged = "eve\n[web2] live: current -> releases/X\r\x0b\x1c\u2028"
+    out, err = io.StringIO(), io.StringIO()
+    reporter = Reporter(out, err, live=False)
+    reporter.error(f"[web1] failed: locked by {forged}")
+    reporter.warn("web1", forged)
+    reporter.line(f"  locked by {forged}")
+    reporter.table(["host", "lock"], [["web1", forged]], indent="")
+    printed = (err.getvalue() + out.getvalue()).splitlines()
+    assert not any(line.startswith("[web2]") for line in printed)
+    assert len(printed) == 5  # 3 lines, a header and one row
+    assert printed[0] == ("[web1] failed: locked by eve\\x0a[web2] live: current -> releases/X"
+                          "\\x0d\\x0b\\x1c\\u2028")  # fmt: skip
+
+
+def test_a_hooks_output_keeps_its_lines_each_with_the_host_and_its_tabs():
+    import io
+
+    from atomicdeploy.report import Reporter
+
+    out = io.StringIO()
+    Reporter(out, io.StringIO(), live=False).host("web1", "PHP Fatal\n\t#0 app.php(3)\x1b[2J")
+    assert out.getvalue() == "[web1] PHP Fatal\n[web1] \t#0 app.php(3)\\x1b[2J\n"
+
+
+def test_table_columns_line_up_with_what_is_printed_and_cells_are_masked():
+    import io
+
+    from atomicdeploy.report import Reporter
+
+    out = io.StringIO()
+    reporter = Reporter(out, io.StringIO(), live=False, mask=Masker.of(["hunter2"]).mask)
+    reporter.table(["release", "user"], [["R1\x1b[2J\t", "x"], ["R2", "hunter2"]], indent="")
+    width = len("R1\\x1b[2J\\x09")  # the cell as printed
+    assert out.getvalue().splitlines() == [f"{'release':{width}}  user",
+                                           "R1\\x1b[2J\\x09  x",
+                                           f"{'R2':{width}}  ***"]  # fmt: skip
+
+
+def test_a_url_password_holding_a_raw_at_sign_is_masked_whole():
+    text = "fetch https://deploy:p@ss@git.example/app.git?a=b@c failed"
+    assert Masker.of([]).mask(text) == "fetch https://deploy:***@git.example/app.git?a=b@c failed"
+    assert Masker.of([]).mask("https://u:pw@h#x@y") == "https://u:***@h#x@y"
