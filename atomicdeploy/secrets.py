@@ -15,8 +15,10 @@ from urllib.parse import quote, unquote, urlsplit
 
 MASK = "***"
 
-# `scheme://user:password@host`: the password part, wherever a URL appears in a line.
-_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)(?P<pw>[^\s/@]*)@")
+# `scheme://user:password@host`: the password part, wherever a URL appears in a line. As in
+# urlsplit, the authority ends at `/`, `?` or `#` and the password at its last `@`: a
+# password holding a raw `@` (`u:p@ss@host`) is masked whole, not up to its first `@`.
+_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:]*:)(?P<pw>[^\s/?#]*)@")
 
 
 def redact_url_passwords(text: str) -> str:

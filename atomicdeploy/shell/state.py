@@ -24,6 +24,10 @@ def setup(layout: Layout) -> str:
     )
 
 
+# A glob that matches names holding a newline (a literal one, inside single quotes).
+_WITH_NEWLINE = q("*\n*")
+
+
 def read_state(layout: Layout, *, rsync_version: bool = False) -> str:
     """One round trip: live target, release dirs, releases log, lock owner, and (for a
     deploy, whose upload depends on it) the host's rsync version; the marker is always
@@ -34,9 +38,11 @@ def read_state(layout: Layout, *, rsync_version: bool = False) -> str:
             f"echo {q(cur)}",
             f"readlink -- {q(layout.current)}",
             f"echo {q(rel)}",
-            # Directories only: a symlink planted in releases/ is never a release.
-            f"find {q(layout.releases)} -mindepth 1 -maxdepth 1 -type d -printf '%f\\n'"
-            " 2>/dev/null",
+            # Directories only: a symlink planted in releases/ is never a release. A name
+            # holding a newline (never a release name) is not listed: it would read as two
+            # names, or as a marker and the lines of a section of its own choosing.
+            f"find {q(layout.releases)} -mindepth 1 -maxdepth 1 -type d"
+            f" ! -name {_WITH_NEWLINE} -printf '%f\\n' 2>/dev/null",
             f"echo {q(log)}",
             # `echo` ends a last line torn by a crash, so the next marker stays whole. Only
             # the tail is read: cleanup compacts the log (compact_log), and a log grown
@@ -98,8 +104,10 @@ def then_unlock(script: str, layout: Layout, token: str) -> str:
     return f"( {script}\n); rc=$?; {unlock_own(layout, token)}; exit $rc"
 
 
-# Lines of .dep/releases.log read per deploy: keep_releases is at most 1,000, and a
-# release that lives on has a handful of lines (building, complete, live, ...).
+# Lines of .dep/releases.log read per deploy. keep_releases is at most 1,000; a release
+# that lives on has about four entries (building, complete, live, rolled back), each two
+# lines (append_log starts with a newline): 8,000 lines. A release whose lines all fell
+# out of the tail reads as "unknown": cleanup leaves it and rollback never picks it.
 LOG_TAIL = 10_000
 
 
