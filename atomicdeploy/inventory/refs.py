@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigError
+from .quoting import quoted_refs
 
 _REF = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -24,6 +26,21 @@ def _is_shell_text(keys: tuple[str, ...]) -> bool:
     if keys[0] == "hooks":
         return keys[-1] not in ("once", "roles")
     return keys in _SHELL_TEXT
+
+
+def _refuse_quoted(where: str, value: str, keys: tuple[str, ...],
+                   scalar: Callable[[str], str]) -> None:  # fmt: skip
+    """Shell text with a `{{key}}` inside quotes or a here-document, whose value is no plain
+    word: refused, since its shell-quoted value would be read as code there (see quoting).
+    A plain value (`/srv/shop`, `web1`) is the same quoted or not, so it is let through."""
+    for match, inside in quoted_refs(value, _REF):
+        pasted = scalar(match.group(1))
+        if shlex.quote(pasted) != pasted:
+            field = ".".join(k for k in keys if k not in ("*", "run"))
+            raise ConfigError(f"{where}: {field}: {match.group(0)} stands inside {inside},"
+                              " where its value would be read as code: write it without"
+                              " quotes (`cd {{deploy_path}}/x`, not `cd \"{{deploy_path}}/x\"`):"
+                              " it is pasted shell-quoted, as one word")  # fmt: skip
 
 
 MAX_EXPANDED_NODES = 100_000  # values after YAML aliases are expanded, per host
@@ -64,7 +81,10 @@ def _resolve_refs(where: str, name: str, raw: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"{where}: more than {MAX_EXPANDED_NODES} values once YAML"
                               " aliases are expanded")  # fmt: skip
         if isinstance(value, str):
-            paste = shlex.quote if keys and _is_shell_text(keys) else str
+            shell_text = bool(keys) and _is_shell_text(keys)
+            if shell_text:
+                _refuse_quoted(where, value, keys, lambda key: scalar(key, chain))
+            paste = shlex.quote if shell_text else str
             out = _REF.sub(lambda m: paste(scalar(m.group(1), chain)), value)
             if "{{" in value and len(out) > MAX_VALUE_CHARS:
                 raise ConfigError(f"{where}: a value is longer than {MAX_VALUE_CHARS}"

@@ -566,6 +566,46 @@ def test_a_placeholder_holding_shell_text_is_data_in_a_hook(project):
     assert problems == []
 
 
+@pytest.mark.parametrize(("how", "hook"), [
+    ("in single quotes", "echo '{{application}}' > APPNAME"),
+    ("in double quotes", 'echo "{{application}}" > APPNAME'),
+    ("in a here-document", "cat > APPNAME <<EOF\n{{application}}\nEOF"),
+], ids=lambda x: x.split()[-1] if x.startswith("in ") else "")  # fmt: skip
+def test_a_placeholder_written_inside_quotes_is_refused_before_any_host_is_contacted(
+        project, how, hook):  # fmt: skip
+    """Inside quotes or a here-document a shell-quoted value is read as code (`'{{x}}'` with
+    `x: "a'; touch y; '"`): such a hook is refused at load, exit 2, one line; the deploy
+    that follows once it is written unquoted prints the value and never runs it."""
+    project.ok("test", "deploy")
+    plant_sentinels(project)
+    before = {h.name: project.current(h.name) for h in project.hosts}
+    project.config.update(application="shop; touch pwned-by-placeholder $(touch pwned-by-it)",
+                          hooks={"after_switch": [hook]})  # fmt: skip
+    proc = project.fab("test", "deploy")
+    problems = []
+    lines = proc.stderr.strip().splitlines()
+    if proc.returncode != 2 or len(lines) != 1 or "stands inside" not in proc.stderr:
+        problems.append(f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
+    problems += [f"{h.name}: now on {project.current(h.name)}" for h in project.hosts
+                 if project.current(h.name) != before[h.name]]  # fmt: skip
+    project.config["hooks"] = {"after_switch": ["echo {{application}} > APPNAME"]}
+    write_app(project.app, "2")
+    project.ok("test", "deploy")
+    for h in project.hosts:
+        path = project.deploy_path(h.name)
+        said = (path / "current" / "APPNAME").read_text()
+        if said != "shop; touch pwned-by-placeholder $(touch pwned-by-it)\n":
+            problems.append(f"{h.name}: the hook printed {said!r}")
+        problems += [f"{h.name}: {p} exists" for p in path.rglob("pwned-by-*")]
+    del project.config["hooks"]
+    v = problems + violations(project)
+    faults.record("bad input", f"{{{{application}}}} holding shell code, {how} in a hook, on"
+                  " real hosts", violations=len(v),
+                  outcome=outcome(v, "refused at load (exit 2, one line, no host touched);"
+                                     " written unquoted, printed as one word"))  # fmt: skip
+    assert v == []
+
+
 def test_a_logged_release_named_like_an_option_is_left_alone_and_the_lock_released(project):
     """A `.dep/releases.log` line for a directory named `-x` (not a name we make) must not stop
     cleanup before its unlock: the name is left alone with a warning, the rest goes on."""
