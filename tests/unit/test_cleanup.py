@@ -78,3 +78,16 @@ def test_the_log_is_compacted_only_past_the_threshold_to_the_releases_that_stay(
     assert shell.compact_log(layout, sorted([*OLD[1:], NEW])) in script
     # Removal first, then the rewrite, then the unlock.
     assert script.index("rm -rf") < script.index("releases.log.tmp") < script.index("grep -qsF")
+
+
+def test_a_victim_the_release_name_rules_refuse_still_leaves_the_lock_released():
+    """Should a refused name ever reach the removal (it is filtered out before), the error
+    goes up only after the unlock was sent: no lock is left held."""
+    import pytest
+
+    from atomicdeploy.errors import ConfigError
+
+    remote = Recorder()
+    with pytest.raises(ConfigError):
+        cleanup.cleanup_and_unlock(remote, cfg(), ["-x"], state(OLD, []))
+    assert remote.sent == [("unlock", shell.unlock_own(cfg().layout, "abc"))]
