@@ -646,21 +646,7 @@ def rollback(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *,
 
 def _rollback(fleet: Fleet, hosts: Sequence[HostConfig], run: RunInfo, opts: Options,
               reporter: Reporter, outcome: Outcome) -> Outcome:  # fmt: skip
-    cfgs = {h.name: Config(host=h, run=run) for h in hosts}
-    states = _lock_and_read(fleet, cfgs, upload=False)
-    problems: dict[str, BaseException] = {}
-    for n, state in states.items():
-        try:
-            target = _rollback_target(state, opts.release)
-        except AtomicDeployError as exc:
-            exc.host, exc.step = n, "switch" if opts.switch_only else "rollback"
-            problems[n] = exc
-            continue
-        cfgs[n] = replace(cfgs[n], release=target, previous=state.current)
-        outcome.release[n], outcome.previous[n] = target, state.current
-    if problems:
-        _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), cfgs)
-        raise _fail("switch" if opts.switch_only else "rollback", problems, len(cfgs))
+    cfgs = _rollback_configs(fleet, hosts, run, opts, outcome)
 
     def go_back(r: Remote) -> None:
         cfg = cfgs[r.name]
@@ -699,6 +685,28 @@ def _rollback(fleet: Fleet, hosts: Sequence[HostConfig], run: RunInfo, opts: Opt
         raise _fail("switch" if opts.switch_only else "rollback", failures, len(cfgs),
                     exit_code=EXIT_PARTIAL if live else 1)  # fmt: skip
     return outcome
+
+
+def _rollback_configs(fleet: Fleet, hosts: Sequence[HostConfig], run: RunInfo, opts: Options,
+                      outcome: Outcome) -> dict[str, Config]:  # fmt: skip
+    """Lock and read every host, and choose each one's target; if any host has none, unlock
+    all and stop before anything moves."""
+    cfgs = {h.name: Config(host=h, run=run) for h in hosts}
+    states = _lock_and_read(fleet, cfgs, upload=False)
+    problems: dict[str, BaseException] = {}
+    for n, state in states.items():
+        try:
+            target = _rollback_target(state, opts.release)
+        except AtomicDeployError as exc:
+            exc.host, exc.step = n, "switch" if opts.switch_only else "rollback"
+            problems[n] = exc
+            continue
+        cfgs[n] = replace(cfgs[n], release=target, previous=state.current)
+        outcome.release[n], outcome.previous[n] = target, state.current
+    if problems:
+        _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), cfgs)
+        raise _fail("switch" if opts.switch_only else "rollback", problems, len(cfgs))
+    return cfgs
 
 
 def _rollback_target(state: HostState, wanted: str | None) -> str:

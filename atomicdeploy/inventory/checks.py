@@ -260,27 +260,28 @@ def _hooks(value: Any) -> Mapping[str, tuple[HookCommand, ...]]:
             cmds = [cmds]
         if not isinstance(cmds, list):
             raise ValueError(f".{point} must be a list of commands, not {_type_name(cmds)}")
-        parsed = []
-        for cmd in cmds:
-            if isinstance(cmd, dict):
-                unknown = set(cmd) - {"run", "once"}
-                if unknown or not isinstance(cmd.get("run"), str):
-                    raise ValueError(f".{point}: a command map needs 'run' (a string) and may have 'once'")  # noqa: E501
-                once = cmd.get("once", False)
-                if not isinstance(once, bool):
-                    raise ValueError(f".{point}: once must be true or false")
-                cmd, flag = cmd["run"], once
-            elif isinstance(cmd, str):
-                flag = False
-            else:
-                raise ValueError(f".{point}: each command must be a string, not {_type_name(cmd)}")
-            if not cmd.strip() or "\0" in cmd:
-                raise ValueError(f".{point}: empty command")
-            if point == FAILURE and flag:
-                raise ValueError(f".{point}: once is not supported here")
-            parsed.append(HookCommand(cmd, once=flag))
-        out[point] = tuple(parsed)
+        out[point] = tuple(_hook_command(point, cmd) for cmd in cmds)
     return out
+
+
+def _hook_command(point: str, cmd: Any) -> HookCommand:
+    """One entry of a hook point: a string, or `{run: ..., once: ...}`."""
+    flag = False
+    if isinstance(cmd, dict):
+        unknown = set(cmd) - {"run", "once"}
+        if unknown or not isinstance(cmd.get("run"), str):
+            raise ValueError(f".{point}: a command map needs 'run' (a string) and may have 'once'")
+        flag = cmd.get("once", False)
+        if not isinstance(flag, bool):
+            raise ValueError(f".{point}: once must be true or false")
+        cmd = cmd["run"]
+    elif not isinstance(cmd, str):
+        raise ValueError(f".{point}: each command must be a string, not {_type_name(cmd)}")
+    if not cmd.strip() or "\0" in cmd:
+        raise ValueError(f".{point}: empty command")
+    if point == FAILURE and flag:
+        raise ValueError(f".{point}: once is not supported here")
+    return HookCommand(cmd, once=flag)
 
 
 def _recipes(value: Any) -> tuple[str, ...]:

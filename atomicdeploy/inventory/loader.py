@@ -77,36 +77,7 @@ def load(path: str | os.PathLike[str]) -> Inventory:
 
 def parse(text: str, path: Path = Path("inventory.yml")) -> Inventory:
     label = path.name
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no Python tags
-    except _DuplicateKey as exc:
-        line = exc.problem_mark.line
-        where = _section_at(text, line)
-        raise ConfigError(f"{label}: {where}duplicate key {exc.key!r} at line {line + 1}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{label}: invalid YAML{where}: {problem}") from None
-    except RecursionError:
-        raise ConfigError(f"{label}: invalid YAML: nested too deeply") from None
-    except Exception as exc:  # PyYAML's constructors: impossible dates, bad !!int, ...
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise ConfigError(f"{label}: invalid YAML: a value cannot be read ({reason})") from None
-    if data is None:
-        raise ConfigError(f"{label}: the file is empty: it needs a 'hosts:' map")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{label}: the top level must be a map with 'config:' and 'hosts:'")
-    for key in data:
-        if key not in ("config", "hosts"):
-            raise ConfigError(f"{label}: unknown top-level key {key!r} (valid: config, hosts)")
-    defaults = data.get("config")
-    defaults = {} if defaults is None else defaults  # `config:` left empty
-    if not isinstance(defaults, dict):
-        raise ConfigError(f"{label}: config: must be a map, not {_type_name(defaults)}")
-    hosts = data.get("hosts")
-    if not isinstance(hosts, dict) or not hosts:
-        raise ConfigError(f"{label}: 'hosts:' must be a map with at least one host")
+    defaults, hosts = _top_level(_read_yaml(text, label), label)
     _check_keys(label, "config", defaults)
     configs = []
     for name, overrides in hosts.items():
@@ -121,6 +92,45 @@ def parse(text: str, path: Path = Path("inventory.yml")) -> Inventory:
         if "stage" in host.labels and not host.labels["stage"].strip():
             raise ConfigError(f"{label}: host {host.name}: labels.stage is empty")
     return Inventory(path=path, hosts=tuple(configs))
+
+
+def _read_yaml(text: str, label: str) -> Any:
+    """The YAML document, or one ConfigError line saying where and why it cannot be read."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no Python tags
+    except _DuplicateKey as exc:
+        line = exc.problem_mark.line
+        where = _section_at(text, line)
+        raise ConfigError(f"{label}: {where}duplicate key {exc.key!r} at line {line + 1}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{label}: invalid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{label}: invalid YAML: nested too deeply") from None
+    except Exception as exc:  # PyYAML's constructors: impossible dates, bad !!int, ...
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ConfigError(f"{label}: invalid YAML: a value cannot be read ({reason})") from None
+
+
+def _top_level(data: Any, label: str) -> tuple[dict[str, Any], dict[Any, Any]]:
+    """(`config:` defaults, `hosts:`), checked for shape."""
+    if data is None:
+        raise ConfigError(f"{label}: the file is empty: it needs a 'hosts:' map")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{label}: the top level must be a map with 'config:' and 'hosts:'")
+    for key in data:
+        if key not in ("config", "hosts"):
+            raise ConfigError(f"{label}: unknown top-level key {key!r} (valid: config, hosts)")
+    defaults = data.get("config")
+    defaults = {} if defaults is None else defaults  # `config:` left empty
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{label}: config: must be a map, not {_type_name(defaults)}")
+    hosts = data.get("hosts")
+    if not isinstance(hosts, dict) or not hosts:
+        raise ConfigError(f"{label}: 'hosts:' must be a map with at least one host")
+    return defaults, hosts
 
 
 def _section_at(text: str, line: int) -> str:
@@ -162,6 +172,20 @@ def _host_config(label: str, name: str, raw: dict[str, Any]) -> HostConfig:
             values[key] = spec.check(resolved[key])
         except ValueError as exc:
             raise ConfigError(f"{where}: {key} {exc}") from None
+    _check_together(where, values)
+    values["hostname"] = values["hostname"] or name
+    nginx = values["nginx"]
+    if nginx is not None and not nginx.root_file:
+        root_file = posixpath.join(values["deploy_path"], "root_dir.nginx.conf")
+        values["nginx"] = replace(nginx, root_file=root_file)
+    for key in ("identity_file", "ssh_config", "known_hosts"):
+        if values[key]:
+            values[key] = os.path.expanduser(values[key])
+    return HostConfig(name=name, **values)
+
+
+def _check_together(where: str, values: dict[str, Any]) -> None:
+    """The checks that need several keys at once."""
     if values["deploy_path"] is None:
         raise ConfigError(f"{where}: deploy_path is missing (set it under config: or the host)")
     needs_user = values["writable_mode"] in ("acl", "chown") and values["writable_dirs"]
@@ -171,14 +195,5 @@ def _host_config(label: str, name: str, raw: dict[str, Any]) -> HostConfig:
         others = [o for o in values["shared_dirs"] if o != item and item.startswith(o + "/")]
         if others:
             raise ConfigError(f"{where}: shared path {item!r} is inside shared dir {others[0]!r}")
-    values["hostname"] = values["hostname"] or name
-    nginx = values["nginx"]
-    if nginx is not None and not nginx.root_file:
-        root_file = posixpath.join(values["deploy_path"], "root_dir.nginx.conf")
-        values["nginx"] = replace(nginx, root_file=root_file)
     if values["warmup"] and not values["opcache"].socket:
         raise ConfigError(f"{where}: warmup needs opcache.socket (php-fpm's socket)")
-    for key in ("identity_file", "ssh_config", "known_hosts"):
-        if values[key]:
-            values[key] = os.path.expanduser(values[key])
-    return HostConfig(name=name, **values)

@@ -56,47 +56,58 @@ def _resolve_refs(where: str, name: str, raw: dict[str, Any]) -> dict[str, Any]:
     YAML aliases share one object: a recursive alias (`&x [*x]`) is refused, and an
     alias bomb or a `{{key}}` bomb stops at a size limit instead of filling memory.
     """
-    scope = {"alias": name, **raw}
-    nodes = [0]
-    if scope.get("hostname") is None:
-        scope["hostname"] = name
-    cache: dict[str, str] = {}
+    expander = _Expander(where, {"alias": name, "hostname": name, **raw})
+    if raw.get("hostname") is None:
+        expander.scope["hostname"] = name
+    return {key: expander.expand(value, (key,), (), (key,)) for key, value in raw.items()}
 
-    def scalar(key: str, chain: tuple[str, ...]) -> str:
+
+class _Expander:
+    """One host's `{{key}}` expansion: the keys in scope, what is expanded already, and how
+    many values were visited (the bound on alias bombs)."""
+
+    def __init__(self, where: str, scope: dict[str, Any]) -> None:
+        self.where, self.scope = where, scope
+        self.cache: dict[str, str] = {}
+        self.nodes = 0
+
+    def scalar(self, key: str, chain: tuple[str, ...]) -> str:
+        where = self.where
         if key in chain:
             raise ConfigError(f"{where}: {{{{{key}}}}} refers to itself ({' -> '.join((*chain, key))})")  # noqa: E501
-        if key not in cache:
-            if key not in scope or scope[key] is None:
+        if key not in self.cache:
+            value = self.scope.get(key)
+            if value is None:
                 raise ConfigError(f"{where}: {{{{{key}}}}} refers to a key that is not set")
-            value = scope[key]
             if isinstance(value, bool) or not isinstance(value, str | int):
                 raise ConfigError(f"{where}: {{{{{key}}}}} must refer to a string or number")
-            cache[key] = expand(str(value), (*chain, key))
-        return cache[key]
+            self.cache[key] = self.expand(str(value), (*chain, key))
+        return self.cache[key]
 
-    def expand(value: Any, chain: tuple[str, ...], path: tuple[int, ...] = (),
+    def expand(self, value: Any, chain: tuple[str, ...], path: tuple[int, ...] = (),
                keys: tuple[str, ...] = ()) -> Any:  # fmt: skip
-        nodes[0] += 1
-        if nodes[0] > MAX_EXPANDED_NODES:
-            raise ConfigError(f"{where}: more than {MAX_EXPANDED_NODES} values once YAML"
+        self.nodes += 1
+        if self.nodes > MAX_EXPANDED_NODES:
+            raise ConfigError(f"{self.where}: more than {MAX_EXPANDED_NODES} values once YAML"
                               " aliases are expanded")  # fmt: skip
         if isinstance(value, str):
-            shell_text = bool(keys) and _is_shell_text(keys)
-            if shell_text:
-                _refuse_quoted(where, value, keys, lambda key: scalar(key, chain))
-            paste = shlex.quote if shell_text else str
-            out = _REF.sub(lambda m: paste(scalar(m.group(1), chain)), value)
-            if "{{" in value and len(out) > MAX_VALUE_CHARS:
-                raise ConfigError(f"{where}: a value is longer than {MAX_VALUE_CHARS}"
-                                  " characters once {{key}} references are expanded")  # fmt: skip
-            return out
+            return self._string(value, chain, keys)
         if isinstance(value, list | dict):
             if id(value) in path:
-                raise ConfigError(f"{where}: {chain[0]}: a YAML alias refers to itself")
+                raise ConfigError(f"{self.where}: {chain[0]}: a YAML alias refers to itself")
             inner = (*path, id(value))
             if isinstance(value, list):
-                return [expand(v, chain, inner, (*keys, "*")) for v in value]
-            return {k: expand(v, chain, inner, (*keys, str(k))) for k, v in value.items()}
+                return [self.expand(v, chain, inner, (*keys, "*")) for v in value]
+            return {k: self.expand(v, chain, inner, (*keys, str(k))) for k, v in value.items()}
         return value
 
-    return {key: expand(value, (key,), (), (key,)) for key, value in raw.items()}
+    def _string(self, value: str, chain: tuple[str, ...], keys: tuple[str, ...]) -> str:
+        shell_text = bool(keys) and _is_shell_text(keys)
+        if shell_text:
+            _refuse_quoted(self.where, value, keys, lambda key: self.scalar(key, chain))
+        paste = shlex.quote if shell_text else str
+        out = _REF.sub(lambda m: paste(self.scalar(m.group(1), chain)), value)
+        if "{{" in value and len(out) > MAX_VALUE_CHARS:
+            raise ConfigError(f"{self.where}: a value is longer than {MAX_VALUE_CHARS}"
+                              " characters once {{key}} references are expanded")  # fmt: skip
+        return out
