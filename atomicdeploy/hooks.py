@@ -103,8 +103,10 @@ class Hooks:
 
     def _register(self, when: str, step: str, fn: HookFn | None) -> Any:
         if callable(step):  # `@hooks.after` without a step name
-            self._problems.append(f"@hooks.{when} needs a step name, e.g. @hooks.{when}('upload')"
-                                  f"; valid steps: {', '.join(STEPS)}")  # fmt: skip
+            self._problems.append(
+                f"@hooks.{when} needs a step name, e.g. @hooks.{when}('upload')"
+                f"; valid steps: {', '.join(STEPS)}"
+            )
             return step
 
         def add(f: HookFn) -> HookFn:

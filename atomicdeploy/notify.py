@@ -284,24 +284,25 @@ def _phrase(code: int) -> str:
         return ""
 
 
+# Network failures by type, first match wins (a subclass before its base class).
+_FAILURES: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (_LookupTimeout, "host name not resolved within {timeout:g} s"),
+    ((TimeoutError, socket.timeout), "no answer within {timeout:g} s"),
+    (ConnectionRefusedError, "connection refused"),
+    (socket.gaierror, "host name not found"),
+    (ssl.SSLCertVerificationError, "TLS certificate not trusted: {verify}"),
+    (ssl.SSLError, "TLS error"),
+    (http.client.RemoteDisconnected, "connection closed without an answer"),
+    (http.client.InvalidURL, "invalid URL"),  # its message quotes the URL
+)
+
+
 def _describe(reason: object, timeout: float) -> str:
     """A short, URL-free phrase for a network failure."""
-    if isinstance(reason, _LookupTimeout):
-        return f"host name not resolved within {timeout:g} s"
-    if isinstance(reason, TimeoutError | socket.timeout):
-        return f"no answer within {timeout:g} s"
-    if isinstance(reason, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(reason, socket.gaierror):
-        return "host name not found"
-    if isinstance(reason, ssl.SSLCertVerificationError):
-        return f"TLS certificate not trusted: {reason.verify_message}"
-    if isinstance(reason, ssl.SSLError):
-        return "TLS error"
-    if isinstance(reason, http.client.RemoteDisconnected):
-        return "connection closed without an answer"
-    if isinstance(reason, http.client.InvalidURL):
-        return "invalid URL"  # its message quotes the URL
+    for kind, text in _FAILURES:
+        if isinstance(reason, kind):
+            verify = getattr(reason, "verify_message", "")
+            return text.format(timeout=timeout, verify=verify)
     if isinstance(reason, OSError) and reason.strerror:
         return f"connection failed: {reason.strerror}"
     if isinstance(reason, str) and "timed out" in reason:
@@ -355,10 +356,20 @@ class Notifier:
     stderr may echo one) before it leaves this machine.
     """
 
-    def __init__(self, urls: Sequence[str], *, stage: str, revision: str, user: str,
-                 hosts: tuple[str, ...], warn: Callable[[str], None],
-                 mask: Callable[[str], str], action: str = "deploy",
-                 timeout: float = 5.0, total: float = 15.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        stage: str,
+        revision: str,
+        user: str,
+        hosts: tuple[str, ...],
+        warn: Callable[[str], None],
+        mask: Callable[[str], str],
+        action: str = "deploy",
+        timeout: float = 5.0,
+        total: float = 15.0,
+    ) -> None:
         self.urls, self.stage, self.revision, self.user = list(urls), stage, revision, user
         self.hosts, self.warn, self.mask, self.action = hosts, warn, mask, action
         self.timeout, self.total = timeout, total
@@ -366,16 +377,25 @@ class Notifier:
         self._senders: list[tuple[threading.Thread, queue.Queue[dict[str, Any] | None]]] = []
         for number, url in enumerate(self.urls, 1):
             if url.lower().startswith("http://"):
-                warn(f"webhook #{number} is plain http://: its URL, which is its password,"
-                     " and the deploy's details cross the network unencrypted; use https://")
+                warn(
+                    f"webhook #{number} is plain http://: its URL, which is its password,"
+                    " and the deploy's details cross the network unencrypted; use https://"
+                )
 
     def __call__(self, kind: str, release: str, error: BaseException | None = None) -> None:
         if not self.urls:
             return
-        event = Event(kind=kind, stage=self.stage, revision=self.revision, user=self.user,
-                      release=release, hosts=self.hosts,
-                      duration=None if kind == "start" else time.monotonic() - self.started,
-                      error=self.mask(error_text(error)), action=self.action)  # fmt: skip
+        event = Event(
+            kind=kind,
+            stage=self.stage,
+            revision=self.revision,
+            user=self.user,
+            release=release,
+            hosts=self.hosts,
+            duration=None if kind == "start" else time.monotonic() - self.started,
+            error=self.mask(error_text(error)),
+            action=self.action,
+        )
         try:
             payload = message(event)
         except Exception as exc:  # a notification must never fail the deploy

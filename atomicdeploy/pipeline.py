@@ -140,15 +140,18 @@ def resolve_source(hosts: Sequence[HostConfig], inventory_dir: Path, override: s
     return str(path)
 
 
-def _fail(phase: str, failures: dict[str, BaseException], total: int, note: str = "",
-          **kw) -> FleetError:  # fmt: skip
+def _fail(
+    phase: str, failures: dict[str, BaseException], total: int, note: str = "", **kw
+) -> FleetError:
     names = ", ".join(failures)
-    return FleetError(f"{phase} failed on {len(failures)}/{total} host(s): {names}{note}",
-                      failures, **kw)  # fmt: skip
+    return FleetError(
+        f"{phase} failed on {len(failures)}/{total} host(s): {names}{note}", failures, **kw
+    )
 
 
-def _switch_back(fleet: Fleet, cfgs: dict[str, Config], names: list[str], name: str, why: str,
-                 outcome: Outcome) -> list[str]:  # fmt: skip
+def _switch_back(
+    fleet: Fleet, cfgs: dict[str, Config], names: list[str], name: str, why: str, outcome: Outcome
+) -> list[str]:
     """Switch `names` back to the release each had before `name`, through the same steps.
 
     Returns the hosts that could not be switched back (they stay on `name`)."""
@@ -160,8 +163,10 @@ def _switch_back(fleet: Fleet, cfgs: dict[str, Config], names: list[str], name: 
             lock.unlock(r, cfg)
             fleet.reporter.warn(r.name, f"{why}; no earlier release to go back to")
             return
-        lines = [release.log_line(cfg, name, ROLLED_BACK, why),
-                 release.log_line(cfg, cfg.previous, LIVE, "reverted")]  # fmt: skip
+        lines = [
+            release.log_line(cfg, name, ROLLED_BACK, why),
+            release.log_line(cfg, cfg.previous, LIVE, "reverted"),
+        ]
         for text in switch.switch(r, cfg, cfg.previous, lines, unlock=True).warnings:
             fleet.reporter.warn(r.name, text)
         outcome.result[r.name] = f"reverted to {cfg.previous}"
@@ -244,10 +249,11 @@ def plan_batches(names: list[str], batch: str | None, canary: int = 0) -> list[l
                 if size < 1:
                     raise ValueError
         except ValueError:
-            raise ConfigError(f"--batch must be a number of hosts or a percentage, not {batch!r}"
-                              ) from None  # fmt: skip
+            raise ConfigError(
+                f"--batch must be a number of hosts or a percentage, not {batch!r}"
+            ) from None
     batches = [first] if first else []
-    batches += [rest[i:i + size] for i in range(0, len(rest), size)]
+    batches += [rest[i : i + size] for i in range(0, len(rest), size)]
     return [b for b in batches if b]
 
 
@@ -255,22 +261,32 @@ def _summary(reporter: Reporter, fleet: Fleet, outcome: Outcome) -> None:
     """One table at the end: host, release, result, seconds per phase; then the skew."""
     reporter.end_progress()
     outcome.timings = fleet.timings
-    phases = [p for p in ("lock", "prepare", "once", "go-live", "health", "revert", "finish")
-              if any(p in t for t in fleet.timings.values())]  # fmt: skip
+    phases = [
+        p
+        for p in ("lock", "prepare", "once", "go-live", "health", "revert", "finish")
+        if any(p in t for t in fleet.timings.values())
+    ]
     rows = []
     for host in fleet.names:
         t = fleet.timings.get(host, {})
-        rows.append([host, outcome.release.get(host, "-"), outcome.result.get(host, "-"),
-                     *[f"{t[p]:.2f}" if p in t else "-" for p in phases]])  # fmt: skip
+        rows.append(
+            [
+                host,
+                outcome.release.get(host, "-"),
+                outcome.result.get(host, "-"),
+                *[f"{t[p]:.2f}" if p in t else "-" for p in phases],
+            ]
+        )
     reporter.line("")
     reporter.table(["host", "release", "result", *[f"{p} s" for p in phases]], rows, indent="")
     if outcome.skew is not None and len(outcome.switched_at) > 1:
-        reporter.line(f"switch skew: {outcome.skew * 1000:.0f} ms between the first and the"
-                      f" last host's switch ({len(outcome.switched_at)} hosts)")  # fmt: skip
+        reporter.line(
+            f"switch skew: {outcome.skew * 1000:.0f} ms between the first and the"
+            f" last host's switch ({len(outcome.switched_at)} hosts)"
+        )
 
 
-def _lock_and_read(fleet: Fleet, cfgs: dict[str, Config], *,
-                   upload: bool) -> dict[str, HostState]:  # fmt: skip
+def _lock_and_read(fleet: Fleet, cfgs: dict[str, Config], *, upload: bool) -> dict[str, HostState]:
     """setup + lock + state on every host; if any host fails, release the locks we took.
 
     The stage's first host is locked alone, before the others: of two deploys started
@@ -305,9 +321,15 @@ def _best_effort(fleet: Fleet, fn: Callable[[Remote], object], names) -> None:
         fleet.reporter.warn(name, f"clean-up after failure: {exc}")
 
 
-def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, source: str,
-           fabric_config: FabricConfig | None = None,
-           hooks: Hooks | None = None) -> Outcome:  # fmt: skip
+def deploy(
+    hosts: Sequence[HostConfig],
+    opts: Options,
+    reporter: Reporter,
+    *,
+    source: str,
+    fabric_config: FabricConfig | None = None,
+    hooks: Hooks | None = None,
+) -> Outcome:
     """Build a release on every host, then switch every host to it.
 
     Around the phases: webhook notifications (start, success, failure), the
@@ -320,8 +342,9 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
     cfgs = {h.name: Config(host=h, run=run, primary=i == 0) for i, h in enumerate(hosts)}
     with dryrun.hosts(hosts, opts.dry_run) as hosts:
         cfgs = {h.name: replace(cfgs[h.name], host=h) for h in hosts}
-        fleet = Fleet(hosts, reporter, parallel=opts.parallel, fabric_config=fabric_config,
-                      dry=opts.dry_run)  # fmt: skip
+        fleet = Fleet(
+            hosts, reporter, parallel=opts.parallel, fabric_config=fabric_config, dry=opts.dry_run
+        )
         outcome = Outcome()
         tell = _notifier("deploy", hosts, run, opts, reporter, outcome)
         try:
@@ -343,8 +366,14 @@ def deploy(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *, so
             fleet.close()
 
 
-def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Reporter,
-            hooks: Hooks, outcome: Outcome) -> None:  # fmt: skip
+def _deploy(
+    fleet: Fleet,
+    cfgs: dict[str, Config],
+    opts: Options,
+    reporter: Reporter,
+    hooks: Hooks,
+    outcome: Outcome,
+) -> None:
     """The deploy as a short script of phases; each phase raises when the deploy stops."""
     states = _lock_and_read(fleet, cfgs, upload=True)
     if _already_live(fleet, cfgs, states, opts, outcome):
@@ -356,15 +385,24 @@ def _deploy(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Repo
     _finish(fleet, cfgs, states, opts, reporter, hooks, outcome, name, interrupted)
 
 
-def _name_release(cfgs: dict[str, Config], states: dict[str, HostState], opts: Options,
-                  reporter: Reporter, outcome: Outcome) -> str:  # fmt: skip
+def _name_release(
+    cfgs: dict[str, Config],
+    states: dict[str, HostState],
+    opts: Options,
+    reporter: Reporter,
+    outcome: Outcome,
+) -> str:
     """One name for every host, computed here; the configs learn it and the live one."""
     run = next(iter(cfgs.values())).run
     taken = {r.name for s in states.values() for r in s.releases}
     name = new_release_name(datetime.now(UTC), taken, opts.tag)
     # Updated in place: the caller's on_failure hooks see the release and previous one.
-    cfgs.update({n: replace(c, release=name, previous=states[n].current,
-                            host_rsync=states[n].rsync) for n, c in cfgs.items()})  # fmt: skip
+    cfgs.update(
+        {
+            n: replace(c, release=name, previous=states[n].current, host_rsync=states[n].rsync)
+            for n, c in cfgs.items()
+        }
+    )
     for n, c in cfgs.items():
         outcome.release[n], outcome.previous[n] = name, c.previous
     rev = f" (revision {run.revision[:12]})" if run.revision else ""
@@ -373,8 +411,14 @@ def _name_release(cfgs: dict[str, Config], states: dict[str, HostState], opts: O
     return name
 
 
-def _prepare(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Reporter,
-             hooks: Hooks, outcome: Outcome) -> set[str]:  # fmt: skip
+def _prepare(
+    fleet: Fleet,
+    cfgs: dict[str, Config],
+    opts: Options,
+    reporter: Reporter,
+    hooks: Hooks,
+    outcome: Outcome,
+) -> set[str]:
     """Every host builds the release; if any fails, none keeps it. Returns the hosts that
     started one (all of them, once this returns)."""
     created: set[str] = set()
@@ -385,8 +429,9 @@ def _prepare(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Rep
         build.begin(r, cfg, hooks)
         stats = upload.upload(r, cfg)
         verb = "would upload" if opts.dry_run else "uploaded"
-        reporter.host(r.name, f"{verb} {stats.files_transferred} changed file(s),"
-                              f" {stats.bytes_sent} bytes")  # fmt: skip
+        reporter.host(
+            r.name, f"{verb} {stats.files_transferred} changed file(s), {stats.bytes_sent} bytes"
+        )
         build.build(r, cfg, hooks)
         return stats
 
@@ -394,8 +439,10 @@ def _prepare(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Rep
         uploads, failures = fleet.each(prepare, phase="prepare")
     except KeyboardInterrupt:
         _abort(fleet, cfgs, created, "interrupted")
-        reporter.error("interrupted during prepare: nothing went live; the unactivated"
-                       " release was removed and our locks released")  # fmt: skip
+        reporter.error(
+            "interrupted during prepare: nothing went live; the unactivated"
+            " release was removed and our locks released"
+        )
         raise
     outcome.uploads.update(uploads)
     if failures:
@@ -409,23 +456,31 @@ def _once(fleet: Fleet, cfgs: dict[str, Config], created: set[str]) -> None:
     primary = next(n for n, c in cfgs.items() if c.primary)
     if not hook.script(cfgs[primary], "before_switch", once=True):
         return
-    _, failures = fleet.each(lambda r: build.before_switch_once(r, cfgs[r.name]), [primary],
-                             phase="once")  # fmt: skip
+    _, failures = fleet.each(
+        lambda r: build.before_switch_once(r, cfgs[r.name]), [primary], phase="once"
+    )
     if failures:
         _abort(fleet, cfgs, created, "a once hook failed")
         raise _fail("before_switch (once)", failures, len(cfgs))
 
 
-def _go_live(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Reporter,
-             outcome: Outcome, name: str) -> bool:  # fmt: skip
+def _go_live(
+    fleet: Fleet,
+    cfgs: dict[str, Config],
+    opts: Options,
+    reporter: Reporter,
+    outcome: Outcome,
+    name: str,
+) -> bool:
     """Switch batch by batch, health checks between; on a failure, settle it and raise.
     Returns whether an interrupt came during it (held until every host had finished)."""
     triggers: dict[str, switch.Trigger] = {}
 
     def go_live(r: Remote) -> None:
         cfg = cfgs[r.name]
-        done = switch.switch(r, cfg, name, [release.log_line(cfg, name, LIVE)],
-                             trigger=triggers.get(r.name))  # fmt: skip
+        done = switch.switch(
+            r, cfg, name, [release.log_line(cfg, name, LIVE)], trigger=triggers.get(r.name)
+        )
         if done.at is not None:
             outcome.switched_at[r.name] = done.at
         verb = "would go live" if opts.dry_run else "live"
@@ -443,14 +498,18 @@ def _go_live(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Rep
             went_live += [n for n in batch if n not in failures]
             failed_at = "go-live"
             if not failures:
-                _, failures = fleet.each(lambda r: health.check(r, cfgs[r.name]), batch,
-                                         phase="health", wide=True)  # fmt: skip
+                _, failures = fleet.each(
+                    lambda r: health.check(r, cfgs[r.name]), batch, phase="health", wide=True
+                )
                 failed_at = "health check"
             if failures:
                 failure = plan.GoLiveFailure(
-                    failed_at, tuple(failures), tuple(went_live),
-                    tuple(n for b in batches[i + 1:] for n in b), opts.allow_partial,
-                )  # fmt: skip
+                    failed_at,
+                    tuple(failures),
+                    tuple(went_live),
+                    tuple(n for b in batches[i + 1 :] for n in b),
+                    opts.allow_partial,
+                )
                 stuck = _recover(fleet, cfgs, failure, name, outcome)
                 break
             if len(batches) > 1:
@@ -463,26 +522,41 @@ def _go_live(fleet: Fleet, cfgs: dict[str, Config], opts: Options, reporter: Rep
     return bool(interrupted)
 
 
-def _recover(fleet: Fleet, cfgs: dict[str, Config], failure: plan.GoLiveFailure, name: str,
-             outcome: Outcome) -> list[str]:  # fmt: skip
+def _recover(
+    fleet: Fleet, cfgs: dict[str, Config], failure: plan.GoLiveFailure, name: str, outcome: Outcome
+) -> list[str]:
     """Switch back the hosts that went live; remove the release where it never went live.
     Returns the hosts that could not be switched back."""
     stuck: list[str] = []
     back = list(plan.switch_back(failure))
     if back:
         # Never leave the stage split: the hosts that went live go back.
-        why = ("health check failed" if failure.failed_at == "health check"
-               else "another host failed at go-live")  # fmt: skip
+        why = (
+            "health check failed"
+            if failure.failed_at == "health check"
+            else "another host failed at go-live"
+        )
         stuck = _switch_back(fleet, cfgs, back, name, why, outcome)
     if failure.not_reached:
-        _abort(fleet, {n: cfgs[n] for n in failure.not_reached}, set(failure.not_reached),
-               f"{failure.failed_at} failed on another host")  # fmt: skip
+        _abort(
+            fleet,
+            {n: cfgs[n] for n in failure.not_reached},
+            set(failure.not_reached),
+            f"{failure.failed_at} failed on another host",
+        )
     return stuck
 
 
-def _settle(fleet: Fleet, cfgs: dict[str, Config], reporter: Reporter, outcome: Outcome,
-            failures: dict[str, BaseException], failure: plan.GoLiveFailure,
-            stuck: list[str], name: str) -> None:  # fmt: skip
+def _settle(
+    fleet: Fleet,
+    cfgs: dict[str, Config],
+    reporter: Reporter,
+    outcome: Outcome,
+    failures: dict[str, BaseException],
+    failure: plan.GoLiveFailure,
+    stuck: list[str],
+    name: str,
+) -> None:
     """Release the locks still held, say what each host ended on, and raise."""
     settled = plan.settle(failure, stuck, name)
     outcome.result.update(settled.results)
@@ -490,13 +564,22 @@ def _settle(fleet: Fleet, cfgs: dict[str, Config], reporter: Reporter, outcome: 
         outcome.result.setdefault(n, "live")
     _best_effort(fleet, lambda r: lock.unlock(r, cfgs[r.name]), list(settled.unlock))
     _summary(reporter, fleet, outcome)
-    raise _fail(failure.failed_at, failures, len(cfgs), note=settled.note,
-                exit_code=settled.exit_code)  # fmt: skip
+    raise _fail(
+        failure.failed_at, failures, len(cfgs), note=settled.note, exit_code=settled.exit_code
+    )
 
 
-def _finish(fleet: Fleet, cfgs: dict[str, Config], states: dict[str, HostState],
-            opts: Options, reporter: Reporter, hooks: Hooks, outcome: Outcome, name: str,
-            interrupted: bool) -> None:  # fmt: skip
+def _finish(
+    fleet: Fleet,
+    cfgs: dict[str, Config],
+    states: dict[str, HostState],
+    opts: Options,
+    reporter: Reporter,
+    hooks: Hooks,
+    outcome: Outcome,
+    name: str,
+    interrupted: bool,
+) -> None:
     """The release is live: after-switch hooks, cleanup and unlock on every host."""
 
     def finish(r: Remote) -> None:
@@ -518,8 +601,11 @@ def _finish(fleet: Fleet, cfgs: dict[str, Config], states: dict[str, HostState],
     # unlock on every host (command_timeout bounds them), so no lock is left behind.
     with deferred_interrupts() as late:
         _, failures = fleet.each(finish, phase="finish", wide=True)
-    hook_failures = {n: e for n, e in failures.items() if isinstance(e, AtomicDeployError)
-                     and (e.step or "").startswith("hook")}  # fmt: skip
+    hook_failures = {
+        n: e
+        for n, e in failures.items()
+        if isinstance(e, AtomicDeployError) and (e.step or "").startswith("hook")
+    }
     for n, exc in failures.items():
         if n not in hook_failures:
             reporter.warn(n, f"after go-live: {exc}")
@@ -527,17 +613,23 @@ def _finish(fleet: Fleet, cfgs: dict[str, Config], states: dict[str, HostState],
     _summary(reporter, fleet, outcome)
     if interrupted or late:
         when = "during go-live" if interrupted else "after go-live"
-        reporter.error(f"interrupted {when}: release {name} is live on every host and our"
-                       " locks are released")  # fmt: skip
+        reporter.error(
+            f"interrupted {when}: release {name} is live on every host and our locks are released"
+        )
         raise KeyboardInterrupt
     if hook_failures:
-        raise _fail("after go-live", hook_failures, len(cfgs),
-                    note=f"; release {name} is live on every host",
-                    exit_code=EXIT_LIVE_HOOK_FAILED)  # fmt: skip
+        raise _fail(
+            "after go-live",
+            hook_failures,
+            len(cfgs),
+            note=f"; release {name} is live on every host",
+            exit_code=EXIT_LIVE_HOOK_FAILED,
+        )
 
 
-def _cleanup(r: Remote, cfg: Config, state: HostState, opts: Options, reporter: Reporter,
-             outcome: Outcome) -> None:  # fmt: skip
+def _cleanup(
+    r: Remote, cfg: Config, state: HostState, opts: Options, reporter: Reporter, outcome: Outcome
+) -> None:
     """Cleanup and unlock; trouble is a warning, since the release is live."""
     victims, odd = cleanup.victims_after_go_live(state, cfg)
     _warn_left_alone(reporter, r.name, odd)
@@ -552,8 +644,13 @@ def _cleanup(r: Remote, cfg: Config, state: HostState, opts: Options, reporter: 
         reporter.host(r.name, f"cleanup: {verb} {', '.join(victims)}")
 
 
-def _already_live(fleet: Fleet, cfgs: dict[str, Config], states: dict[str, HostState],
-                  opts: Options, outcome: Outcome) -> bool:  # fmt: skip
+def _already_live(
+    fleet: Fleet,
+    cfgs: dict[str, Config],
+    states: dict[str, HostState],
+    opts: Options,
+    outcome: Outcome,
+) -> bool:
     """Deployer's check_remote: this revision already live everywhere means nothing to do."""
     revision = opts.revision
     if not revision or opts.force:
@@ -567,13 +664,16 @@ def _already_live(fleet: Fleet, cfgs: dict[str, Config], states: dict[str, HostS
         outcome.release[n] = state.current or "-"
         outcome.result[n] = "already live"
     outcome.unchanged = True
-    fleet.reporter.line(f"revision {revision[:12]} is already live on every host of"
-                        f" {opts.stage}: nothing to do (--force deploys it again)")  # fmt: skip
+    fleet.reporter.line(
+        f"revision {revision[:12]} is already live on every host of"
+        f" {opts.stage}: nothing to do (--force deploys it again)"
+    )
     return True
 
 
-def _failure_hooks(fleet: Fleet, cfgs: dict[str, Config], hooks: Hooks,
-                   error: AtomicDeployError) -> None:  # fmt: skip
+def _failure_hooks(
+    fleet: Fleet, cfgs: dict[str, Config], hooks: Hooks, error: AtomicDeployError
+) -> None:
     """`on_failure` on every host we can reach; their own failures are only warnings."""
     if not hooks.at(FAILURE) and not any(c.host.hooks.get(FAILURE) for c in cfgs.values()):
         return
@@ -594,19 +694,32 @@ def _abort(fleet: Fleet, cfgs: dict[str, Config], created: set[str], why: str) -
 
 def _warn_left_alone(reporter: Reporter, host: str, names: Sequence[str]) -> None:
     for name in names:
-        reporter.warn(host, f"cleanup: left {name!r} alone: not a release directory name"
-                            " atomicdeploy makes")  # fmt: skip
+        reporter.warn(
+            host, f"cleanup: left {name!r} alone: not a release directory name atomicdeploy makes"
+        )
 
 
-def _notifier(action: str, hosts: Sequence[HostConfig], run: RunInfo, opts: Options,
-              reporter: Reporter, outcome: Outcome) -> Callable[..., None]:  # fmt: skip
+def _notifier(
+    action: str,
+    hosts: Sequence[HostConfig],
+    run: RunInfo,
+    opts: Options,
+    reporter: Reporter,
+    outcome: Outcome,
+) -> Callable[..., None]:
     """`tell(kind, error=None)`: the run's webhooks (none in a dry run) hear of it, with the
     release `outcome` names by then; a deploy that found its revision live is no news."""
     urls = [] if opts.dry_run else list(dict.fromkeys(u for h in hosts for u in h.webhook))
-    notifier = notify.Notifier(urls, stage=run.stage, revision=run.revision, user=run.user,
-                               hosts=tuple(h.name for h in hosts), action=action,
-                               warn=lambda t: reporter.warn("notify", t),
-                               mask=reporter.mask)  # fmt: skip
+    notifier = notify.Notifier(
+        urls,
+        stage=run.stage,
+        revision=run.revision,
+        user=run.user,
+        hosts=tuple(h.name for h in hosts),
+        action=action,
+        warn=lambda t: reporter.warn("notify", t),
+        mask=reporter.mask,
+    )
 
     def tell(kind: str, error: BaseException | None = None) -> None:
         if not (kind == "success" and outcome.unchanged):
@@ -618,17 +731,24 @@ def _notifier(action: str, hosts: Sequence[HostConfig], run: RunInfo, opts: Opti
     return tell
 
 
-def rollback(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *,
-             fabric_config: FabricConfig | None = None) -> Outcome:  # fmt: skip
+def rollback(
+    hosts: Sequence[HostConfig],
+    opts: Options,
+    reporter: Reporter,
+    *,
+    fabric_config: FabricConfig | None = None,
+) -> Outcome:
     """Switch every host back to its previous complete release (or to `opts.release`),
     with the same webhook notifications as a deploy."""
     run = run_info(opts.stage)
     with dryrun.hosts(hosts, opts.dry_run) as hosts:
-        fleet = Fleet(hosts, reporter, parallel=opts.parallel, fabric_config=fabric_config,
-                      dry=opts.dry_run)  # fmt: skip
+        fleet = Fleet(
+            hosts, reporter, parallel=opts.parallel, fabric_config=fabric_config, dry=opts.dry_run
+        )
         outcome = Outcome()
-        tell = _notifier("switch" if opts.switch_only else "rollback", hosts, run, opts,
-                         reporter, outcome)  # fmt: skip
+        tell = _notifier(
+            "switch" if opts.switch_only else "rollback", hosts, run, opts, reporter, outcome
+        )
         try:
             tell("start")
             try:
@@ -644,8 +764,14 @@ def rollback(hosts: Sequence[HostConfig], opts: Options, reporter: Reporter, *,
             fleet.close()
 
 
-def _rollback(fleet: Fleet, hosts: Sequence[HostConfig], run: RunInfo, opts: Options,
-              reporter: Reporter, outcome: Outcome) -> Outcome:  # fmt: skip
+def _rollback(
+    fleet: Fleet,
+    hosts: Sequence[HostConfig],
+    run: RunInfo,
+    opts: Options,
+    reporter: Reporter,
+    outcome: Outcome,
+) -> Outcome:
     cfgs = _rollback_configs(fleet, hosts, run, opts, outcome)
 
     def go_back(r: Remote) -> None:
@@ -654,20 +780,19 @@ def _rollback(fleet: Fleet, hosts: Sequence[HostConfig], run: RunInfo, opts: Opt
             lock.unlock(r, cfg)
             reporter.host(r.name, f"already live: releases/{cfg.release}")
             return
-        lines = [release.log_line(cfg, cfg.release, LIVE,
-                                  "switch" if opts.switch_only else "rollback")]  # fmt: skip
+        lines = [
+            release.log_line(cfg, cfg.release, LIVE, "switch" if opts.switch_only else "rollback")
+        ]
         if cfg.previous and not opts.switch_only:
             note = f"rolled back to {cfg.release}"
             lines.insert(0, release.log_line(cfg, cfg.previous, ROLLED_BACK, note))
-        done = switch.switch(r, cfg, cfg.release, lines, unlock=True,
-                             trigger=triggers.get(r.name))  # fmt: skip
+        done = switch.switch(r, cfg, cfg.release, lines, unlock=True, trigger=triggers.get(r.name))
         if done.at is not None:
             outcome.switched_at[r.name] = done.at
         for text in done.warnings:
             reporter.warn(r.name, text)
         verb = "switched" if opts.switch_only else "rolled back"
-        reporter.host(r.name, f"{verb}: current -> releases/{cfg.release}"
-                              f" (was {cfg.previous})")  # fmt: skip
+        reporter.host(r.name, f"{verb}: current -> releases/{cfg.release} (was {cfg.previous})")
         health.check(r, cfg)
 
     moving = [n for n, c in cfgs.items() if c.release != c.previous]
@@ -682,13 +807,18 @@ def _rollback(fleet: Fleet, hosts: Sequence[HostConfig], run: RunInfo, opts: Opt
         raise KeyboardInterrupt
     if failures:
         live = [n for n in cfgs if n not in failures]
-        raise _fail("switch" if opts.switch_only else "rollback", failures, len(cfgs),
-                    exit_code=EXIT_PARTIAL if live else 1)  # fmt: skip
+        raise _fail(
+            "switch" if opts.switch_only else "rollback",
+            failures,
+            len(cfgs),
+            exit_code=EXIT_PARTIAL if live else 1,
+        )
     return outcome
 
 
-def _rollback_configs(fleet: Fleet, hosts: Sequence[HostConfig], run: RunInfo, opts: Options,
-                      outcome: Outcome) -> dict[str, Config]:  # fmt: skip
+def _rollback_configs(
+    fleet: Fleet, hosts: Sequence[HostConfig], run: RunInfo, opts: Options, outcome: Outcome
+) -> dict[str, Config]:
     """Lock and read every host, and choose each one's target; if any host has none, unlock
     all and stop before anything moves."""
     cfgs = {h.name: Config(host=h, run=run) for h in hosts}
@@ -723,8 +853,13 @@ def _rollback_target(state: HostState, wanted: str | None) -> str:
     return target
 
 
-def _on_each_host(step: Callable[[Remote, Config], T], hosts: Sequence[HostConfig],
-                  reporter: Reporter, stage: str, fabric_config: FabricConfig | None):  # fmt: skip
+def _on_each_host(
+    step: Callable[[Remote, Config], T],
+    hosts: Sequence[HostConfig],
+    reporter: Reporter,
+    stage: str,
+    fabric_config: FabricConfig | None,
+):
     """One step on every host, without the lock: for the read-only and repair tasks."""
     run = run_info(stage)
     fleet = Fleet(hosts, reporter, fabric_config=fabric_config)
@@ -734,19 +869,34 @@ def _on_each_host(step: Callable[[Remote, Config], T], hosts: Sequence[HostConfi
         fleet.close()
 
 
-def read_states(hosts: Sequence[HostConfig], reporter: Reporter, *, stage: str,
-                fabric_config: FabricConfig | None = None):  # fmt: skip
+def read_states(
+    hosts: Sequence[HostConfig],
+    reporter: Reporter,
+    *,
+    stage: str,
+    fabric_config: FabricConfig | None = None,
+):
     """Every host's releases and lock, read without taking the lock."""
     return _on_each_host(setup.read_state, hosts, reporter, stage, fabric_config)
 
 
-def read_status(hosts: Sequence[HostConfig], reporter: Reporter, *, stage: str,
-                fabric_config: FabricConfig | None = None):  # fmt: skip
+def read_status(
+    hosts: Sequence[HostConfig],
+    reporter: Reporter,
+    *,
+    stage: str,
+    fabric_config: FabricConfig | None = None,
+):
     """Every host's live release, revision, lock and nginx include, without the lock."""
     return _on_each_host(status.read, hosts, reporter, stage, fabric_config)
 
 
-def force_unlock(hosts: Sequence[HostConfig], reporter: Reporter, *, stage: str,
-                 fabric_config: FabricConfig | None = None):  # fmt: skip
+def force_unlock(
+    hosts: Sequence[HostConfig],
+    reporter: Reporter,
+    *,
+    stage: str,
+    fabric_config: FabricConfig | None = None,
+):
     """Remove every host's lock, whoever holds it; return who held each."""
     return _on_each_host(lock.force_unlock, hosts, reporter, stage, fabric_config)

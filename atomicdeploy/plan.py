@@ -61,8 +61,9 @@ def settle(f: GoLiveFailure, stuck: Sequence[str], release: str) -> Settlement:
     return Settlement(results, live, unlock, note, EXIT_PARTIAL if partial else EXIT_FAILED)
 
 
-def finish_results(hosts: Sequence[str], hook_failed: Sequence[str],
-                   dry_run: bool) -> dict[str, str]:  # fmt: skip
+def finish_results(
+    hosts: Sequence[str], hook_failed: Sequence[str], dry_run: bool
+) -> dict[str, str]:
     """Each host's result once the release is live everywhere."""
     live = "dry run" if dry_run else "live"
     return {n: live + (", hook failed" if n in hook_failed else "") for n in hosts}

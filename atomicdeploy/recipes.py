@@ -31,8 +31,9 @@ def laravel() -> Recipe:
     """Deployer's laravel recipe: storage link and caches on every host, migrations once."""
 
     def artisan(args: str, once: bool = False) -> HookCommand:
-        return HookCommand(f"php artisan {args} --no-interaction", once=once,
-                           requires="artisan", source="laravel")  # fmt: skip
+        return HookCommand(
+            f"php artisan {args} --no-interaction", once=once, requires="artisan", source="laravel"
+        )
 
     return {
         "after_vendors": (
@@ -49,8 +50,11 @@ def symfony() -> Recipe:
     """Deployer's symfony recipe: a warm cache in the release before it goes live."""
 
     def console(args: str) -> HookCommand:
-        return HookCommand(f"php bin/console {args} --no-interaction --env=prod",
-                           requires="bin/console", source="symfony")  # fmt: skip
+        return HookCommand(
+            f"php bin/console {args} --no-interaction --env=prod",
+            requires="bin/console",
+            source="symfony",
+        )
 
     return {"after_vendors": (console("cache:clear --no-warmup"), console("cache:warmup"))}
 

@@ -85,8 +85,9 @@ class _Runner(FabricRunner):
             if not self.keep_stdin:
                 self.channel.shutdown_write()
 
-    def _handle_output(self, buffer_: list[str], hide: bool, output: IO[str],
-                       reader: Callable[[int], bytes]) -> None:  # fmt: skip
+    def _handle_output(
+        self, buffer_: list[str], hide: bool, output: IO[str], reader: Callable[[int], bytes]
+    ) -> None:
         kept = 0
         for data in self.read_proc_output(reader):
             if not hide:
@@ -152,7 +153,8 @@ class _Connection(Connection):
             sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
         except ConnectionRefusedError as exc:
             raise paramiko.ssh_exception.NoValidConnectionsError(
-                {(self.host, self.port): exc}) from None  # fmt: skip
+                {(self.host, self.port): exc}
+            ) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if QUICKACK is not None:
             sock = _QuickAckSocket(fileno=sock.detach())
@@ -314,26 +316,38 @@ class Remote:
             streams = {"hide": False, "out_stream": out, "err_stream": io.StringIO()}
         try:
             result = self._runner(script, keep_stdin=stdin is not None).run(
-                shell.remote(stdin=stdin is not None), warn=True, in_stream=stdin or False,
-                pty=False, **streams,
-            )  # fmt: skip
+                shell.remote(stdin=stdin is not None),
+                warn=True,
+                in_stream=stdin or False,
+                pty=False,
+                **streams,
+            )
         except CommandTimedOut as exc:
             # The part of a sequence that hung, if the script had parts.
             # (An Invoke Result is false when its command failed: test for None.)
             hung = last_started(exc.result.stderr if exc.result is not None else "") or step
-            raise RemoteError(f"no answer within {exc.timeout} s (command_timeout): stopped",
-                              host=self.name, step=hung, command=script) from exc  # fmt: skip
+            raise RemoteError(
+                f"no answer within {exc.timeout} s (command_timeout): stopped",
+                host=self.name,
+                step=hung,
+                command=script,
+            ) from exc
         except Exception as exc:  # connection-level: refused, auth, host key, DNS
-            raise RemoteError(describe_connect_error(self.host, exc), host=self.name, step=step,
-                              command=script) from exc  # fmt: skip
+            raise RemoteError(
+                describe_connect_error(self.host, exc), host=self.name, step=step, command=script
+            ) from exc
         if result.exited not in ok:
             failed_step, stderr = split_step_marker(result.stderr)
             raise RemoteError(
                 f"{last_line(stderr) or last_line(result.stdout) or 'failed'}"
                 f" (exit {result.exited})",
-                host=self.name, step=failed_step or step, command=script,
-                exit_status=result.exited, stderr=stderr, stdout=result.stdout,
-            )  # fmt: skip
+                host=self.name,
+                step=failed_step or step,
+                command=script,
+                exit_status=result.exited,
+                stderr=stderr,
+                stdout=result.stdout,
+            )
         return result.exited, result.stdout
 
     def _runner(self, script: str, *, keep_stdin: bool) -> _Runner:
@@ -358,24 +372,33 @@ class Remote:
             self.conn.open()
             proc = tunnel.run_rsync(self.conn.transport, argv, timeout)
         except FileNotFoundError:
-            raise RemoteError("rsync is not installed on this machine", host=self.name,
-                              step=step) from None  # fmt: skip
+            raise RemoteError(
+                "rsync is not installed on this machine", host=self.name, step=step
+            ) from None
         except subprocess.TimeoutExpired:
-            raise RemoteError(f"rsync timed out after {timeout}s", host=self.name,
-                              step=step) from None  # fmt: skip
+            raise RemoteError(
+                f"rsync timed out after {timeout}s", host=self.name, step=step
+            ) from None
         except tunnel.TunnelError as exc:
-            raise RemoteError(f"rsync failed: the connection to the host was lost ({exc})",
-                              host=self.name, step=step) from None  # fmt: skip
+            raise RemoteError(
+                f"rsync failed: the connection to the host was lost ({exc})",
+                host=self.name,
+                step=step,
+            ) from None
         except Exception as exc:  # connection-level: refused, auth, host key, DNS
-            raise RemoteError(describe_connect_error(self.host, exc), host=self.name,
-                              step=step) from exc  # fmt: skip
+            raise RemoteError(
+                describe_connect_error(self.host, exc), host=self.name, step=step
+            ) from exc
         if proc.returncode != 0:
             raise RemoteError(
                 f"rsync failed: {rsync_reason(proc.stderr, proc.returncode)}"
                 f" (exit {proc.returncode})",
-                host=self.name, step=step, command=" ".join(argv),
-                exit_status=proc.returncode, stderr=proc.stderr,
-            )  # fmt: skip
+                host=self.name,
+                step=step,
+                command=" ".join(argv),
+                exit_status=proc.returncode,
+                stderr=proc.stderr,
+            )
         return parse_rsync_stats(proc.stdout)
 
     @contextlib.contextmanager
@@ -442,11 +465,14 @@ def last_line(text: str) -> str:
 
 # rsync's exit codes (man rsync), for when the host side dies before it can say why.
 RSYNC_EXITS = {
-    10: "error in socket I/O", 11: "error in file I/O on the host (disk full?)",
-    12: "error in the rsync protocol data stream (connection lost?)", 23: "partial transfer",
-    30: "timeout in data send/receive", 35: "timeout waiting for the host",
+    10: "error in socket I/O",
+    11: "error in file I/O on the host (disk full?)",
+    12: "error in the rsync protocol data stream (connection lost?)",
+    23: "partial transfer",
+    30: "timeout in data send/receive",
+    35: "timeout waiting for the host",
     255: "ssh failed (connection refused, lost, or authentication failed)",
-}  # fmt: skip
+}
 
 
 def rsync_reason(stderr: str, status: int | None = None) -> str:

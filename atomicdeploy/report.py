@@ -61,9 +61,14 @@ def wants_live(stream: TextIO) -> bool:
 
 
 class Reporter:
-    def __init__(self, out: TextIO | None = None, err: TextIO | None = None,
-                 *, live: bool | None = None,
-                 mask: Callable[[str], str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        *,
+        live: bool | None = None,
+        mask: Callable[[str], str] | None = None,
+    ) -> None:
         self.out = out or sys.stdout
         # Every line is masked (secrets -> ***), then escaped (one_line, cell) before it is
         # printed; `mask` does both, for one-line texts (also the notifier's).
@@ -159,6 +164,8 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: s
     """Aligned columns; each cell escaped first (see cell), so widths are what is shown."""
     cells = [[cell(str(c)) for c in r] for r in (header, *rows)]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-             for r in cells]  # fmt: skip
+    lines = [
+        indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in cells
+    ]
     return "\n".join(lines) + "\n"

@@ -88,8 +88,9 @@ class Fleet:
         if not names:
             return results, failures
         width = max(self.parallel, WIDE) if wide else self.parallel
-        pool = ThreadPoolExecutor(max_workers=min(width, len(names)),
-                                  thread_name_prefix="atomicdeploy")  # fmt: skip
+        pool = ThreadPoolExecutor(
+            max_workers=min(width, len(names)), thread_name_prefix="atomicdeploy"
+        )
         try:
             futures = {pool.submit(self._call, fn, name, phase): name for name in names}
             for future in as_completed(futures):
@@ -105,8 +106,10 @@ class Fleet:
             raise
         pool.shutdown(wait=True)
         # Keep inventory order, whatever order the hosts finished in.
-        return ({n: results[n] for n in names if n in results},
-                {n: failures[n] for n in names if n in failures})  # fmt: skip
+        return (
+            {n: results[n] for n in names if n in results},
+            {n: failures[n] for n in names if n in failures},
+        )
 
     def _call(self, fn: Callable[[Remote], T], name: str, phase: str) -> T:
         start = time.monotonic()

@@ -44,6 +44,7 @@ def url_passwords(urls: Iterable[str]) -> list[str]:
             found += [password, unquote(password)]
     return found
 
+
 # Shorter values are not masked: hiding "a" or "42" would mangle every line of output while
 # protecting nothing, since a secret that short can be guessed anyway.
 MIN_SECRET_LENGTH = 3

@@ -39,8 +39,10 @@ def default_inventory_path() -> Path:
 def _selection(c: Context, stage: str | None, inventory: str | None) -> tuple[Inventory, str]:
     """Which inventory and stage this task runs on: options first, then the stage task."""
     if isinstance(c, Connection):
-        raise Exit("atomicdeploy takes its hosts from the inventory: do not combine it with -H",
-                   code=EXIT_USAGE)  # fmt: skip
+        raise Exit(
+            "atomicdeploy takes its hosts from the inventory: do not combine it with -H",
+            code=EXIT_USAGE,
+        )
     chosen = c.config.get("atomicdeploy") or {}
     path = Path(inventory or chosen.get("inventory") or default_inventory_path())
     stage = stage or chosen.get("stage")
@@ -50,8 +52,11 @@ def _selection(c: Context, stage: str | None, inventory: str | None) -> tuple[In
         raise Exit(str(exc), code=exc.exit_code) from None
     if not stage:
         stages = ", ".join(sorted(inv.stages)) or "none defined"
-        raise Exit(f"no stage selected: run e.g. `fab {next(iter(sorted(inv.stages)), 'prod')}"
-                   f" deploy` (stages: {stages})", code=EXIT_USAGE)  # fmt: skip
+        raise Exit(
+            f"no stage selected: run e.g. `fab {next(iter(sorted(inv.stages)), 'prod')}"
+            f" deploy` (stages: {stages})",
+            code=EXIT_USAGE,
+        )
     return inv, stage
 
 
@@ -102,8 +107,7 @@ def _one_line(name: str, err: BaseException) -> str:
     return f"[{name}] failed: {type(err).__name__}: {err}"
 
 
-def _guarded(body: Callable[[Reporter], Any],
-             hosts: Sequence[HostConfig] = ()) -> Any:  # fmt: skip
+def _guarded(body: Callable[[Reporter], Any], hosts: Sequence[HostConfig] = ()) -> Any:
     """Run a task body: expected failures become one line per host and an exit code.
 
     SIGTERM (a cancelled CI job) is handled like Ctrl-C: the pipeline cleans up what
@@ -119,8 +123,10 @@ def _guarded(body: Callable[[Reporter], Any],
         raise Exit(code=exc.exit_code) from None
     except KeyboardInterrupt:
         reporter.end_progress()
-        reporter.error("atomicdeploy: interrupted; see the lines above for what each host"
-                       " was left with (exit 130)")  # fmt: skip
+        reporter.error(
+            "atomicdeploy: interrupted; see the lines above for what each host"
+            " was left with (exit 130)"
+        )
         raise Exit(code=EXIT_INTERRUPTED) from None
     finally:
         reporter.end_progress()
@@ -139,8 +145,9 @@ def _sigterm_as_interrupt():
 
 
 @contextlib.contextmanager
-def _release_source(src: str, revision: str | None,
-                    opts: pipeline.Options) -> Iterator[tuple[str, pipeline.Options]]:  # fmt: skip
+def _release_source(
+    src: str, revision: str | None, opts: pipeline.Options
+) -> Iterator[tuple[str, pipeline.Options]]:
     """The directory to upload: `src` itself, or with --revision a temporary export of that
     commit (removed afterwards), with the commit and its version tag in the options."""
     if not revision:
@@ -151,22 +158,35 @@ def _release_source(src: str, revision: str | None,
         yield str(tree), replace(opts, revision=commit, tag=tag)
 
 
-@task(help={
-    "source": "local directory to upload (default: the inventory's `source`)",
-    "stage": "stage to deploy, instead of `fab STAGE deploy`",
-    "inventory": f"inventory file (default: ${ENV_INVENTORY} or {DEFAULT_INVENTORY})",
-    "parallel": "hosts worked on at once (default: the inventory's `parallel`)",
-    "allow_partial": "if go-live fails on some hosts, keep the others on the new release"
-                     " (default: switch them back, so the stage is never split)",
-    "batch": "rolling go-live: N hosts (or N%) at a time, health check between batches",
-    "canary": "go live on this many hosts first; the rest only if their health check passes",
-    "revision": "git ref (branch, tag, commit) to deploy: exported from the local repository"
-                " with `git archive`, recorded in the log and a REVISION file",
-    "force": "deploy even if that revision is already live on every host",
-    "dry_run": "print every remote command and transfer the deploy would make; change nothing",
-})  # fmt: skip
-def deploy(c, source=None, stage=None, inventory=None, parallel=0, allow_partial=False,
-           batch=None, canary=0, revision=None, force=False, dry_run=False):  # fmt: skip
+@task(
+    help={
+        "source": "local directory to upload (default: the inventory's `source`)",
+        "stage": "stage to deploy, instead of `fab STAGE deploy`",
+        "inventory": f"inventory file (default: ${ENV_INVENTORY} or {DEFAULT_INVENTORY})",
+        "parallel": "hosts worked on at once (default: the inventory's `parallel`)",
+        "allow_partial": "if go-live fails on some hosts, keep the others on the new release"
+        " (default: switch them back, so the stage is never split)",
+        "batch": "rolling go-live: N hosts (or N%) at a time, health check between batches",
+        "canary": "go live on this many hosts first; the rest only if their health check passes",
+        "revision": "git ref (branch, tag, commit) to deploy: exported from the local repository"
+        " with `git archive`, recorded in the log and a REVISION file",
+        "force": "deploy even if that revision is already live on every host",
+        "dry_run": "print every remote command and transfer the deploy would make; change nothing",
+    }
+)
+def deploy(
+    c,
+    source=None,
+    stage=None,
+    inventory=None,
+    parallel=0,
+    allow_partial=False,
+    batch=None,
+    canary=0,
+    revision=None,
+    force=False,
+    dry_run=False,
+):
     """Build a new release on every host of the stage, then switch them all to it."""
     inv, stage = _selection(c, stage, inventory)
     hosts = _hosts(inv, stage)
@@ -175,14 +195,20 @@ def deploy(c, source=None, stage=None, inventory=None, parallel=0, allow_partial
     def body(reporter: Reporter) -> None:
         hooks.check()
         src = pipeline.resolve_source(hosts, inv.path.resolve().parent, source)
-        opts = pipeline.Options(stage=stage, parallel=parallel or None,
-                                allow_partial=allow_partial, batch=batch,
-                                canary=int(canary or 0), force=force,
-                                dry_run=dry_run)  # fmt: skip
+        opts = pipeline.Options(
+            stage=stage,
+            parallel=parallel or None,
+            allow_partial=allow_partial,
+            batch=batch,
+            canary=int(canary or 0),
+            force=force,
+            dry_run=dry_run,
+        )
         pipeline.plan_batches([h.name for h in hosts], batch, opts.canary)  # bad input: exit 2
         with _release_source(src, revision, opts) as (upload_dir, opts):
-            out = pipeline.deploy(hosts, opts, reporter, source=upload_dir, fabric_config=c.config,
-                                  hooks=hooks)  # fmt: skip
+            out = pipeline.deploy(
+                hosts, opts, reporter, source=upload_dir, fabric_config=c.config, hooks=hooks
+            )
         name = next(iter(out.release.values()))
         if out.unchanged or dry_run:
             return
@@ -191,13 +217,15 @@ def deploy(c, source=None, stage=None, inventory=None, parallel=0, allow_partial
     _guarded(body, hosts)
 
 
-@task(help={
-    "release": "release to go back to (default: the previous complete release on each host)",
-    "stage": "stage to roll back, instead of `fab STAGE rollback`",
-    "inventory": f"inventory file (default: ${ENV_INVENTORY} or {DEFAULT_INVENTORY})",
-    "parallel": "hosts worked on at once",
-    "dry_run": "print every remote command the rollback would make; change nothing",
-})  # fmt: skip
+@task(
+    help={
+        "release": "release to go back to (default: the previous complete release on each host)",
+        "stage": "stage to roll back, instead of `fab STAGE rollback`",
+        "inventory": f"inventory file (default: ${ENV_INVENTORY} or {DEFAULT_INVENTORY})",
+        "parallel": "hosts worked on at once",
+        "dry_run": "print every remote command the rollback would make; change nothing",
+    }
+)
 def rollback(c, release=None, stage=None, inventory=None, parallel=0, dry_run=False):
     """Switch every host of the stage back to its previous complete release."""
     release = _release_option(release)
@@ -205,8 +233,9 @@ def rollback(c, release=None, stage=None, inventory=None, parallel=0, dry_run=Fa
     hosts = _hosts(inv, stage)
 
     def body(reporter: Reporter) -> None:
-        opts = pipeline.Options(stage=stage, release=release, parallel=parallel or None,
-                                dry_run=dry_run)  # fmt: skip
+        opts = pipeline.Options(
+            stage=stage, release=release, parallel=parallel or None, dry_run=dry_run
+        )
         out = pipeline.rollback(hosts, opts, reporter, fabric_config=c.config)
         targets = sorted(set(out.release.values()))
         if not dry_run:
@@ -215,12 +244,14 @@ def rollback(c, release=None, stage=None, inventory=None, parallel=0, dry_run=Fa
     _guarded(body, hosts)
 
 
-@task(help={
-    "release": "release to point the hosts at (already uploaded; nothing is uploaded)",
-    "hosts": "comma-separated host names (default: every host of the stage)",
-    "stage": "stage, instead of `fab STAGE switch`",
-    "inventory": "inventory file",
-})  # fmt: skip
+@task(
+    help={
+        "release": "release to point the hosts at (already uploaded; nothing is uploaded)",
+        "hosts": "comma-separated host names (default: every host of the stage)",
+        "stage": "stage, instead of `fab STAGE switch`",
+        "inventory": "inventory file",
+    }
+)
 def switch(c, release=None, hosts=None, stage=None, inventory=None):
     """Point some hosts at an already-uploaded release (an A/B test: half the hosts on each).
 
@@ -234,8 +265,11 @@ def switch(c, release=None, hosts=None, stage=None, inventory=None):
         wanted = [h.strip() for h in hosts.split(",") if h.strip()]
         unknown = [h for h in wanted if h not in {x.name for x in chosen}]
         if unknown:
-            raise Exit(f"--hosts: {', '.join(unknown)} not in stage {stage}"
-                       f" ({', '.join(x.name for x in chosen)})", code=EXIT_USAGE)  # fmt: skip
+            raise Exit(
+                f"--hosts: {', '.join(unknown)} not in stage {stage}"
+                f" ({', '.join(x.name for x in chosen)})",
+                code=EXIT_USAGE,
+            )
         chosen = tuple(x for x in chosen if x.name in wanted)
 
     def body(reporter: Reporter) -> None:
@@ -253,12 +287,21 @@ def releases(c, stage=None, inventory=None):
     hosts = _hosts(inv, stage)
 
     def body(reporter: Reporter) -> None:
-        states, failures = pipeline.read_states(hosts, reporter, stage=stage,
-                                                fabric_config=c.config)  # fmt: skip
+        states, failures = pipeline.read_states(
+            hosts, reporter, stage=stage, fabric_config=c.config
+        )
         for name, state in states.items():
             reporter.line(f"{name}:")
-            rows = [(r.name + (" *" if r.live else ""), r.state, r.revision or "-",
-                     r.created or "-", r.user or "-") for r in state.releases]  # fmt: skip
+            rows = [
+                (
+                    r.name + (" *" if r.live else ""),
+                    r.state,
+                    r.revision or "-",
+                    r.created or "-",
+                    r.user or "-",
+                )
+                for r in state.releases
+            ]
             if rows:
                 reporter.table(("release", "state", "revision", "created", "user"), rows)
             else:
@@ -278,8 +321,9 @@ def unlock(c, stage=None, inventory=None):
     hosts = _hosts(inv, stage)
 
     def body(reporter: Reporter) -> None:
-        owners, failures = pipeline.force_unlock(hosts, reporter, stage=stage,
-                                                 fabric_config=c.config)  # fmt: skip
+        owners, failures = pipeline.force_unlock(
+            hosts, reporter, stage=stage, fabric_config=c.config
+        )
         for name, owner in owners.items():
             held = f"removed the lock of {describe_owner(owner)}" if owner else "was not locked"
             reporter.host(name, held)
@@ -298,13 +342,13 @@ def status(c, stage=None, inventory=None):
     hosts = _hosts(inv, stage)
 
     def body(reporter: Reporter) -> None:
-        found, failures = pipeline.read_status(hosts, reporter, stage=stage,
-                                               fabric_config=c.config)  # fmt: skip
+        found, failures = pipeline.read_status(hosts, reporter, stage=stage, fabric_config=c.config)
         rows = []
         for name, st in found.items():
             lock = describe_owner(st.state.lock_owner) if st.state.lock_owner else "-"
-            rows.append((name, st.state.current or "(none)", st.revision[:12] or "-",
-                         st.nginx, lock))  # fmt: skip
+            rows.append(
+                (name, st.state.current or "(none)", st.revision[:12] or "-", st.nginx, lock)
+            )
         reporter.table(("host", "live release", "revision", "nginx", "lock"), rows, indent="")
         live = {(st.state.current, st.revision) for st in found.values()}
         if len(live) > 1:
@@ -319,13 +363,16 @@ def status(c, stage=None, inventory=None):
     _guarded(body, hosts)
 
 
-@task(name="tag-release", help={
-    "bump": "which part of the last version tag to increase: patch (default), minor, major",
-    "version": "the exact version to tag instead (e.g. v2.0.0)",
-    "ref": "commit to tag (default: HEAD)",
-    "message": "tag message (default: 'Release VERSION')",
-    "repo": "git repository (default: the current directory)",
-})  # fmt: skip
+@task(
+    name="tag-release",
+    help={
+        "bump": "which part of the last version tag to increase: patch (default), minor, major",
+        "version": "the exact version to tag instead (e.g. v2.0.0)",
+        "ref": "commit to tag (default: HEAD)",
+        "message": "tag message (default: 'Release VERSION')",
+        "repo": "git repository (default: the current directory)",
+    },
+)
 def tag_release(c, bump="patch", version=None, ref="HEAD", message=None, repo="."):
     """Create an annotated git tag for the next version; push it yourself.
 
@@ -375,16 +422,18 @@ def stage_tasks(inventory: str | os.PathLike[str] | None = None) -> list[Task]:
     return [stage_task(name, hosts, path.resolve()) for name, hosts in inv.stages.items()]
 
 
-def namespace(inventory: str | os.PathLike[str] | None = None, *,
-              hooks: Hooks | None = None) -> Collection:  # fmt: skip
+def namespace(
+    inventory: str | os.PathLike[str] | None = None, *, hooks: Hooks | None = None
+) -> Collection:
     """A ready Collection: the tasks plus a stage task per stage of the inventory."""
     ns = Collection()
     install(ns, inventory, hooks=hooks)
     return ns
 
 
-def install(ns: Collection, inventory: str | os.PathLike[str] | None = None, *,
-            hooks: Hooks | None = None) -> Collection:  # fmt: skip
+def install(
+    ns: Collection, inventory: str | os.PathLike[str] | None = None, *, hooks: Hooks | None = None
+) -> Collection:
     """Add atomicdeploy's tasks and stage tasks to an existing fabfile's collection.
 
     `hooks` reach the tasks through the collection's configuration (no module global).
@@ -398,5 +447,14 @@ def install(ns: Collection, inventory: str | os.PathLike[str] | None = None, *,
     return ns
 
 
-__all__ = ["deploy", "install", "namespace", "releases", "rollback", "status", "switch",
-           "tag_release", "unlock"]  # fmt: skip
+__all__ = [
+    "deploy",
+    "install",
+    "namespace",
+    "releases",
+    "rollback",
+    "status",
+    "switch",
+    "tag_release",
+    "unlock",
+]

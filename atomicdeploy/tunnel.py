@@ -52,8 +52,8 @@ class _Relay:
             fields = data.split(b"\0")
             if len(fields) > 1 and fields[0].isdigit() and len(fields) > int(fields[0]) + 1:
                 count = int(fields[0])
-                args = [f.decode("utf-8", "surrogateescape") for f in fields[1:count + 1]]
-                return args, b"\0".join(fields[count + 1:])
+                args = [f.decode("utf-8", "surrogateescape") for f in fields[1 : count + 1]]
+                return args, b"\0".join(fields[count + 1 :])
             chunk = os.read(self.from_rsync, CHUNK)
             if not chunk:
                 raise TunnelError("rsync stopped before it named its command")
@@ -75,8 +75,9 @@ class _Relay:
                 self.proc.kill()
                 return
             self.channel = channel
-            down = threading.Thread(target=self._downstream, name="atomicdeploy-tunnel",
-                                    daemon=True)  # fmt: skip
+            down = threading.Thread(
+                target=self._downstream, name="atomicdeploy-tunnel", daemon=True
+            )
             self.threads.append(down)
             down.start()
             data = rest
@@ -104,7 +105,7 @@ class _Relay:
                     break
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(self.to_rsync, view):]
+                    view = view[os.write(self.to_rsync, view) :]
         except (OSError, EOFError, paramiko.SSHException):
             pass
         finally:
@@ -133,8 +134,9 @@ class _Relay:
         return stderr.decode("utf-8", "replace")
 
 
-def run_rsync(transport: paramiko.Transport, argv: list[str],
-              timeout: float | None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def run_rsync(
+    transport: paramiko.Transport, argv: list[str], timeout: float | None
+) -> subprocess.CompletedProcess[str]:
     """Run rsync (whose `--rsh` is `shell.tunnel_rsh()`) over `transport`.
 
     Returns rsync's own result, with the host side's stderr appended to rsync's.
@@ -145,9 +147,16 @@ def run_rsync(transport: paramiko.Transport, argv: list[str],
     to_host_r, to_host_w = os.pipe()
     env = {**os.environ, shell.TUNNEL_ENV: shell.tunnel_script(from_host_r, to_host_w)}
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, errors="replace", env=env,
-                                pass_fds=(from_host_r, to_host_w))  # fmt: skip
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            env=env,
+            pass_fds=(from_host_r, to_host_w),
+        )
     except BaseException:
         for fd in (from_host_r, from_host_w, to_host_r, to_host_w):
             os.close(fd)

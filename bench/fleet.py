@@ -107,9 +107,14 @@ def ssh_floor(stage, commands: int, parallel: int) -> float:
 def run(base: Path, hosts, app: Path, parallel: int | None, hardlinks: bool) -> dict[str, float]:
     tag = f"p{parallel or 'default'}-{'links' if hardlinks else 'copy'}"
     srv = base / "srv" / tag
-    inv = write_inventory(base / f"inventory-{len(hosts)}-{tag}.yml", hosts, stage="bench",
-                          known_hosts=base / "known_hosts", source=str(app),
-                          upload_hardlinks=hardlinks)  # fmt: skip
+    inv = write_inventory(
+        base / f"inventory-{len(hosts)}-{tag}.yml",
+        hosts,
+        stage="bench",
+        known_hosts=base / "known_hosts",
+        source=str(app),
+        upload_hardlinks=hardlinks,
+    )
     text = inv.read_text()
     for h in hosts:
         text = text.replace(f"deploy_path: {h.deploy_path}", f"deploy_path: {srv / h.name}")
@@ -133,11 +138,18 @@ def run(base: Path, hosts, app: Path, parallel: int | None, hardlinks: bool) -> 
     floor = ssh_floor(list(stage), per_host, parallel or min(h.parallel for h in stage))
     sent = max(getattr(s, "files_transferred", 0) for s in out.uploads.values())
     back, rb = timed(lambda: pipeline.rollback(stage, opts, quiet))
-    return {"first deploy s": first, "incremental s": incr, "files sent": sent,
-            "incr. CPU s controller": ctl, "incr. CPU s hosts": max(0.0, busy - ctl),
-            "SSH floor s": floor, "commands per host": per_host, "rollback s": back,
-            "deploy skew ms": (out.skew or 0) * 1000,
-            "rollback skew ms": (rb.skew or 0) * 1000}  # fmt: skip
+    return {
+        "first deploy s": first,
+        "incremental s": incr,
+        "files sent": sent,
+        "incr. CPU s controller": ctl,
+        "incr. CPU s hosts": max(0.0, busy - ctl),
+        "SSH floor s": floor,
+        "commands per host": per_host,
+        "rollback s": back,
+        "deploy skew ms": (out.skew or 0) * 1000,
+        "rollback skew ms": (rb.skew or 0) * 1000,
+    }
 
 
 def main() -> None:
@@ -156,12 +168,23 @@ def main() -> None:
             for parallel, hardlinks in ((None, False), (None, True), (1, False)):
                 if n == 1 and parallel == 1:
                     continue
-                label = (f"{n} host(s), parallel={'default' if parallel is None else parallel},"
-                         f" {'upload_hardlinks' if hardlinks else 'copy (default)'}")  # fmt: skip
+                label = (
+                    f"{n} host(s), parallel={'default' if parallel is None else parallel},"
+                    f" {'upload_hardlinks' if hardlinks else 'copy (default)'}"
+                )
                 rows.append((label, run(base, hosts, app, parallel, hardlinks)))
-    cols = ["first deploy s", "incremental s", "files sent", "incr. CPU s controller",
-            "incr. CPU s hosts", "SSH floor s", "commands per host", "rollback s",
-            "deploy skew ms", "rollback skew ms"]  # fmt: skip
+    cols = [
+        "first deploy s",
+        "incremental s",
+        "files sent",
+        "incr. CPU s controller",
+        "incr. CPU s hosts",
+        "SSH floor s",
+        "commands per host",
+        "rollback s",
+        "deploy skew ms",
+        "rollback skew ms",
+    ]
     print(f"| hosts | {' | '.join(cols)} |")
     print("|---|" + "---|" * len(cols))
     for label, r in rows:

@@ -54,26 +54,32 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="atomicdeploy-roundtrip-"))
     with LocalHosts(base / "sshd", 1) as hosts:
         host_list = list(hosts)
-        inv = write_inventory(base / "inventory.yml", host_list, stage="bench",
-                              known_hosts=base / "known_hosts")  # fmt: skip
+        inv = write_inventory(
+            base / "inventory.yml", host_list, stage="bench", known_hosts=base / "known_hosts"
+        )
         [host] = inventory.load(inv).stage("bench")
         # Records the host key first, so both sides below find it known.
         ours = lambda: connect(host, FabricConfig(), KnownHosts())  # noqa: E731
         measure(ours, 1)
 
         def fabric_default() -> Connection:
-            conn = Connection(host.hostname, user=host.remote_user, port=host.port,
-                              connect_kwargs={"key_filename": [host.identity_file],
-                                              "look_for_keys": False})  # fmt: skip
+            conn = Connection(
+                host.hostname,
+                user=host.remote_user,
+                port=host.port,
+                connect_kwargs={"key_filename": [host.identity_file], "look_for_keys": False},
+            )
             conn.client.load_host_keys(host.known_hosts)
             return conn
 
         def script_on_stdin(conn: Connection) -> None:
             Remote(host, conn).run("true", "bench")  # how every atomicdeploy script runs
 
-        rows = [("Fabric defaults (baseline)", fabric_default, None),
-                ("atomicdeploy connection, command in argv", ours, None),
-                ("atomicdeploy Remote.run, script on stdin", ours, script_on_stdin)]
+        rows = [
+            ("Fabric defaults (baseline)", fabric_default, None),
+            ("atomicdeploy connection, command in argv", ours, None),
+            ("atomicdeploy Remote.run, script on stdin", ours, script_on_stdin),
+        ]
         print("| connection | login ms | first command ms | next commands, median ms |")
         print("|---|---|---|---|")
         for label, make, run in rows:

@@ -38,8 +38,9 @@ from atomicdeploy.testing.web import WebHost  # noqa: E402
 def set_version(app: Path, version: str) -> None:
     for name in ("Email.php", "Notification.php"):
         f = app / "src" / name
-        f.write_text(re.sub(r"const VERSION = '[^']*';", f"const VERSION = '{version}';",
-                            f.read_text()))  # fmt: skip
+        f.write_text(
+            re.sub(r"const VERSION = '[^']*';", f"const VERSION = '{version}';", f.read_text())
+        )
 
 
 def score(samples: list[Sample], events: list[tuple[float, float, str]]) -> dict:
@@ -49,27 +50,47 @@ def score(samples: list[Sample], events: list[tuple[float, float, str]]) -> dict
         until = events[i + 1][0] if i + 1 < len(events) else float("inf")
         stale += sum(1 for s in samples if returned < s.start < until and s.version != version)
     v = judge(samples)
-    return {"requests": v.requests, "rps": v.rps, "non-2xx": v.failed, "mixed": v.mixed,
-            "stale-after-return": stale, "retried": v.retried,
-            "deploy s": sum(r - s for s, r, _ in events) / max(1, len(events))}  # fmt: skip
+    return {
+        "requests": v.requests,
+        "rps": v.rps,
+        "non-2xx": v.failed,
+        "mixed": v.mixed,
+        "stale-after-return": stale,
+        "retried": v.retried,
+        "deploy s": sum(r - s for s, r, _ in events) / max(1, len(events)),
+    }
 
 
 def run_atomicdeploy(base: Path, host, app: Path, deploys: int, clients: int, strategy: str):
     deploy_path = base / "srv" / "atomic"
-    web = WebHost(name="atomic", base=base / "web-atomic", deploy_path=deploy_path,
-                  port=_free_port(), mode="include").start()  # fmt: skip
+    web = WebHost(
+        name="atomic",
+        base=base / "web-atomic",
+        deploy_path=deploy_path,
+        port=_free_port(),
+        mode="include",
+    ).start()
     try:
-        inv_path = write_inventory(base / "inventory-atomic.yml", [host], stage="bench",
-                                   known_hosts=base / "known_hosts", source=str(app),
-                                   keep_releases=deploys + 2)  # fmt: skip
+        inv_path = write_inventory(
+            base / "inventory-atomic.yml",
+            [host],
+            stage="bench",
+            known_hosts=base / "known_hosts",
+            source=str(app),
+            keep_releases=deploys + 2,
+        )
         text = inv_path.read_text().replace(
-            f"deploy_path: {host.deploy_path}", f"deploy_path: {deploy_path}")
+            f"deploy_path: {host.deploy_path}", f"deploy_path: {deploy_path}"
+        )
         import yaml
 
         data = yaml.safe_load(text)
-        data["config"]["nginx"] = {"test": web.nginx_test_command(),
-                                   "reload": web.nginx_reload_command(),
-                                   "pid_file": str(web.nginx_pid_file), "reload_timeout": 30}
+        data["config"]["nginx"] = {
+            "test": web.nginx_test_command(),
+            "reload": web.nginx_reload_command(),
+            "pid_file": str(web.nginx_pid_file),
+            "reload_timeout": 30,
+        }
         data["config"]["opcache"] = {"strategy": strategy, "socket": str(web.fpm_socket)}
         inv_path.write_text(yaml.safe_dump(data))
         hosts = inventory.load(inv_path).stage("bench")
@@ -83,9 +104,12 @@ def run_atomicdeploy(base: Path, host, app: Path, deploys: int, clients: int, st
             pipeline.rollback(hosts, pipeline.Options(stage="bench"), quiet)
 
         deploy("0")
-        return _drive(web, clients, [(lambda v=str(i): deploy(v), str(i))
-                                     for i in range(1, deploys + 1)]
-                      + [(rollback, str(deploys - i)) for i in range(1, deploys // 2 + 1)])
+        return _drive(
+            web,
+            clients,
+            [(lambda v=str(i): deploy(v), str(i)) for i in range(1, deploys + 1)]
+            + [(rollback, str(deploys - i)) for i in range(1, deploys // 2 + 1)],
+        )
     finally:
         web.stop()
 
@@ -94,16 +118,23 @@ def run_rsync_over_live(base: Path, app: Path, deploys: int, clients: int):
     deploy_path = base / "srv" / "rsync"
     live = deploy_path / "current"
     live.mkdir(parents=True)
-    web = WebHost(name="rsync", base=base / "web-rsync", deploy_path=deploy_path,
-                  port=_free_port(), mode="current").start()  # fmt: skip
+    web = WebHost(
+        name="rsync",
+        base=base / "web-rsync",
+        deploy_path=deploy_path,
+        port=_free_port(),
+        mode="current",
+    ).start()
     try:
+
         def deploy(version: str) -> None:
             set_version(app, version)
             subprocess.run(["rsync", "-a", "--delete", f"{app}/", f"{live}/"], check=True)
 
         deploy("0")
-        return _drive(web, clients, [(lambda v=str(i): deploy(v), str(i))
-                                     for i in range(1, deploys + 1)])  # fmt: skip
+        return _drive(
+            web, clients, [(lambda v=str(i): deploy(v), str(i)) for i in range(1, deploys + 1)]
+        )
     finally:
         web.stop()
 
@@ -111,9 +142,15 @@ def run_rsync_over_live(base: Path, app: Path, deploys: int, clients: int):
 def run_symlink_swap(base: Path, app: Path, deploys: int, clients: int):
     deploy_path = base / "srv" / "swap"
     (deploy_path / "releases").mkdir(parents=True)
-    web = WebHost(name="swap", base=base / "web-swap", deploy_path=deploy_path,
-                  port=_free_port(), mode="current").start()  # fmt: skip
+    web = WebHost(
+        name="swap",
+        base=base / "web-swap",
+        deploy_path=deploy_path,
+        port=_free_port(),
+        mode="current",
+    ).start()
     try:
+
         def deploy(version: str) -> None:
             set_version(app, version)
             rel = deploy_path / "releases" / version
@@ -123,8 +160,9 @@ def run_symlink_swap(base: Path, app: Path, deploys: int, clients: int):
             subprocess.run(["mv", "-fT", str(tmp), str(deploy_path / "current")], check=True)
 
         deploy("0")
-        return _drive(web, clients, [(lambda v=str(i): deploy(v), str(i))
-                                     for i in range(1, deploys + 1)])  # fmt: skip
+        return _drive(
+            web, clients, [(lambda v=str(i): deploy(v), str(i)) for i in range(1, deploys + 1)]
+        )
     finally:
         web.stop()
 
@@ -154,8 +192,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--deploys", type=int, default=10)
     ap.add_argument("--clients", type=int, default=4)
-    ap.add_argument("--strategies", default="fcgi,none",
-                    help="opcache strategies to run atomicdeploy with (comma-separated)")
+    ap.add_argument(
+        "--strategies",
+        default="fcgi,none",
+        help="opcache strategies to run atomicdeploy with (comma-separated)",
+    )
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="atomicdeploy-bench-"))
     app = base / "app"
@@ -164,18 +205,33 @@ def main() -> None:
     with LocalHosts(base / "sshd", 1, prefix="bench") as hosts:
         for strategy in args.strategies.split(","):
             r = run_atomicdeploy(base, hosts[0], app, args.deploys, args.clients, strategy)
-            rows.append((f"atomicdeploy (opcache {strategy}), {args.deploys} deploys"
-                         f" + {args.deploys // 2} rollbacks", r))  # fmt: skip
-        rows.append((f"baseline: rsync over the live tree, {args.deploys} deploys",
-                     run_rsync_over_live(base, app, args.deploys, args.clients)))
-        rows.append((f"baseline: symlink swap, root current/public, no reset, {args.deploys}"
-                     " deploys", run_symlink_swap(base, app, args.deploys, args.clients)))
+            rows.append(
+                (
+                    f"atomicdeploy (opcache {strategy}), {args.deploys} deploys"
+                    f" + {args.deploys // 2} rollbacks",
+                    r,
+                )
+            )
+        rows.append(
+            (
+                f"baseline: rsync over the live tree, {args.deploys} deploys",
+                run_rsync_over_live(base, app, args.deploys, args.clients),
+            )
+        )
+        rows.append(
+            (
+                f"baseline: symlink swap, root current/public, no reset, {args.deploys} deploys",
+                run_symlink_swap(base, app, args.deploys, args.clients),
+            )
+        )
     cols = ["requests", "rps", "non-2xx", "mixed", "stale-after-return", "retried", "deploy s"]
     print(f"| method | {' | '.join(cols)} |")
     print("|---|" + "---|" * len(cols))
     for name, r in rows:
-        cells = [f"{r[c]:.0f}" if c == "rps" else f"{r[c]:.2f}" if c == "deploy s" else str(r[c])
-                 for c in cols]  # fmt: skip
+        cells = [
+            f"{r[c]:.0f}" if c == "rps" else f"{r[c]:.2f}" if c == "deploy s" else str(r[c])
+            for c in cols
+        ]
         print(f"| {name} | {' | '.join(cells)} |")
     shutil.rmtree(base, ignore_errors=True)
 

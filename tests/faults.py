@@ -52,8 +52,10 @@ def trying(area: str, what: str, outcome: str) -> Iterator[None]:
 
 def table() -> str:
     rows = sorted(_rows.values(), key=lambda r: (r.area, r.what))
-    lines = ["| area | fault or input | tries | invariant violations | what happened |",
-             "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| area | fault or input | tries | invariant violations | what happened |",
+        "|---|---|---|---|---|",
+    ]
     lines += [f"| {r.area} | {r.what} | {r.tries} | {r.violations} | {r.outcome} |" for r in rows]
     return "\n".join(lines) + "\n"
 

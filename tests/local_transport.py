@@ -30,9 +30,13 @@ class LocalChannel:
         if self.fail:
             raise self.fail
         self.command = command
-        self.proc = subprocess.Popen(["sh", "-c", command], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     start_new_session=True)  # fmt: skip
+        self.proc = subprocess.Popen(
+            ["sh", "-c", command],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         threading.Thread(target=self._read_err, daemon=True).start()
 
     def _read_err(self) -> None:

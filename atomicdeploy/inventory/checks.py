@@ -101,8 +101,10 @@ def _choice(*choices: str) -> Callable[[Any], str]:
 def _address(value: Any) -> str:
     value = _str(value)
     if not _ADDRESS.fullmatch(value):
-        raise ValueError(f"{value!r} is not a host name, IP address or ssh_config alias"
-                         " (letters, digits, '.', '-', '_', ':', '%')")  # fmt: skip
+        raise ValueError(
+            f"{value!r} is not a host name, IP address or ssh_config alias"
+            " (letters, digits, '.', '-', '_', ':', '%')"
+        )
     return value
 
 
@@ -120,8 +122,10 @@ def _nginx_template(value: Any) -> str:
     try:
         sample = value.format(public_path="/p", release_path="/r", release="R")
     except (KeyError, IndexError, ValueError) as exc:
-        raise ValueError(f"may only use {{public_path}}, {{release_path}} and {{release}}"
-                         f" (and {{{{ }}}} for a literal brace): {exc}") from None
+        raise ValueError(
+            f"may only use {{public_path}}, {{release_path}} and {{release}}"
+            f" (and {{{{ }}}} for a literal brace): {exc}"
+        ) from None
     refused = nginx_set_only(sample)
     if refused:
         raise ValueError(f"may only hold `set` lines: {refused}")
@@ -153,8 +157,15 @@ def _deploy_path(value: Any) -> str:
 
 
 def _type_name(value: Any) -> str:
-    names = {dict: "a map", list: "a list", str: "a string", bool: "a boolean",
-             int: "an integer", float: "a number", type(None): "empty"}  # fmt: skip
+    names = {
+        dict: "a map",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "empty",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -212,18 +223,27 @@ def _sub(kind: type, checks: dict[str, Callable[[Any], Any]]) -> Callable[[Any],
         try:
             return kind(**out)
         except TypeError:
-            missing = [f.name for f in fields(kind) if f.name not in out
-                       and f.default is MISSING and f.default_factory is MISSING]  # fmt: skip
+            missing = [
+                f.name
+                for f in fields(kind)
+                if f.name not in out and f.default is MISSING and f.default_factory is MISSING
+            ]
             raise ValueError(f"needs {', '.join(missing)}") from None
 
     return check
 
 
 def _opcache(value: Any) -> OpcacheConfig:
-    cfg = _sub(OpcacheConfig, {
-        "strategy": _choice(*OPCACHE_STRATEGIES), "socket": _str, "cachetool": _str,
-        "url": _http_url, "reload": _str,
-    })(value)  # fmt: skip
+    cfg = _sub(
+        OpcacheConfig,
+        {
+            "strategy": _choice(*OPCACHE_STRATEGIES),
+            "socket": _str,
+            "cachetool": _str,
+            "url": _http_url,
+            "reload": _str,
+        },
+    )(value)
     if "strategy" not in value and cfg.socket:
         cfg = replace(cfg, strategy="fcgi")
     if cfg.strategy in ("fcgi", "cachetool") and not cfg.socket:
@@ -251,7 +271,9 @@ def _public_dir(value: Any) -> str:
 def _hooks(value: Any) -> Mapping[str, tuple[HookCommand, ...]]:
     """`hooks: {after_shared: ["cmd", {run: "cmd", once: true}]}`, points checked."""
     if not isinstance(value, dict):
-        raise ValueError(f"must be a map of hook points to lists of commands, not {_type_name(value)}")  # noqa: E501
+        raise ValueError(
+            f"must be a map of hook points to lists of commands, not {_type_name(value)}"
+        )
     out: dict[str, tuple[HookCommand, ...]] = {}
     for point, cmds in value.items():
         if point not in POINTS:
@@ -301,10 +323,24 @@ def _urls(value: Any) -> tuple[str, ...]:
     return tuple(urls)
 
 
-_nginx = _sub(NginxConfig, {
-    "root_file": _str, "public_dir": _public_dir, "template": _nginx_template, "test": _str,
-    "reload": _str, "pid_file": _str, "reload_timeout": _int(1, 3600),
-})  # fmt: skip
-_healthcheck = _sub(HealthCheck, {
-    "url": _http_url, "status": _int(100, 599), "contains": _str, "timeout": _int(1, 600),
-})  # fmt: skip
+_nginx = _sub(
+    NginxConfig,
+    {
+        "root_file": _str,
+        "public_dir": _public_dir,
+        "template": _nginx_template,
+        "test": _str,
+        "reload": _str,
+        "pid_file": _str,
+        "reload_timeout": _int(1, 3600),
+    },
+)
+_healthcheck = _sub(
+    HealthCheck,
+    {
+        "url": _http_url,
+        "status": _int(100, 599),
+        "contains": _str,
+        "timeout": _int(1, 600),
+    },
+)

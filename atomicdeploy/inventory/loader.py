@@ -56,7 +56,8 @@ _StrictLoader.construct_mapping_plain = yaml.SafeLoader.construct_mapping  # typ
 
 
 _StrictLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping  # type: ignore[arg-type]
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,  # type: ignore[arg-type]
 )
 
 
@@ -82,7 +83,9 @@ def parse(text: str, path: Path = Path("inventory.yml")) -> Inventory:
     configs = []
     for name, overrides in hosts.items():
         if not isinstance(name, str) or not _HOST_NAME.fullmatch(name):
-            raise ConfigError(f"{label}: host {name!r}: a host name must be letters, digits, '.', '_' or '-'")  # noqa: E501
+            raise ConfigError(
+                f"{label}: host {name!r}: a host name must be letters, digits, '.', '_' or '-'"
+            )
         overrides = overrides if overrides is not None else {}
         if not isinstance(overrides, dict):
             raise ConfigError(f"{label}: host {name}: must be a map, not {_type_name(overrides)}")
@@ -190,7 +193,9 @@ def _check_together(where: str, values: dict[str, Any]) -> None:
         raise ConfigError(f"{where}: deploy_path is missing (set it under config: or the host)")
     needs_user = values["writable_mode"] in ("acl", "chown") and values["writable_dirs"]
     if needs_user and not values["http_user"]:
-        raise ConfigError(f"{where}: http_user is required with writable_mode {values['writable_mode']}")  # noqa: E501
+        raise ConfigError(
+            f"{where}: http_user is required with writable_mode {values['writable_mode']}"
+        )
     for item in values["shared_dirs"] + values["shared_files"]:
         others = [o for o in values["shared_dirs"] if o != item and item.startswith(o + "/")]
         if others:

@@ -24,8 +24,11 @@ def quoted_refs(text: str, ref: re.Pattern[str]) -> list[tuple[re.Match[str], st
     """(match, where it stands) for each `ref` match in `text` that is not in a plain word:
     where is "quotes" or "a here-document"."""
     where = _Scan(text).contexts()
-    return [(m, "a here-document" if where[m.start()] == HEREDOC else "quotes")
-            for m in ref.finditer(text) if where[m.start()] != PLAIN]  # fmt: skip
+    return [
+        (m, "a here-document" if where[m.start()] == HEREDOC else "quotes")
+        for m in ref.finditer(text)
+        if where[m.start()] != PLAIN
+    ]
 
 
 class _Scan:
@@ -52,7 +55,7 @@ class _Scan:
         return self.where
 
     def _mark(self, n: int, context: str) -> None:
-        self.where[self.i:self.i + n] = [context] * len(self.where[self.i:self.i + n])
+        self.where[self.i : self.i + n] = [context] * len(self.where[self.i : self.i + n])
         self.i += n
 
     def _single(self) -> None:
@@ -127,7 +130,7 @@ class _Scan:
         start = self.i
         while self.i < len(self.text) and self.text[self.i] not in _WORD_END:
             self._mark(1, PLAIN)
-        word = re.sub(r"[\\'\"]", "", self.text[start:self.i])
+        word = re.sub(r"[\\'\"]", "", self.text[start : self.i])
         self.heredocs.append((word, strip))
 
     def _heredoc_bodies(self) -> None:
@@ -137,7 +140,7 @@ class _Scan:
             while self.i < len(self.text):
                 end = self.text.find("\n", self.i)
                 end = len(self.text) if end == -1 else end + 1
-                line = self.text[self.i:end].rstrip("\n")
+                line = self.text[self.i : end].rstrip("\n")
                 done = (line.lstrip("\t") if strip else line) == delimiter
                 self._mark(end - self.i, PLAIN if done else HEREDOC)
                 if done:

@@ -16,8 +16,14 @@ _REF = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 # Values that are shell text: there a `{{key}}` stands for one word and is pasted
 # shell-quoted, so `application: "shop; touch x"` is data in `echo {{application}}`.
 # (A plain value such as /srv/shop or web1 is pasted as it is.)
-_SHELL_TEXT = {("nginx", "test"), ("nginx", "reload"), ("opcache", "reload"),
-               ("opcache", "cachetool"), ("composer",), ("composer_options",)}  # fmt: skip
+_SHELL_TEXT = {
+    ("nginx", "test"),
+    ("nginx", "reload"),
+    ("opcache", "reload"),
+    ("opcache", "cachetool"),
+    ("composer",),
+    ("composer_options",),
+}
 
 
 def _is_shell_text(keys: tuple[str, ...]) -> bool:
@@ -28,8 +34,9 @@ def _is_shell_text(keys: tuple[str, ...]) -> bool:
     return keys in _SHELL_TEXT
 
 
-def _refuse_quoted(where: str, value: str, keys: tuple[str, ...],
-                   scalar: Callable[[str], str]) -> None:  # fmt: skip
+def _refuse_quoted(
+    where: str, value: str, keys: tuple[str, ...], scalar: Callable[[str], str]
+) -> None:
     """Shell text with a `{{key}}` inside quotes or a here-document, whose value is no plain
     word: refused, since its shell-quoted value would be read as code there (see quoting).
     A plain value (`/srv/shop`, `web1`) is the same quoted or not, so it is let through."""
@@ -37,10 +44,12 @@ def _refuse_quoted(where: str, value: str, keys: tuple[str, ...],
         pasted = scalar(match.group(1))
         if shlex.quote(pasted) != pasted:
             field = ".".join(k for k in keys if k not in ("*", "run"))
-            raise ConfigError(f"{where}: {field}: {match.group(0)} stands inside {inside},"
-                              " where its value would be read as code: write it without"
-                              " quotes (`cd {{deploy_path}}/x`, not `cd \"{{deploy_path}}/x\"`):"
-                              " it is pasted shell-quoted, as one word")  # fmt: skip
+            raise ConfigError(
+                f"{where}: {field}: {match.group(0)} stands inside {inside},"
+                " where its value would be read as code: write it without"
+                ' quotes (`cd {{deploy_path}}/x`, not `cd "{{deploy_path}}/x"`):'
+                " it is pasted shell-quoted, as one word"
+            )
 
 
 MAX_EXPANDED_NODES = 100_000  # values after YAML aliases are expanded, per host
@@ -74,7 +83,9 @@ class _Expander:
     def scalar(self, key: str, chain: tuple[str, ...]) -> str:
         where = self.where
         if key in chain:
-            raise ConfigError(f"{where}: {{{{{key}}}}} refers to itself ({' -> '.join((*chain, key))})")  # noqa: E501
+            raise ConfigError(
+                f"{where}: {{{{{key}}}}} refers to itself ({' -> '.join((*chain, key))})"
+            )
         if key not in self.cache:
             value = self.scope.get(key)
             if value is None:
@@ -84,12 +95,19 @@ class _Expander:
             self.cache[key] = self.expand(str(value), (*chain, key))
         return self.cache[key]
 
-    def expand(self, value: Any, chain: tuple[str, ...], path: tuple[int, ...] = (),
-               keys: tuple[str, ...] = ()) -> Any:  # fmt: skip
+    def expand(
+        self,
+        value: Any,
+        chain: tuple[str, ...],
+        path: tuple[int, ...] = (),
+        keys: tuple[str, ...] = (),
+    ) -> Any:
         self.nodes += 1
         if self.nodes > MAX_EXPANDED_NODES:
-            raise ConfigError(f"{self.where}: more than {MAX_EXPANDED_NODES} values once YAML"
-                              " aliases are expanded")  # fmt: skip
+            raise ConfigError(
+                f"{self.where}: more than {MAX_EXPANDED_NODES} values once YAML"
+                " aliases are expanded"
+            )
         if isinstance(value, str):
             return self._string(value, chain, keys)
         if isinstance(value, list | dict):
@@ -108,6 +126,8 @@ class _Expander:
         paste = shlex.quote if shell_text else str
         out = _REF.sub(lambda m: paste(self.scalar(m.group(1), chain)), value)
         if "{{" in value and len(out) > MAX_VALUE_CHARS:
-            raise ConfigError(f"{self.where}: a value is longer than {MAX_VALUE_CHARS}"
-                              " characters once {{key}} references are expanded")  # fmt: skip
+            raise ConfigError(
+                f"{self.where}: a value is longer than {MAX_VALUE_CHARS}"
+                " characters once {{key}} references are expanded"
+            )
         return out

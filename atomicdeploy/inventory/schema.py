@@ -40,8 +40,14 @@ from .checks import (
 _REQUIRED: Any = object()
 
 
-def key(check: Callable[[Any], Any], default: Any, help: str, *, factory: Callable[[], Any]
-        | None = None, secret: bool = False) -> Any:  # fmt: skip
+def key(
+    check: Callable[[Any], Any],
+    default: Any,
+    help: str,
+    *,
+    factory: Callable[[], Any] | None = None,
+    secret: bool = False,
+) -> Any:
     """A HostConfig field that is also an inventory key: its check and help ride in the
     field's metadata. `_REQUIRED` fields have no default (the loader fills or refuses them);
     `secret` ones are kept out of reprs."""
@@ -59,24 +65,28 @@ class HostConfig:
 
     name: str
     deploy_path: str = key(_deploy_path, _REQUIRED, "absolute directory on the host (required)")
-    hostname: str = key(_address, _REQUIRED,
-                        "address or ssh_config alias (default: the host's name)")
+    hostname: str = key(
+        _address, _REQUIRED, "address or ssh_config alias (default: the host's name)"
+    )
     application: str = key(_str, "", "name of the application, for messages")
     source: str = key(_str, ".", "local directory uploaded as each release")
     exclude: tuple[str, ...] = key(_str_list, (".git",), "rsync patterns left out of the upload")
     upload_hardlinks: bool = key(_bool, False, "hardlink unchanged files from the live release")
     sync_release: bool = key(_bool, True, "flush the release to disk before it can go live")
     keep_releases: int = key(_int(1, 1000), 5, "complete releases kept by cleanup")
-    shared_dirs: tuple[str, ...] = key(_rel_paths, (),
-                                       "directories linked from shared/ into each release")
-    shared_files: tuple[str, ...] = key(_rel_paths, (),
-                                        "files linked from shared/ into each release")
-    secret_files: tuple[str, ...] = key(_rel_paths, (".env",),
-                                        "shared files created 0600 when first copied from a"
-                                        " release")
+    shared_dirs: tuple[str, ...] = key(
+        _rel_paths, (), "directories linked from shared/ into each release"
+    )
+    shared_files: tuple[str, ...] = key(
+        _rel_paths, (), "files linked from shared/ into each release"
+    )
+    secret_files: tuple[str, ...] = key(
+        _rel_paths, (".env",), "shared files created 0600 when first copied from a release"
+    )
     umask: str = key(_umask, "022", "umask of every command atomicdeploy runs on the host")
-    writable_dirs: tuple[str, ...] = key(_rel_paths, (),
-                                         "directories made writable for the web server")
+    writable_dirs: tuple[str, ...] = key(
+        _rel_paths, (), "directories made writable for the web server"
+    )
     writable_mode: str = key(_choice(*WRITABLE_MODES), "chmod", "chmod, acl, chown or skip")
     writable_chmod_mode: str = key(_str, "ug+rwX", "mode given to chmod in chmod mode")
     writable_recursive: bool = key(_bool, True, "apply the writable mode recursively")
@@ -86,35 +96,49 @@ class HostConfig:
     port: int | None = key(_int(1, 65535), None, "SSH port (default: from ssh_config, else 22)")
     remote_user: str | None = key(_user, None, "SSH user (default: from ssh_config, else you)")
     identity_file: str | None = key(_str, None, "SSH private key")
-    ssh_config: str | None = key(_str, None,
-                                 "OpenSSH config file to read instead of ~/.ssh/config")
-    known_hosts: str = key(_str, "~/.ssh/known_hosts",
-                           "host keys: new ones are recorded, changed ones refused")
+    ssh_config: str | None = key(_str, None, "OpenSSH config file to read instead of ~/.ssh/config")
+    known_hosts: str = key(
+        _str, "~/.ssh/known_hosts", "host keys: new ones are recorded, changed ones refused"
+    )
     connect_timeout: int = key(_int(1, 3600), 10, "seconds to wait for SSH to connect")
-    command_timeout: int = key(_int(1, 86400), 900,
-                               "seconds a remote command (or a stalled upload) may take")
+    command_timeout: int = key(
+        _int(1, 86400), 900, "seconds a remote command (or a stalled upload) may take"
+    )
     forward_agent: bool = key(_bool, False, "forward your SSH agent to the host")
-    labels: Mapping[str, str] = key(_str_map, None, "labels; labels.stage makes the stage task",
-                                    factory=dict)
-    nginx: NginxConfig | None = key(_nginx, None,
-                                    "point nginx at each release through a generated include")
-    opcache: OpcacheConfig = key(_opcache, OpcacheConfig(),
-                                 "how to clear php-fpm's opcache after go-live")
-    warmup: tuple[str, ...] = key(_url_paths, (),
-                                  "paths requested through php-fpm on the new release first")
+    labels: Mapping[str, str] = key(
+        _str_map, None, "labels; labels.stage makes the stage task", factory=dict
+    )
+    nginx: NginxConfig | None = key(
+        _nginx, None, "point nginx at each release through a generated include"
+    )
+    opcache: OpcacheConfig = key(
+        _opcache, OpcacheConfig(), "how to clear php-fpm's opcache after go-live"
+    )
+    warmup: tuple[str, ...] = key(
+        _url_paths, (), "paths requested through php-fpm on the new release first"
+    )
     warmup_script: str = key(_str, "index.php", "front controller used for warm-up paths")
-    healthcheck: HealthCheck | None = key(_healthcheck, None, "checked on each host after"
-                                          " go-live; a failure rolls the stage back")
+    healthcheck: HealthCheck | None = key(
+        _healthcheck, None, "checked on each host after go-live; a failure rolls the stage back"
+    )
     hooks: Mapping[str, tuple[HookCommand, ...]] = key(
-        _hooks, None, "shell commands run in the release at hook points", factory=dict)
-    recipes: tuple[str, ...] = key(_recipes, (),
-                                   "framework recipes to run: composer, laravel, symfony")
+        _hooks, None, "shell commands run in the release at hook points", factory=dict
+    )
+    recipes: tuple[str, ...] = key(
+        _recipes, (), "framework recipes to run: composer, laravel, symfony"
+    )
     composer: str = key(_str, "composer", "composer command on the host, for the composer recipe")
     composer_options: str = key(_str, COMPOSER_OPTIONS, "arguments of the composer recipe")
-    webhook: tuple[str, ...] = key(_urls, (), "Slack-compatible webhook URL(s): start, success,"
-                                   " failure of a run", secret=True)
-    secrets: Mapping[str, str] = key(_str_map, None, "values masked in every log line; hooks"
-                                     " read cfg.host.secrets", factory=dict, secret=True)
+    webhook: tuple[str, ...] = key(
+        _urls, (), "Slack-compatible webhook URL(s): start, success, failure of a run", secret=True
+    )
+    secrets: Mapping[str, str] = key(
+        _str_map,
+        None,
+        "values masked in every log line; hooks read cfg.host.secrets",
+        factory=dict,
+        secret=True,
+    )
 
     @property
     def stage(self) -> str | None:

@@ -31,8 +31,7 @@ SHARED_MISSING = 77
 REFUSED = 78
 
 
-STATE_MARKERS = ("@@ad:current@@", "@@ad:releases@@", "@@ad:log@@", "@@ad:lock@@",
-                 "@@ad:rsync@@")  # fmt: skip
+STATE_MARKERS = ("@@ad:current@@", "@@ad:releases@@", "@@ad:log@@", "@@ad:lock@@", "@@ad:rsync@@")
 
 
 STEP_MARKER = "@@ad:step="
@@ -71,8 +70,10 @@ def sequence(parts: Sequence[tuple[str, str | None]]) -> str:
         if script:
             marker = q(STEP_MARKER + name)
             # A subshell, so a part's own `exit N` still reaches the marker.
-            out.append(f"{started(name)}\n"
-                       f"( {script}\n) || {{ rc=$?; printf '%s\\n' {marker} >&2; exit $rc; }}")
+            out.append(
+                f"{started(name)}\n"
+                f"( {script}\n) || {{ rc=$?; printf '%s\\n' {marker} >&2; exit $rc; }}"
+            )
     return "\n".join(out) or "true"
 
 

@@ -77,8 +77,7 @@ def go_live(
     # The swap's two halves, so that only the rename follows `go`.
     lines.append(sequence([("switch", switch_link(layout, release))]))
     if armed:
-        lines.append(f"echo {ARMED_MARKER}; IFS= read -r go || exit 90;"
-                     ' [ "$go" = go ] || exit 91')  # fmt: skip
+        lines.append(f'echo {ARMED_MARKER}; IFS= read -r go || exit 90; [ "$go" = go ] || exit 91')
     marker = q(STEP_MARKER + "switch")
     lines.append(f"{switch_rename(layout)} || {{ rc=$?; echo {marker} >&2; exit $rc; }}")
     # The host's own clock right after the rename: the fleet's switch skew is measured from it.

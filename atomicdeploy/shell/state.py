@@ -124,8 +124,10 @@ def compact_log(layout: Layout, keep: Sequence[str]) -> str:
     """
     tmp = layout.log + ".tmp"
     patterns = [arg for name in keep for arg in ("-e", f'"release": {json.dumps(name)}')]
-    return (f"{{ grep -F {shlex.join(patterns)} -- {q(layout.log)} > {q(tmp)};"
-            f" [ $? -le 1 ] && mv -f -- {q(tmp)} {q(layout.log)}; }}")  # fmt: skip
+    return (
+        f"{{ grep -F {shlex.join(patterns)} -- {q(layout.log)} > {q(tmp)};"
+        f" [ $? -le 1 ] && mv -f -- {q(tmp)} {q(layout.log)}; }}"
+    )
 
 
 def append_log(layout: Layout, line: str) -> str:

@@ -24,8 +24,10 @@ def sync_release(path: str) -> str:
     """
     # Only an unknown option falls back (to flushing every filesystem); a real failure
     # of the flush (EIO) fails the part, and the release is not logged complete.
-    return (f"{{ out=$(sync -f -- {q(path)} 2>&1) || case $out in *option*) sync ;;"
-            " *) printf '%s\\n' \"$out\" >&2; false ;; esac; }")
+    return (
+        f"{{ out=$(sync -f -- {q(path)} 2>&1) || case $out in *option*) sync ;;"
+        " *) printf '%s\\n' \"$out\" >&2; false ;; esac; }"
+    )
 
 
 def create_release(layout: Layout, name: str, log_line: str) -> str:
@@ -42,8 +44,16 @@ def fill_release(layout: Layout, name: str) -> str:
     release's own directory decides them, as for files rsync creates. It costs a third
     of the CPU of rsync's `--copy-dest` copy (0.12 against 0.39 s for 2,000 files here).
     """
-    return shlex.join(["cp", "-a", "--no-preserve=xattr,context", "--",
-                       layout.upload_cache + "/.", layout.release(name) + "/"])
+    return shlex.join(
+        [
+            "cp",
+            "-a",
+            "--no-preserve=xattr,context",
+            "--",
+            layout.upload_cache + "/.",
+            layout.release(name) + "/",
+        ]
+    )
 
 
 def _refuse_if_live(layout: Layout, name: str) -> str:
@@ -149,8 +159,9 @@ def make_writable(
     return " && ".join(parts)
 
 
-def _writable_change(mode: str, chmod_mode: str, http_user: str, recursive: bool,
-                     use_sudo: bool) -> str:  # fmt: skip
+def _writable_change(
+    mode: str, chmod_mode: str, http_user: str, recursive: bool, use_sudo: bool
+) -> str:
     """The command that changes `.`: its walk never follows a link (chmod never does)."""
     rec = ["-R"] if recursive else []
     physical = ["-R", "-P"] if recursive else []
@@ -168,8 +179,9 @@ def _writable_change(mode: str, chmod_mode: str, http_user: str, recursive: bool
     raise ValueError(f"unknown writable mode {mode!r}")  # validated by the inventory
 
 
-def _writable_home(layout: Layout, name: str, item: str,
-                   shared_dirs: Sequence[str]) -> tuple[str, str]:  # fmt: skip
+def _writable_home(
+    layout: Layout, name: str, item: str, shared_dirs: Sequence[str]
+) -> tuple[str, str]:
     """(base, path below it) where writable dir `item` really lives.
 
     Below a shared dir that is `shared/`, not the release's link to it: the release
@@ -197,10 +209,10 @@ def _in_verified_dir(base: str, rel: str, item: str, command: str) -> str:
     names = " ".join(q(p) for p in rel.split("/"))
     return (
         f"( cd -P -- {q(base)} && top=$(pwd -P) && at={q(base)} || exit 1;"
-        f" for p in {names}; do at=\"$at/$p\";"
-        f" if [ -L \"$p\" ]; then printf '%s\\n' {refused}\"$at\"{link} >&2; exit {REFUSED}; fi;"
+        f' for p in {names}; do at="$at/$p";'
+        f' if [ -L "$p" ]; then printf \'%s\\n\' {refused}"$at"{link} >&2; exit {REFUSED}; fi;'
         ' { [ -d "$p" ] || mkdir -- "$p"; } && cd -P -- "$p" || exit 1; done;'
-        f" [ \"$(pwd -P)\" = \"$top\"/{q(rel)} ] ||"
+        f' [ "$(pwd -P)" = "$top"/{q(rel)} ] ||'
         f" {{ printf '%s\\n' {refused}\"$at\"{moved} >&2; exit {REFUSED}; }};"
         f" {command} )"
     )

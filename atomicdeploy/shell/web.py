@@ -45,7 +45,7 @@ def write_if_changed(path: str, content: str) -> str:
     # `$(cat)` drops trailing newlines: compare, and write, the content without them.
     content = content.rstrip("\n")
     return (
-        f"if [ -f {q(path)} ] && [ \"$(cat -- {q(path)})\" = {q(content)} ]; then echo unchanged;"
+        f'if [ -f {q(path)} ] && [ "$(cat -- {q(path)})" = {q(content)} ]; then echo unchanged;'
         f" else printf '%s\\n' {q(content)} > {q(tmp)}"
         f" && {{ [ ! -e {q(path)} ] || cp -p -- {q(path)} {q(prev)}; }}"
         f" && mv -f -- {q(tmp)} {q(path)} && echo changed; fi"
@@ -67,7 +67,7 @@ def nginx_check(public_path: str, root_file: str, content: str, test: str) -> st
     return (
         f"test -d {q(public_path)} || {{ {say('public directory missing: ' + public_path)} >&2;"
         f" exit 1; }}; state=$({write_if_changed(root_file, content)}) || exit 1;"
-        f" if [ \"$state\" = changed ]; then out=$( ({test}) </dev/null 2>&1); rc=$?;"
+        f' if [ "$state" = changed ]; then out=$( ({test}) </dev/null 2>&1); rc=$?;'
         f" {restore_previous(root_file)};"
         f" if [ $rc != 0 ]; then printf '%s\\n' \"$out\" | tail -n 3 >&2;"
         f" echo 'nginx test failed with the new include' >&2; exit $rc; fi; fi"
@@ -88,11 +88,11 @@ def nginx_reload_and_wait(reload: str, pid_file: str, timeout: int) -> str:
         " old=''; if [ -n \"$master\" ]; then"
         " old=$(cat /proc/$master/task/$master/children 2>/dev/null); fi;"
         f" ({reload}) </dev/null || exit $?;"
-        " if [ -z \"$master\" ]; then"
+        ' if [ -z "$master" ]; then'
         f" {say(WARN_MARKER + 'nginx pid file ' + pid_file + ' not readable: not waiting')};"
         f" else deadline=$(( $(date +%s) + {int(timeout)} ));"
         " for p in $old; do"
-        " while [ \"$(cut -d' ' -f4 /proc/$p/stat 2>/dev/null)\" = \"$master\" ]; do"
+        ' while [ "$(cut -d\' \' -f4 /proc/$p/stat 2>/dev/null)" = "$master" ]; do'
         f" if [ $(date +%s) -ge $deadline ]; then echo {warn}; break 2; fi; sleep 0.05;"
         " done; done; fi"
     )
@@ -124,27 +124,37 @@ def fcgi_status(socket: str, script: str, uri: str, document_root: str) -> str:
     what = q(f"warm-up {uri}")
     return (
         f"out=$({_fcgi_env(socket, script, uri, document_root)} </dev/null 2>&1)"
-        f" || {{ echo {what}\": cannot reach php-fpm at \"{q(socket)} >&2; exit 1; }};"
+        f' || {{ echo {what}": cannot reach php-fpm at "{q(socket)} >&2; exit 1; }};'
         " status=$(printf '%s\\n' \"$out\" | tr -d '\\r' | awk '/^$/{exit} /^Status:/{print $2; exit}');"  # noqa: E501
-        " case \"${status:-200}\" in 2??) ;;"
-        f" *) echo {what}\" answered $status\" >&2; exit 1;; esac"
+        ' case "${status:-200}" in 2??) ;;'
+        f' *) echo {what}" answered $status" >&2; exit 1;; esac'
     )
 
 
-def opcache_reset(strategy: str, *, socket: str = "", dep_dir: str = "", token: str = "",
-                  cachetool: str = "", url: str = "", reload: str = "") -> str | None:  # fmt: skip
+def opcache_reset(
+    strategy: str,
+    *,
+    socket: str = "",
+    dep_dir: str = "",
+    token: str = "",
+    cachetool: str = "",
+    url: str = "",
+    reload: str = "",
+) -> str | None:
     """Clear php-fpm's opcache; a failure prints a warning marker (the release is live)."""
     if strategy == "none":
         return None
     if strategy == "fcgi":
         script = f"{dep_dir}/opcache-reset-{token}.php"
-        php = (f"<?php echo function_exists('opcache_reset') && opcache_reset()"
-               f" ? '{OPCACHE_OK}' : 'opcache_reset() failed or opcache is off';")  # fmt: skip
+        php = (
+            f"<?php echo function_exists('opcache_reset') && opcache_reset()"
+            f" ? '{OPCACHE_OK}' : 'opcache_reset() failed or opcache is off';"
+        )
         work = (
             f"printf '%s\\n' {q(php)} > {q(script)} && chmod 644 -- {q(script)}"
             f" && out=$({_fcgi_env(socket, script, '/', dep_dir)} </dev/null 2>&1);"
             f" rm -f -- {q(script)};"
-            f" case \"$out\" in *{OPCACHE_OK}*) ;;"
+            f' case "$out" in *{OPCACHE_OK}*) ;;'
             " *) printf '%s\\n' \"$out\" | tr -d '\\r' | tail -n 1; exit 1;; esac"
         )
     elif strategy == "cachetool":
@@ -156,7 +166,7 @@ def opcache_reset(strategy: str, *, socket: str = "", dep_dir: str = "", token: 
     else:
         raise ValueError(f"unknown opcache strategy {strategy!r}")
     warn = q(f"{WARN_MARKER}opcache reset ({strategy}) failed: ")
-    return f"msg=$( ( {work} ) 2>&1 ) || echo {warn}\"$(printf '%s' \"$msg\" | tail -n 1)\""
+    return f'msg=$( ( {work} ) 2>&1 ) || echo {warn}"$(printf \'%s\' "$msg" | tail -n 1)"'
 
 
 def health_check(url: str, status: int, contains: str, timeout: int) -> str:
@@ -165,15 +175,16 @@ def health_check(url: str, status: int, contains: str, timeout: int) -> str:
     check_body = (
         f" printf '%s' \"$out\" | grep -qF -- {q(contains)} ||"
         f" {{ {say('health check: the response lacks ' + repr(contains))} >&2; exit 1; }};"
-        if contains else ""
-    )  # fmt: skip
+        if contains
+        else ""
+    )
     return (
         f"out=$({curl_url(url)} | curl -sS -i --max-time {int(timeout)} -w '\\n%{{http_code}}'"
         " -K - 2>&1)"
-        f" || {{ echo \"health check: $(printf '%s' \"$out\" | tail -n 1)\" >&2; exit 1; }};"
+        f' || {{ echo "health check: $(printf \'%s\' "$out" | tail -n 1)" >&2; exit 1; }};'
         " code=$(printf '%s\\n' \"$out\" | tail -n 1);"
         f" [ \"$code\" = {int(status)} ] || {{ printf '%s answered %s, expected %s\\n'"
-        f" {q('health check: ' + redact_url_passwords(url))} \"$code\" {int(status)} >&2;"
+        f' {q("health check: " + redact_url_passwords(url))} "$code" {int(status)} >&2;'
         f" exit 1; }};{check_body}"
     )
 

@@ -17,12 +17,17 @@ from . import hook, nginx, release, shared, warmup, writable
 
 def begin(remote: Remote, cfg: Config, hooks: Hooks) -> None:
     """Create the release directory, with the hooks around it and before the upload."""
-    hook.run_plan(remote, cfg, [
-        *hook.parts(cfg, "before_release", hooks),
-        ("release", release.create_script(cfg)),
-        *hook.parts(cfg, "after_release", hooks),
-        *hook.parts(cfg, "before_upload", hooks),
-    ], "release")  # fmt: skip
+    hook.run_plan(
+        remote,
+        cfg,
+        [
+            *hook.parts(cfg, "before_release", hooks),
+            ("release", release.create_script(cfg)),
+            *hook.parts(cfg, "after_release", hooks),
+            *hook.parts(cfg, "before_upload", hooks),
+        ],
+        "release",
+    )
 
 
 def build(remote: Remote, cfg: Config, hooks: Hooks | None = None) -> None:
@@ -31,8 +36,11 @@ def build(remote: Remote, cfg: Config, hooks: Hooks | None = None) -> None:
     hooks = hooks or Hooks()
 
     def around(step: str, *middle: hook.Part) -> list[hook.Part]:
-        return [*hook.parts(cfg, f"before_{step}", hooks), *middle,
-                *hook.parts(cfg, f"after_{step}", hooks)]  # fmt: skip
+        return [
+            *hook.parts(cfg, f"before_{step}", hooks),
+            *middle,
+            *hook.parts(cfg, f"after_{step}", hooks),
+        ]
 
     plan = [
         *hook.parts(cfg, "after_upload", hooks),
@@ -51,9 +59,12 @@ def build(remote: Remote, cfg: Config, hooks: Hooks | None = None) -> None:
 
 def after_switch(remote: Remote, cfg: Config, hooks: Hooks) -> None:
     """Once every host is live and healthy: `after_switch`, then `before_cleanup`."""
-    hook.run_plan(remote, cfg, [*hook.parts(cfg, "after_switch", hooks),
-                                *hook.parts(cfg, "before_cleanup", hooks)],
-                  "hook after_switch")  # fmt: skip
+    hook.run_plan(
+        remote,
+        cfg,
+        [*hook.parts(cfg, "after_switch", hooks), *hook.parts(cfg, "before_cleanup", hooks)],
+        "hook after_switch",
+    )
 
 
 def after_cleanup(remote: Remote, cfg: Config, hooks: Hooks) -> None:
@@ -64,6 +75,9 @@ def before_switch_once(remote: Remote, cfg: Config) -> None:
     """The `once` commands of before_switch (e.g. `artisan migrate`), on the first host,
     after every host has prepared: a database is never migrated for a release that
     another host then fails to build."""
-    hook.run_plan(remote, cfg, [("hook before_switch (once)",
-                                 hook.script(cfg, "before_switch", once=True))],
-                  "hook before_switch")  # fmt: skip
+    hook.run_plan(
+        remote,
+        cfg,
+        [("hook before_switch (once)", hook.script(cfg, "before_switch", once=True))],
+        "hook before_switch",
+    )

@@ -27,8 +27,7 @@ def victims_after_go_live(state: HostState, cfg: Config) -> tuple[list[str], lis
     return [n for n in victims if n not in odd], odd
 
 
-def cleanup_and_unlock(remote: Remote, cfg: Config, victims: list[str],
-                       state: HostState) -> None:  # fmt: skip
+def cleanup_and_unlock(remote: Remote, cfg: Config, victims: list[str], state: HostState) -> None:
     """Remove `victims` (never the live one: checked again on the host), compact the log
     if it has grown long, then unlock.
 

@@ -30,11 +30,13 @@ def shell_commands(cfg: Config, point: str, once: bool | None = None) -> tuple[H
     only the others (before_switch runs its `once` commands after the barrier).
     """
     host = cfg.host
-    recipes = commands_for(host.recipes, composer_bin=host.composer,
-                           composer_options=host.composer_options)  # fmt: skip
+    recipes = commands_for(
+        host.recipes, composer_bin=host.composer, composer_options=host.composer_options
+    )
     cmds = recipes.get(point, ()) + tuple(host.hooks.get(point, ()))
-    return tuple(c for c in cmds if (cfg.primary or not c.once)
-                 and (once is None or c.once == once))  # fmt: skip
+    return tuple(
+        c for c in cmds if (cfg.primary or not c.once) and (once is None or c.once == once)
+    )
 
 
 def env(cfg: Config) -> list[tuple[str, str]]:
@@ -105,8 +107,14 @@ def _describe_error(exc: BaseException) -> str:
     """One line: Invoke's UnexpectedExit prints a whole report; keep what a user needs."""
     if isinstance(exc, UnexpectedExit):
         result = exc.result
-        last = next((ln for ln in reversed((result.stderr or result.stdout or "").splitlines())
-                     if ln.strip()), "")  # fmt: skip
+        last = next(
+            (
+                ln
+                for ln in reversed((result.stderr or result.stdout or "").splitlines())
+                if ln.strip()
+            ),
+            "",
+        )
         command = result.command if len(result.command) <= 80 else result.command[:77] + "..."
         return f"command {command!r} exited {result.exited}" + (f": {last}" if last else "")
     text = " ".join(str(exc).split())

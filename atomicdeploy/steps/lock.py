@@ -15,10 +15,16 @@ from ..remote import Remote
 def owner_record(cfg: Config) -> str:
     run = cfg.run
     return json.dumps(
-        {"user": run.user, "host": run.local_host, "pid": run.pid, "time": run.started,
-         "token": run.token, "stage": run.stage},
+        {
+            "user": run.user,
+            "host": run.local_host,
+            "pid": run.pid,
+            "time": run.started,
+            "token": run.token,
+            "stage": run.stage,
+        },
         sort_keys=True,
-    )  # fmt: skip
+    )
 
 
 def describe_owner(raw: str | None) -> str:

@@ -25,10 +25,14 @@ def include_text(cfg: Config, release: str) -> str:
     assert nginx is not None
     path = public_path(cfg, release)
     if not set(path) <= shell.NGINX_SAFE_PATH:
-        raise ConfigError(f"{path!r} has characters nginx would not take literally",
-                          host=cfg.host.name, step="nginx")  # fmt: skip
-    text = nginx.template.format(public_path=path, release_path=cfg.layout.release(release),
-                                 release=release)  # fmt: skip
+        raise ConfigError(
+            f"{path!r} has characters nginx would not take literally",
+            host=cfg.host.name,
+            step="nginx",
+        )
+    text = nginx.template.format(
+        public_path=path, release_path=cfg.layout.release(release), release=release
+    )
     refused = shell.nginx_set_only(text)  # the template was checked; the paths are new
     if refused:
         raise ConfigError(f"nginx include: {refused}", host=cfg.host.name, step="nginx")
@@ -40,8 +44,9 @@ def check_script(cfg: Config) -> str | None:
     nginx = cfg.host.nginx
     if nginx is None:
         return None
-    return shell.nginx_check(public_path(cfg, cfg.release), nginx.root_file,
-                                include_text(cfg, cfg.release), nginx.test)  # fmt: skip
+    return shell.nginx_check(
+        public_path(cfg, cfg.release), nginx.root_file, include_text(cfg, cfg.release), nginx.test
+    )
 
 
 def go_live_parts(cfg: Config, release: str) -> tuple[str, str, str, str] | None:

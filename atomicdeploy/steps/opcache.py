@@ -14,6 +14,11 @@ from ..config import Config
 def script(cfg: Config) -> str | None:
     oc = cfg.host.opcache
     return shell.opcache_reset(
-        oc.strategy, socket=oc.socket, dep_dir=cfg.layout.dep, token=cfg.run.token,
-        cachetool=oc.cachetool, url=oc.url, reload=oc.reload,
-    )  # fmt: skip
+        oc.strategy,
+        socket=oc.socket,
+        dep_dir=cfg.layout.dep,
+        token=cfg.run.token,
+        cachetool=oc.cachetool,
+        url=oc.url,
+        reload=oc.reload,
+    )

@@ -15,8 +15,9 @@ def log_line(cfg: Config, release: str, state: str, note: str = "") -> str:
     revert's line for the old release must not make it look like the new commit."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     revision = cfg.run.revision if release == cfg.release else ""
-    return LogEntry(release=release, state=state, time=now, user=cfg.run.user,
-                    revision=revision, note=note).render()  # fmt: skip
+    return LogEntry(
+        release=release, state=state, time=now, user=cfg.run.user, revision=revision, note=note
+    ).render()
 
 
 def create_script(cfg: Config) -> str:

@@ -21,11 +21,13 @@ def begin(remote: Remote, cfg: Config, *, upload: bool) -> HostState:
     a lock held by someone else (with who and since when).
     """
     layout = cfg.layout
-    script = shell.sequence([
-        ("setup", shell.setup(layout)),
-        ("lock", shell.lock(layout, owner_record(cfg))),
-        ("state", shell.read_state(layout, rsync_version=upload)),
-    ])  # fmt: skip
+    script = shell.sequence(
+        [
+            ("setup", shell.setup(layout)),
+            ("lock", shell.lock(layout, owner_record(cfg))),
+            ("state", shell.read_state(layout, rsync_version=upload)),
+        ]
+    )
     if remote.dry:
         remote.run(script, "setup")  # recorded: a dry run takes no lock
         return read_state(remote, cfg, rsync_version=upload)
@@ -37,8 +39,9 @@ def begin(remote: Remote, cfg: Config, *, upload: bool) -> HostState:
             raise LockHeld(
                 f"locked by {describe_owner(exc.stdout or None)}:"
                 f" if that deploy is dead, run `fab {cfg.run.stage} unlock`",
-                host=remote.name, step="lock",
-            ) from exc  # fmt: skip
+                host=remote.name,
+                step="lock",
+            ) from exc
         raise
     return parse_state(out, shell.STATE_MARKERS)
 

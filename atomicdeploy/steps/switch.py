@@ -64,8 +64,15 @@ class _ArmedWatch(io.TextIOBase):
         return len(text)
 
 
-def switch(remote: Remote, cfg: Config, release: str, log_lines: Sequence[str] = (),
-           *, unlock: bool = False, trigger: Trigger | None = None) -> Switched:  # fmt: skip
+def switch(
+    remote: Remote,
+    cfg: Config,
+    release: str,
+    log_lines: Sequence[str] = (),
+    *,
+    unlock: bool = False,
+    trigger: Trigger | None = None,
+) -> Switched:
     """Make `release` live on this host.
 
     `readlink` then reports what is live, and we check it is what we asked for.
@@ -74,10 +81,13 @@ def switch(remote: Remote, cfg: Config, release: str, log_lines: Sequence[str] =
     """
     layout = cfg.layout
     script = shell.go_live(
-        layout, release, log_lines=log_lines,
-        nginx=nginx.go_live_parts(cfg, release), opcache=opcache.script(cfg),
+        layout,
+        release,
+        log_lines=log_lines,
+        nginx=nginx.go_live_parts(cfg, release),
+        opcache=opcache.script(cfg),
         armed=trigger is not None,
-    )  # fmt: skip
+    )
     if unlock:
         script = shell.then_unlock(script, layout, cfg.run.token)
     if trigger is None:
@@ -85,8 +95,9 @@ def switch(remote: Remote, cfg: Config, release: str, log_lines: Sequence[str] =
     else:
         try:
             with remote.nagle():
-                _, out = remote.run(script, "switch", stdin=_GoSignal(trigger.fire),
-                                    out=_ArmedWatch(trigger.armed))  # fmt: skip
+                _, out = remote.run(
+                    script, "switch", stdin=_GoSignal(trigger.fire), out=_ArmedWatch(trigger.armed)
+                )
         finally:
             trigger.armed.set()
     if remote.dry:
@@ -94,10 +105,10 @@ def switch(remote: Remote, cfg: Config, release: str, log_lines: Sequence[str] =
     warnings, rest, at = [], [], None
     for line in out.splitlines():
         if line.startswith(shell.WARN_MARKER):
-            warnings.append(line[len(shell.WARN_MARKER):])
+            warnings.append(line[len(shell.WARN_MARKER) :])
         elif line.startswith(shell.SWITCHED_MARKER):
             try:
-                at = float(line[len(shell.SWITCHED_MARKER):])
+                at = float(line[len(shell.SWITCHED_MARKER) :])
             except ValueError:
                 at = None
         elif line.strip() and line.strip() != shell.ARMED_MARKER:
@@ -105,6 +116,7 @@ def switch(remote: Remote, cfg: Config, release: str, log_lines: Sequence[str] =
     expected = layout.current_target(release)
     live = rest[-1] if rest else ""
     if live != expected:
-        raise RemoteError(f"current points to {live!r}, expected {expected!r}",
-                          host=remote.name, step="switch")  # fmt: skip
+        raise RemoteError(
+            f"current points to {live!r}, expected {expected!r}", host=remote.name, step="switch"
+        )
     return Switched(tuple(warnings), at)

@@ -22,8 +22,14 @@ from ..remote import Remote, RsyncStats
 def local_rsync_version() -> str:
     """This machine's `rsync --version` first line ('' without rsync: the upload says so)."""
     try:
-        out = subprocess.run(["rsync", "--version"], capture_output=True, text=True,
-                             stdin=subprocess.DEVNULL, timeout=30, check=False).stdout  # fmt: skip
+        out = subprocess.run(
+            ["rsync", "--version"],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=30,
+            check=False,
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return out.split("\n", 1)[0]

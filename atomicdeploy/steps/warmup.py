@@ -17,8 +17,9 @@ def script(cfg: Config) -> str | None:
     host = cfg.host
     if not host.warmup:
         return None
-    public = posixpath.join(cfg.layout.release(cfg.release),
-                            host.nginx.public_dir if host.nginx else "public")  # fmt: skip
+    public = posixpath.join(
+        cfg.layout.release(cfg.release), host.nginx.public_dir if host.nginx else "public"
+    )
     parts = []
     for uri in host.warmup:
         path = uri.partition("?")[0]

@@ -13,7 +13,13 @@ from ..config import Config
 def script(cfg: Config) -> str | None:
     host = cfg.host
     return shell.make_writable(
-        cfg.layout, cfg.release, host.writable_dirs, host.writable_mode,
-        shared_dirs=host.shared_dirs, chmod_mode=host.writable_chmod_mode, http_user=host.http_user,
-        recursive=host.writable_recursive, use_sudo=host.writable_use_sudo,
-    )  # fmt: skip
+        cfg.layout,
+        cfg.release,
+        host.writable_dirs,
+        host.writable_mode,
+        shared_dirs=host.shared_dirs,
+        chmod_mode=host.writable_chmod_mode,
+        http_user=host.http_user,
+        recursive=host.writable_recursive,
+        use_sudo=host.writable_use_sudo,
+    )

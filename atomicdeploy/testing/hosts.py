@@ -60,8 +60,22 @@ def free_port() -> int:
 
 def keygen(path: Path) -> None:
     if not path.exists():
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "atomicdeploy-test",
-                        "-f", str(path)], check=True, stdin=subprocess.DEVNULL)  # fmt: skip
+        subprocess.run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "atomicdeploy-test",
+                "-f",
+                str(path),
+            ],
+            check=True,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 class PortTaken(RuntimeError):
@@ -84,8 +98,9 @@ class LogMark:
         return False
 
 
-def start_on_a_free_port(start: Callable[[], None], move: Callable[[int], None],
-                         chosen: bool) -> None:  # fmt: skip
+def start_on_a_free_port(
+    start: Callable[[], None], move: Callable[[int], None], chosen: bool
+) -> None:
     """`start()`; if its port was taken meanwhile and the kit had `chosen` it, `move` to
     another port and start again (three tries). A caller's own port is never changed."""
     for attempt in range(3):
@@ -131,38 +146,43 @@ class LocalHost:
         keygen(self.key)
         (self.dir / "authorized_keys").write_text(Path(f"{self.key}.pub").read_text())
         (self.dir / "sshd_config").write_text(
-            "\n".join([
-                f"Port {self.port}",
-                "ListenAddress 127.0.0.1",
-                f"HostKey {self.dir / 'host_key'}",
-                f"PidFile {self.dir / 'sshd.pid'}",
-                f"AuthorizedKeysFile {self.dir / 'authorized_keys'}",
-                "PubkeyAuthentication yes",
-                "PasswordAuthentication no",
-                "KbdInteractiveAuthentication no",
-                "StrictModes no",
-                "UsePAM no",
-                "PermitRootLogin prohibit-password",
-                f"AllowUsers {self.user}",
-                "Subsystem sftp internal-sftp",
-                "MaxStartups 200:30:400",
-                "MaxSessions 100",
-                "LogLevel ERROR",
-                # bash sources ~/.bashrc for commands run by sshd unless SHLVL says it is
-                # nested; a developer's heavy .bashrc (pyenv init: 0.15 s of CPU here) would
-                # otherwise be measured as atomicdeploy's time on every remote command.
-                "SetEnv SHLVL=1",
-                "",
-            ])
-        )  # fmt: skip
+            "\n".join(
+                [
+                    f"Port {self.port}",
+                    "ListenAddress 127.0.0.1",
+                    f"HostKey {self.dir / 'host_key'}",
+                    f"PidFile {self.dir / 'sshd.pid'}",
+                    f"AuthorizedKeysFile {self.dir / 'authorized_keys'}",
+                    "PubkeyAuthentication yes",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "StrictModes no",
+                    "UsePAM no",
+                    "PermitRootLogin prohibit-password",
+                    f"AllowUsers {self.user}",
+                    "Subsystem sftp internal-sftp",
+                    "MaxStartups 200:30:400",
+                    "MaxSessions 100",
+                    "LogLevel ERROR",
+                    # bash sources ~/.bashrc for commands run by sshd unless SHLVL says it is
+                    # nested; a developer's heavy .bashrc (pyenv init: 0.15 s of CPU here) would
+                    # otherwise be measured as atomicdeploy's time on every remote command.
+                    "SetEnv SHLVL=1",
+                    "",
+                ]
+            )
+        )
         if os.geteuid() == 0:
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         mark = LogMark(self.dir / "sshd.log")
         log = open(self.dir / "sshd.log", "ab")  # noqa: SIM115 - lives as long as sshd
         self.proc = subprocess.Popen(
             [sshd, "-D", "-e", "-f", str(self.dir / "sshd_config")],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-        )  # fmt: skip
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
         log.close()
         try:
             wait_for_ssh(self.port, self.proc, self.dir / "sshd.pid")
@@ -188,8 +208,7 @@ class LocalHost:
         self.start(sshd or find_sshd())
 
 
-def wait_for_ssh(port: int, proc: subprocess.Popen, pid_file: Path,
-                 timeout: float = 10.0) -> None:  # fmt: skip
+def wait_for_ssh(port: int, proc: subprocess.Popen, pid_file: Path, timeout: float = 10.0) -> None:
     """Wait until `proc` itself serves `port`.
 
     A banner on the port is not enough: if another sshd holds it, ours exits with
@@ -260,8 +279,9 @@ class HostGroup(Generic[H]):
 class LocalHosts(HostGroup[LocalHost]):
     """N hosts under one directory: `with LocalHosts(base, 3) as hosts: ...`."""
 
-    def __init__(self, base: Path, count: int, *, prefix: str = "web",
-                 ports: Iterable[int] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, base: Path, count: int, *, prefix: str = "web", ports: Iterable[int] | None = None
+    ) -> None:
         self.base = Path(base)
         self.user = getpass.getuser()
         # Ports we chose can be chosen again if another process took one meanwhile.
@@ -291,8 +311,14 @@ class LocalHosts(HostGroup[LocalHost]):
         return super().start()
 
 
-def write_inventory(path: Path, hosts: Iterable[LocalHost], *, stage: str = "test",
-                    known_hosts: Path | None = None, **config) -> Path:  # fmt: skip
+def write_inventory(
+    path: Path,
+    hosts: Iterable[LocalHost],
+    *,
+    stage: str = "test",
+    known_hosts: Path | None = None,
+    **config,
+) -> Path:
     """An inventory.yml for these hosts; `config` goes under `config:`."""
     cfg = dict(config)
     if known_hosts:

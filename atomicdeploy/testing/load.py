@@ -83,8 +83,11 @@ class Load:
         self.stop()
 
     def _done(self) -> bool:
-        return (self._stop.is_set() or time.monotonic() > self._deadline
-                or len(self.samples) >= self.max_requests)  # fmt: skip
+        return (
+            self._stop.is_set()
+            or time.monotonic() > self._deadline
+            or len(self.samples) >= self.max_requests
+        )
 
     def _client(self) -> None:
         conn: http.client.HTTPConnection | None = None
@@ -104,8 +107,11 @@ class Load:
                         conn.close()
                         conn = None
                     break
-                except (http.client.RemoteDisconnected, ConnectionResetError,
-                        BrokenPipeError) as exc:  # fmt: skip
+                except (
+                    http.client.RemoteDisconnected,
+                    ConnectionResetError,
+                    BrokenPipeError,
+                ) as exc:
                     conn.close()
                     conn = None
                     if attempt == 0 and reused:
@@ -138,8 +144,9 @@ class Verdict:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-def judge(samples: list[Sample], *, returned_at: float | None = None,
-          expected: str | None = None) -> Verdict:  # fmt: skip
+def judge(
+    samples: list[Sample], *, returned_at: float | None = None, expected: str | None = None
+) -> Verdict:
     """Count what matters: failures, mixed responses, and stale ones after the return."""
     if not samples:
         return Verdict(0, 0, 0, 0, 0, 0.0)

@@ -138,8 +138,11 @@ class WebHost:
             for key, value in {**OPCACHE, "error_log": str(self.php_error_log)}.items():
                 args += ["-d", f"{key}={value}"]
             self._spawn(args, "php-fpm.log")
-            self._wait(lambda: _accepts_unix(self.fpm_socket), "php-fpm",
-                       ["php-fpm.log", self.fpm_error_log.name])  # fmt: skip
+            self._wait(
+                lambda: _accepts_unix(self.fpm_socket),
+                "php-fpm",
+                ["php-fpm.log", self.fpm_error_log.name],
+            )
             start_on_a_free_port(self._start_nginx, self._move_nginx, self.chosen_port)
         except BaseException:
             self.stop()
@@ -177,23 +180,36 @@ class WebHost:
             return set()
         return children(master)
 
-    def fcgi(self, script_filename: str, *, uri: str = "/",
-             document_root: str | None = None) -> tuple[int, dict[str, str], str]:  # fmt: skip
+    def fcgi(
+        self, script_filename: str, *, uri: str = "/", document_root: str | None = None
+    ) -> tuple[int, dict[str, str], str]:
         """One FastCGI request straight to php-fpm, as cachetool makes; (status, headers, body)."""
         path, _, query = uri.partition("?")
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "SCRIPT_FILENAME": script_filename,
             "SCRIPT_NAME": "/" + Path(script_filename).name,
-            "REQUEST_URI": uri, "DOCUMENT_URI": path, "QUERY_STRING": query,
+            "REQUEST_URI": uri,
+            "DOCUMENT_URI": path,
+            "QUERY_STRING": query,
             "DOCUMENT_ROOT": document_root or str(Path(script_filename).parent),
-            "REQUEST_METHOD": "GET", "SERVER_PROTOCOL": "HTTP/1.1",
-            "GATEWAY_INTERFACE": "CGI/1.1", "REDIRECT_STATUS": "200",
-            "SERVER_NAME": "localhost", "SERVER_PORT": "80", "HTTP_HOST": "localhost",
-        }  # fmt: skip
-        out = subprocess.run(["cgi-fcgi", "-bind", "-connect", str(self.fpm_socket)], env=env,
-                             stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                             timeout=30, check=False).stdout  # fmt: skip
+            "REQUEST_METHOD": "GET",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "GATEWAY_INTERFACE": "CGI/1.1",
+            "REDIRECT_STATUS": "200",
+            "SERVER_NAME": "localhost",
+            "SERVER_PORT": "80",
+            "HTTP_HOST": "localhost",
+        }
+        out = subprocess.run(
+            ["cgi-fcgi", "-bind", "-connect", str(self.fpm_socket)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout
         head, _, body = out.replace("\r\n", "\n").partition("\n\n")
         headers = {}
         for line in head.splitlines():
@@ -211,8 +227,11 @@ class WebHost:
         # file is written once nginx listens: naming our master, it proves that the
         # answer on the port is ours, not another server's on the same port.
         try:
-            self._wait(lambda: pid_in(self.nginx_pid_file) == master and _accepts_tcp(self.port),
-                       "nginx", ["nginx.log", self.nginx_error_log.name])  # fmt: skip
+            self._wait(
+                lambda: pid_in(self.nginx_pid_file) == master and _accepts_tcp(self.port),
+                "nginx",
+                ["nginx.log", self.nginx_error_log.name],
+            )
         except RuntimeError as exc:
             if mark.says_port_taken() and self._procs[-1].poll() is not None:
                 self._procs.pop()
@@ -225,8 +244,11 @@ class WebHost:
 
     def _spawn(self, args: list[str], log: str) -> None:
         out = open(self.base / log, "ab")  # noqa: SIM115 - lives as long as the daemon
-        self._procs.append(subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
-                                            stderr=out, start_new_session=True))  # fmt: skip
+        self._procs.append(
+            subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+            )
+        )
         out.close()
 
     def _wait(self, ready, what: str, logs: list[str], timeout: float = 15.0) -> None:
@@ -247,8 +269,7 @@ class WebHost:
     def _write_fpm_conf(self) -> None:
         user = ""
         if os.geteuid() == 0:
-            user = (f"user = {getpass.getuser()}\n"
-                    f"group = {grp.getgrgid(os.getgid()).gr_name}\n")  # fmt: skip
+            user = f"user = {getpass.getuser()}\ngroup = {grp.getgrgid(os.getgid()).gr_name}\n"
         self.fpm_conf.write_text(
             "[global]\n"
             f"pid = {self.fpm_pid_file}\n"
@@ -286,11 +307,11 @@ error_log {self.nginx_error_log} warn;
 events {{ worker_connections 512; }}
 http {{
     access_log off;
-    client_body_temp_path {tmp / 'client_body'};
-    proxy_temp_path {tmp / 'proxy'};
-    fastcgi_temp_path {tmp / 'fastcgi'};
-    uwsgi_temp_path {tmp / 'uwsgi'};
-    scgi_temp_path {tmp / 'scgi'};
+    client_body_temp_path {tmp / "client_body"};
+    proxy_temp_path {tmp / "proxy"};
+    fastcgi_temp_path {tmp / "fastcgi"};
+    uwsgi_temp_path {tmp / "uwsgi"};
+    scgi_temp_path {tmp / "scgi"};
     keepalive_timeout 65;
     keepalive_requests 100000;
     server {{
@@ -355,8 +376,13 @@ class WebHosts(HostGroup[WebHost]):
         chosen = not ports
         ports = ports or free_ports(len(deploy_paths))
         self.hosts = [
-            WebHost(name=n, base=Path(base) / n, deploy_path=Path(p), mode=mode,
-                    port=ports[i], chosen_port=chosen)
+            WebHost(
+                name=n,
+                base=Path(base) / n,
+                deploy_path=Path(p),
+                mode=mode,
+                port=ports[i],
+                chosen_port=chosen,
+            )
             for i, (n, p) in enumerate(zip(names, deploy_paths, strict=True))
-        ]  # fmt: skip
-
+        ]

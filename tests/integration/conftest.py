@@ -71,13 +71,20 @@ class Project:
     def fab(self, *args: str, env: dict | None = None, timeout: float = 120):
         self.write_inventory()
         return subprocess.run(
-            [*FAB, *args], cwd=self.dir, stdin=subprocess.DEVNULL, capture_output=True,
-            text=True, timeout=timeout, env={**os.environ, **(env or {})},
-        )  # fmt: skip
+            [*FAB, *args],
+            cwd=self.dir,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+        )
 
     def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
         proc = self.fab(*args, **kw)
-        assert proc.returncode == 0, f"fab {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"  # noqa: E501
+        assert proc.returncode == 0, (
+            f"fab {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
         return proc
 
     # What a user would look at on a host.
@@ -125,7 +132,14 @@ def project(tmp_path, sshd_hosts) -> Project:
     write_app(d / "app", "1")
     (d / "app" / ".env").write_text("APP_KEY=secret\n")
     return Project(
-        dir=d, hosts=list(sshd_hosts), srv=tmp_path / "srv", known_hosts=tmp_path / "known_hosts",
-        config={"shared_dirs": ["storage"], "shared_files": [".env"],
-                "writable_dirs": ["storage"], "keep_releases": 3},
-    )  # fmt: skip
+        dir=d,
+        hosts=list(sshd_hosts),
+        srv=tmp_path / "srv",
+        known_hosts=tmp_path / "known_hosts",
+        config={
+            "shared_dirs": ["storage"],
+            "shared_files": [".env"],
+            "writable_dirs": ["storage"],
+            "keep_releases": 3,
+        },
+    )

@@ -93,7 +93,7 @@ def test_a_deploy_puts_no_secret_in_any_process_arguments(project, auth_server):
         healthcheck={"url": f"{auth_server.base}/health", "contains": "healthy"},
         opcache={"strategy": "http", "url": f"{auth_server.base}/opcache"},
         secrets={"hook_token": TOKEN},
-    )  # fmt: skip
+    )
     sampler = Sampler((TOKEN, PASSWORD))
     sampler.start()
     try:
@@ -110,11 +110,17 @@ def test_a_deploy_puts_no_secret_in_any_process_arguments(project, auth_server):
     if b"curl" not in {os.path.basename(c) for c in sampler.seen}:
         problems.append(f"the sampler never saw curl run ({sampler.passes} passes)")
     output = proc.stdout + proc.stderr
-    problems += [f"{what} printed" for what, s in (("token", TOKEN), ("password", PASSWORD))
-                 if s in output]  # fmt: skip
-    faults.record("security", "secrets in process arguments during a deploy (hook token,"
-                  " health and opcache URL passwords)", tries=sampler.passes,
-                  violations=len(problems),
-                  outcome="never seen in /proc/*/cmdline; the URLs still authenticated"
-                  if not problems else problems[0][:100])  # fmt: skip
+    problems += [
+        f"{what} printed" for what, s in (("token", TOKEN), ("password", PASSWORD)) if s in output
+    ]
+    faults.record(
+        "security",
+        "secrets in process arguments during a deploy (hook token,"
+        " health and opcache URL passwords)",
+        tries=sampler.passes,
+        violations=len(problems),
+        outcome="never seen in /proc/*/cmdline; the URLs still authenticated"
+        if not problems
+        else problems[0][:100],
+    )
     assert problems == []

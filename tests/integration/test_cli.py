@@ -45,20 +45,32 @@ def test_dash_h_is_refused(project):
 @pytest.mark.parametrize(
     ("inventory", "message"),
     [
-        ("hosts:\n  web1: {deploy_path: /srv/a, keep_release: 3}\n",
-         "inventory.yml: host web1: unknown key 'keep_release' (did you mean 'keep_releases'?)"),
-        ("hosts:\n  web1: {deploy_path: srv/a}\n",
-         "inventory.yml: host web1: deploy_path must be an absolute path, not 'srv/a'"),
-        ("hosts:\n  web1: {deploy_path: /srv/a}\n  web1: {deploy_path: /srv/b}\n",
-         "duplicate key 'web1'"),
+        (
+            "hosts:\n  web1: {deploy_path: /srv/a, keep_release: 3}\n",
+            "inventory.yml: host web1: unknown key 'keep_release' (did you mean 'keep_releases'?)",
+        ),
+        (
+            "hosts:\n  web1: {deploy_path: srv/a}\n",
+            "inventory.yml: host web1: deploy_path must be an absolute path, not 'srv/a'",
+        ),
+        (
+            "hosts:\n  web1: {deploy_path: /srv/a}\n  web1: {deploy_path: /srv/b}\n",
+            "duplicate key 'web1'",
+        ),
         ("hosts: [web1\n", "inventory.yml: invalid YAML at line"),
         ("", "inventory.yml: the file is empty"),
     ],
-)  # fmt: skip
+)
 def test_a_bad_inventory_is_one_line_exit_2_and_no_traceback(project, inventory, message):
     (project.dir / "inventory.yml").write_text(inventory)
-    proc = subprocess.run([*FAB, "--list"], cwd=project.dir, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [*FAB, "--list"],
+        cwd=project.dir,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -72,13 +84,24 @@ def test_inventory_chosen_by_env_var_or_option(project):
     other.write_text(inv.read_text().replace("source: app", f"source: {project.app}"))
     inv.unlink()
     env = {"ATOMICDEPLOY_INVENTORY": str(other)}
-    proc = subprocess.run([*FAB, "test", "deploy"], cwd=project.dir, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=120,
-                          env={**_env(), **env})  # fmt: skip
+    proc = subprocess.run(
+        [*FAB, "test", "deploy"],
+        cwd=project.dir,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**_env(), **env},
+    )
     assert proc.returncode == 0, proc.stderr
-    proc = subprocess.run([*FAB, "deploy", "--stage", "test", "--inventory", str(other)],
-                          cwd=project.dir, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [*FAB, "deploy", "--stage", "test", "--inventory", str(other)],
+        cwd=project.dir,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert all(len(project.releases(h.name)) == 2 for h in project.hosts)
 
@@ -113,15 +136,21 @@ def test_ssh_config_aliases_are_honoured_by_fabric_and_rsync(project, tmp_path):
     blocks = []
     overrides = {}
     for h in project.hosts:
-        blocks.append(textwrap.dedent(f"""\
+        blocks.append(
+            textwrap.dedent(f"""\
             Host alias-{h.name}
               HostName 127.0.0.1
               Port {h.port}
               User {h.user}
               IdentityFile {h.key}
-            """))  # fmt: skip
-        overrides[h.name] = {"hostname": f"alias-{h.name}", "port": None, "remote_user": None,
-                             "identity_file": None}  # fmt: skip
+            """)
+        )
+        overrides[h.name] = {
+            "hostname": f"alias-{h.name}",
+            "port": None,
+            "remote_user": None,
+            "identity_file": None,
+        }
     config.write_text("\n".join(blocks))
     project.overrides = overrides
     project.config["ssh_config"] = str(config)
@@ -130,8 +159,14 @@ def test_ssh_config_aliases_are_honoured_by_fabric_and_rsync(project, tmp_path):
 
 
 def test_the_repository_fabfile_lists_the_demo_stage():
-    proc = subprocess.run([*FAB, "--list"], cwd=REPO, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [*FAB, "--list"],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "demo" in proc.stdout and "deploy" in proc.stdout
 
@@ -144,8 +179,14 @@ def test_a_terminal_gets_a_live_progress_table_and_ci_gets_plain_lines(project):
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     env["TERM"] = "xterm"
     master, slave = pty.openpty()
-    proc = subprocess.Popen([*FAB, "test", "deploy"], cwd=project.dir, stdin=subprocess.DEVNULL,
-                            stdout=slave, stderr=slave, env=env)  # fmt: skip
+    proc = subprocess.Popen(
+        [*FAB, "test", "deploy"],
+        cwd=project.dir,
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+    )
     os.close(slave)
     chunks = []
     while True:

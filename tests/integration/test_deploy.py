@@ -145,8 +145,9 @@ def test_writable_modes_make_the_shared_dir_writable_for_the_web_user(project, m
     import pwd
     import subprocess
 
-    project.config.update(writable_mode=mode, http_user="www-data",
-                          writable_dirs=["storage", "storage/cache"])  # fmt: skip
+    project.config.update(
+        writable_mode=mode, http_user="www-data", writable_dirs=["storage", "storage/cache"]
+    )
     project.ok("test", "deploy")
     www = pwd.getpwnam("www-data")
     for h in project.hosts:
@@ -160,8 +161,9 @@ def test_writable_modes_make_the_shared_dir_writable_for_the_web_user(project, m
             assert st.st_uid == www.pw_uid
             assert os.stat(cache).st_uid == www.pw_uid
         elif mode == "acl":
-            acl = subprocess.run(["getfacl", "-p", str(real)], capture_output=True,
-                                 text=True, check=True).stdout  # fmt: skip
+            acl = subprocess.run(
+                ["getfacl", "-p", str(real)], capture_output=True, text=True, check=True
+            ).stdout
             assert "user:www-data:rwx" in acl
             assert "default:user:www-data:rwx" in acl
         else:

@@ -28,11 +28,21 @@ def test_missing_shared_file_fails_before_the_switch_everywhere(project):
     assert proc.returncode == 1
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("[")]
     assert len(lines) == 3
-    assert all("at step 'shared' (not live): shared file config/secrets.php is missing" in ln
-               for ln in lines)  # fmt: skip
+    assert all(
+        "at step 'shared' (not live): shared file config/secrets.php is missing" in ln
+        for ln in lines
+    )
     assert "Traceback" not in proc.stderr
-    assert record(project, "fault", "a shared file missing on every host",
-                  "stopped at step shared everywhere; nothing live", sentinels=False) == []
+    assert (
+        record(
+            project,
+            "fault",
+            "a shared file missing on every host",
+            "stopped at step shared everywhere; nothing live",
+            sentinels=False,
+        )
+        == []
+    )
     assert snapshot(project) == before
     for h in project.hosts:
         assert project.served(h.name) == "<?php echo 'version 1';\n"
@@ -52,8 +62,16 @@ def test_one_host_failing_means_no_host_goes_live(project):
     assert proc.returncode == 1
     assert f"[{bad}] failed at step 'shared'" in proc.stderr
     assert "prepare failed on 1/3 host(s)" in proc.stderr
-    assert record(project, "fault", "one host of three fails in prepare",
-                  "nothing live on any host", sentinels=False) == []
+    assert (
+        record(
+            project,
+            "fault",
+            "one host of three fails in prepare",
+            "nothing live on any host",
+            sentinels=False,
+        )
+        == []
+    )
     assert snapshot(project) == before
     assert "deployed" in first_release.stdout
     for h in project.hosts:
@@ -66,16 +84,25 @@ def test_a_held_lock_stops_the_deploy_with_its_owner_and_changes_nothing(project
     before = snapshot(project)
     held = project.deploy_path(project.hosts[2].name) / ".dep" / "deploy.lock"
     held.mkdir()
-    (held / "owner").write_text(json.dumps({"user": "alice", "host": "laptop", "pid": 42,
-                                            "time": "2026-11-22T10:15:00Z"}))  # fmt: skip
+    (held / "owner").write_text(
+        json.dumps({"user": "alice", "host": "laptop", "pid": 42, "time": "2026-11-22T10:15:00Z"})
+    )
     write_app(project.app, "2")
     proc = project.fab("test", "deploy")
     assert proc.returncode == 1
     assert "locked by alice on laptop (pid 42) since 2026-11-22T10:15:00Z" in proc.stderr
     assert "fab test unlock" in proc.stderr
-    assert record(project, "concurrency", "a lock held by someone else",
-                  "stopped naming the holder; their lock kept, ours released",
-                  sentinels=False, lock_expected=True) == []
+    assert (
+        record(
+            project,
+            "concurrency",
+            "a lock held by someone else",
+            "stopped naming the holder; their lock kept, ours released",
+            sentinels=False,
+            lock_expected=True,
+        )
+        == []
+    )
     assert snapshot(project) == before
     # Our own locks on the other hosts were released; alice's lock was not touched.
     assert [project.locked(h.name) for h in project.hosts] == [False, False, True]
@@ -113,11 +140,22 @@ def test_an_unreachable_host_stops_the_deploy_before_anything_changes(project, t
     write_app(project.app, "2")
     proc = project.fab("test", "deploy")
     assert proc.returncode == 1
-    assert re.search(r"\[down1\] failed at step 'setup' \(not live\): cannot connect to"
-                     r" 127\.0\.0\.1:\d+: connection refused", proc.stderr)  # fmt: skip
+    assert re.search(
+        r"\[down1\] failed at step 'setup' \(not live\): cannot connect to"
+        r" 127\.0\.0\.1:\d+: connection refused",
+        proc.stderr,
+    )
     project.hosts.pop()
-    assert record(project, "fault", "a host unreachable (sshd stopped)",
-                  "stopped at setup naming the host; nothing changed", sentinels=False) == []
+    assert (
+        record(
+            project,
+            "fault",
+            "a host unreachable (sshd stopped)",
+            "stopped at setup naming the host; nothing changed",
+            sentinels=False,
+        )
+        == []
+    )
     assert snapshot(project) == before
     assert not any(project.locked(h.name) for h in project.hosts)
 

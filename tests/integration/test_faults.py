@@ -52,8 +52,12 @@ def test_a_command_that_never_returns_is_ended_by_command_timeout(project):
     assert hung in proc.stderr
     assert took < 60  # not the 613 s the command wanted
     assert {h.name: project.current(h.name) for h in project.hosts} == before
-    check(project, "fault", "a remote command hangs (command_timeout 3 s)",
-          "stopped after 3 s with one line; nothing went live")  # fmt: skip
+    check(
+        project,
+        "fault",
+        "a remote command hangs (command_timeout 3 s)",
+        "stopped after 3 s with one line; nothing went live",
+    )
     project.overrides = {}
     next_deploy_works(project)
 
@@ -96,8 +100,14 @@ def test_ssh_killed_in_the_middle_of_an_upload(project):
             f.write(os.urandom(1 << 20))
     write_app(project.app, "2")
     project.write_inventory()
-    proc = subprocess.Popen([*FAB, "test", "deploy"], cwd=project.dir, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [*FAB, "test", "deploy"],
+        cwd=project.dir,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     web2 = next(h for h in project.hosts if h.name == "web2")
     killed = None
     deadline = time.monotonic() + 60
@@ -114,8 +124,12 @@ def test_ssh_killed_in_the_middle_of_an_upload(project):
     assert "[web2] failed at step 'upload' (not live): rsync failed" in err
     assert {h.name: project.current(h.name) for h in project.hosts} == before
     assert all(len(project.releases(h.name)) == 1 for h in project.hosts)
-    check(project, "fault", "SSH session killed during the upload",
-          "upload failed on that host; new release removed everywhere")  # fmt: skip
+    check(
+        project,
+        "fault",
+        "SSH session killed during the upload",
+        "upload failed on that host; new release removed everywhere",
+    )
     big.unlink()
     next_deploy_works(project)
 
@@ -129,7 +143,8 @@ def failing_rsync(bindir: Path, victim: str) -> dict:
         "#!/bin/sh\n"
         f'case "$*" in *{victim}*) echo "rsync: write failed on \\"x\\": No space left on'
         ' device (28)" >&2; exit 11;; esac\n'
-        f'exec {real} "$@"\n')  # fmt: skip
+        f'exec {real} "$@"\n'
+    )
     (bindir / "rsync").chmod(0o755)
     return {"PATH": f"{bindir}:{os.environ['PATH']}"}
 
@@ -137,8 +152,14 @@ def failing_rsync(bindir: Path, victim: str) -> dict:
 def test_a_full_disk_during_the_upload(project, tmp_path):
     target = project.deploy_path("web2")
     target.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(target)],
-                             capture_output=True, check=False).returncode == 0  # fmt: skip
+    mounted = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(target)],
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
     try:
         project.ok("test", "deploy")
         plant_sentinels(project)
@@ -154,12 +175,18 @@ def test_a_full_disk_during_the_upload(project, tmp_path):
         assert proc.returncode == 1, proc.stderr
         assert "[web2] failed at step 'upload' (not live)" in proc.stderr
         # rsync names ENOSPC, unless the receiver died before it could: then its exit 11.
-        assert ("No space left on device" in proc.stderr
-                or "error in file I/O on the host (disk full?) (exit 11)" in proc.stderr)
+        assert (
+            "No space left on device" in proc.stderr
+            or "error in file I/O on the host (disk full?) (exit 11)" in proc.stderr
+        )
         assert {h.name: project.current(h.name) for h in project.hosts} == before
         how = "a 4 MB tmpfs" if mounted else "simulated by an rsync that fails with ENOSPC"
-        check(project, "fault", f"disk full during the upload ({how})",
-              "upload failed; the new release removed, freeing the space; nothing live")
+        check(
+            project,
+            "fault",
+            f"disk full during the upload ({how})",
+            "upload failed; the new release removed, freeing the space; nothing live",
+        )
         (project.app / "public" / "big.bin").unlink(missing_ok=True)
         next_deploy_works(project)
     finally:
@@ -174,8 +201,14 @@ def test_an_interrupt_after_go_live_keeps_the_release_live_and_releases_the_lock
     project.config["hooks"] = {"after_switch": ["sleep 2"]}
     write_app(project.app, "2")
     project.write_inventory()
-    proc = subprocess.Popen([*FAB, "test", "deploy"], cwd=project.dir, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [*FAB, "test", "deploy"],
+        cwd=project.dir,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # every host live on version 2: the finish phase
         if all(project.served(h.name) == "<?php echo 'version 2';\n" for h in project.hosts):
@@ -187,8 +220,12 @@ def test_an_interrupt_after_go_live_keeps_the_release_live_and_releases_the_lock
     assert proc.returncode == 130, (out, err)
     assert "Traceback" not in err
     assert all(project.served(h.name) == "<?php echo 'version 2';\n" for h in project.hosts)
-    check(project, "interrupt", f"{signal.Signals(sig).name} after go-live (finish phase)",
-          "the release stays live everywhere, locks released, exit 130")  # fmt: skip
+    check(
+        project,
+        "interrupt",
+        f"{signal.Signals(sig).name} after go-live (finish phase)",
+        "the release stays live everywhere, locks released, exit 130",
+    )
     project.config["hooks"] = {}
     next_deploy_works(project)
 
@@ -227,10 +264,14 @@ class Tarpit:
 def tarpit(project):
     t = Tarpit()
     key = project.hosts[0].key
-    project.overrides["hung"] = {"hostname": "127.0.0.1", "port": t.port,
-                                 "remote_user": "nobody", "identity_file": str(key),
-                                 "labels": {"stage": "test"},
-                                 "deploy_path": "/nonexistent/hung"}  # fmt: skip
+    project.overrides["hung"] = {
+        "hostname": "127.0.0.1",
+        "port": t.port,
+        "remote_user": "nobody",
+        "identity_file": str(key),
+        "labels": {"stage": "test"},
+        "deploy_path": "/nonexistent/hung",
+    }
     project.config["connect_timeout"] = 3
     yield t
     t.close()
@@ -255,14 +296,24 @@ def test_a_host_that_accepts_tcp_but_never_speaks_ssh_stops_the_deploy(project, 
     write_app(project.app, "2")
     _with_hung_host(project)
     start = time.monotonic()
-    proc = subprocess.run([*FAB, "test", "deploy"], cwd=project.dir, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [*FAB, "test", "deploy"],
+        cwd=project.dir,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "[hung] failed at step 'setup'" in proc.stderr
     assert time.monotonic() - start < 30
     assert {h.name: project.current(h.name) for h in project.hosts} == before
-    check(project, "fault", "a host accepts TCP but never answers SSH (hung sshd)",
-          "stopped after connect_timeout naming the host; nothing changed")  # fmt: skip
+    check(
+        project,
+        "fault",
+        "a host accepts TCP but never answers SSH (hung sshd)",
+        "stopped after connect_timeout naming the host; nothing changed",
+    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -272,8 +323,14 @@ def test_an_interrupt_while_locking_releases_every_lock_taken(project, tarpit, s
     before = {h.name: project.current(h.name) for h in project.hosts}
     write_app(project.app, "2")
     _with_hung_host(project)
-    proc = subprocess.Popen([*FAB, "test", "deploy"], cwd=project.dir, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [*FAB, "test", "deploy"],
+        cwd=project.dir,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not project.locked("web1"):
         time.sleep(0.01)  # web1 is locked alone first; the others wait on the hung host
@@ -283,6 +340,10 @@ def test_an_interrupt_while_locking_releases_every_lock_taken(project, tarpit, s
     assert proc.returncode == 130, (out, err)
     assert "interrupted while locking" in err and "Traceback" not in err
     assert {h.name: project.current(h.name) for h in project.hosts} == before
-    check(project, "interrupt", f"{signal.Signals(sig).name} while locking the stage",
-          "every lock taken released; nothing changed; exit 130")  # fmt: skip
+    check(
+        project,
+        "interrupt",
+        f"{signal.Signals(sig).name} while locking the stage",
+        "every lock taken released; nothing changed; exit 130",
+    )
     next_deploy_works(project)

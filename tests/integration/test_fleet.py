@@ -33,21 +33,29 @@ def fleet(project, fleet_hosts):
 
 
 def state(project):
-    return {h.name: (project.current(h.name), tuple(project.releases(h.name)),
-                     project.locked(h.name)) for h in project.hosts}  # fmt: skip
+    return {
+        h.name: (project.current(h.name), tuple(project.releases(h.name)), project.locked(h.name))
+        for h in project.hosts
+    }
 
 
 def test_ten_hosts_go_live_together_with_a_summary_and_the_switch_skew(fleet):
     proc = fleet.ok("test", "deploy")
     name = re.search(r"deployed (\S+) to", proc.stdout).group(1)
     assert {fleet.current(h.name) for h in fleet.hosts} == {f"releases/{name}"}
-    assert re.search(r"^host\s+release\s+result\s+lock s\s+prepare s\s+go-live s\s+health s"
-                     r"\s+finish s",
-                     proc.stdout, re.M)  # fmt: skip
+    assert re.search(
+        r"^host\s+release\s+result\s+lock s\s+prepare s\s+go-live s\s+health s"
+        r"\s+finish s",
+        proc.stdout,
+        re.M,
+    )
     for h in fleet.hosts:
         assert re.search(rf"^{h.name}\s+{name}\s+live\s+[\d.]+", proc.stdout, re.M)
-    assert re.search(r"switch skew: \d+ ms between the first and the last host's switch"
-                     r" \(10 hosts\)", proc.stdout)  # fmt: skip
+    assert re.search(
+        r"switch skew: \d+ ms between the first and the last host's switch"
+        r" \(10 hosts\)",
+        proc.stdout,
+    )
 
 
 def test_a_stopped_host_means_nothing_goes_live_anywhere(fleet, tmp_path):
@@ -61,8 +69,16 @@ def test_a_stopped_host_means_nothing_goes_live_anywhere(fleet, tmp_path):
     assert proc.returncode == 1
     assert "[down1] failed at step 'setup' (not live): cannot connect" in proc.stderr
     down = fleet.hosts.pop()
-    assert record(fleet, "fault", "1 of 11 hosts stopped before the deploy",
-                  "nothing changed on the 10 others", sentinels=False) == []
+    assert (
+        record(
+            fleet,
+            "fault",
+            "1 of 11 hosts stopped before the deploy",
+            "nothing changed on the 10 others",
+            sentinels=False,
+        )
+        == []
+    )
     fleet.hosts.append(down)
     assert state(fleet) == before
 
@@ -80,8 +96,16 @@ def test_one_failing_upload_removes_the_new_release_everywhere(fleet, tmp_path):
     assert proc.returncode == 1
     assert f"[{bad.name}] failed at step 'upload' (not live): rsync failed" in proc.stderr
     assert "prepare failed on 1/10 host(s)" in proc.stderr
-    assert record(fleet, "fault", "upload fails on 1 of 10 hosts",
-                  "new release removed on all 10; nothing live", sentinels=False) == []
+    assert (
+        record(
+            fleet,
+            "fault",
+            "upload fails on 1 of 10 hosts",
+            "new release removed on all 10; nothing live",
+            sentinels=False,
+        )
+        == []
+    )
     assert state(fleet) == before
     for h in fleet.hosts:
         assert fleet.log(h.name)[-1]["state"] == "failed"
@@ -89,8 +113,9 @@ def test_one_failing_upload_removes_the_new_release_everywhere(fleet, tmp_path):
 
 def _break_go_live(fleet, host) -> None:
     # nginx -t passes (`true`) but the reload fails: only go-live can fail this way.
-    fleet.overrides = {host.name: {"nginx": {"test": "true", "reload": "false",
-                                             "pid_file": "/nonexistent"}}}  # fmt: skip
+    fleet.overrides = {
+        host.name: {"nginx": {"test": "true", "reload": "false", "pid_file": "/nonexistent"}}
+    }
 
 
 def test_a_go_live_failure_switches_the_live_hosts_back(fleet):
@@ -102,8 +127,16 @@ def test_a_go_live_failure_switches_the_live_hosts_back(fleet):
     assert proc.returncode == 1, proc.stderr
     assert f"[{bad.name}] failed at step 'nginx' (not live): nginx reload failed" in proc.stderr
     assert "reverted" in proc.stderr
-    assert record(fleet, "fault", "go-live fails on 1 of 10 hosts after others went live",
-                  "the live hosts switched back; stage on its old release", sentinels=False) == []
+    assert (
+        record(
+            fleet,
+            "fault",
+            "go-live fails on 1 of 10 hosts after others went live",
+            "the live hosts switched back; stage on its old release",
+            sentinels=False,
+        )
+        == []
+    )
     assert {fleet.current(h.name) for h in fleet.hosts} == {f"releases/{first}"}
     assert all(fleet.served(h.name) == "<?php echo 'version 1';\n" for h in fleet.hosts)
     assert not any(fleet.locked(h.name) for h in fleet.hosts)
@@ -147,9 +180,15 @@ def test_an_interrupt_during_prepare_cleans_up_and_exits_130(fleet, sig):
     fleet.config["nginx"] = {"test": "sleep 3", "reload": "true", "pid_file": "/nonexistent"}
     write_app(fleet.app, "2")
     fleet.write_inventory()
-    proc = subprocess.Popen([*FAB, "test", "deploy"], cwd=fleet.dir, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ))  # fmt: skip
+    proc = subprocess.Popen(
+        [*FAB, "test", "deploy"],
+        cwd=fleet.dir,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # wait until every host holds our lock
         if all(fleet.locked(h.name) for h in fleet.hosts):
@@ -161,8 +200,16 @@ def test_an_interrupt_during_prepare_cleans_up_and_exits_130(fleet, sig):
     assert proc.returncode == 130, (out, err)
     assert "interrupted" in err
     assert "Traceback" not in err
-    assert record(fleet, "interrupt", f"{signal.Signals(sig).name} during prepare",
-                  "unactivated release removed, locks released, exit 130", sentinels=False) == []
+    assert (
+        record(
+            fleet,
+            "interrupt",
+            f"{signal.Signals(sig).name} during prepare",
+            "unactivated release removed, locks released, exit 130",
+            sentinels=False,
+        )
+        == []
+    )
     assert state(fleet) == before
 
 
@@ -196,15 +243,24 @@ def test_an_interrupt_during_go_live_finishes_the_switch_everywhere_then_exits_1
     fleet.config["nginx"] = {"test": "true", "reload": "sleep 2", "pid_file": "/nonexistent"}
     write_app(fleet.app, "2")
     fleet.write_inventory()
-    proc = subprocess.Popen([*FAB, "test", "deploy"], cwd=fleet.dir, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [*FAB, "test", "deploy"],
+        cwd=fleet.dir,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     new = None
     while time.monotonic() < deadline and new is None:  # wait for the first host to switch
         for h in fleet.hosts:
             log = fleet.log(h.name)
-            if log and log[-1]["state"] == "complete" and fleet.current(h.name) != (
-                    f"releases/{log[0]['release']}"):  # fmt: skip
+            if (
+                log
+                and log[-1]["state"] == "complete"
+                and fleet.current(h.name) != (f"releases/{log[0]['release']}")
+            ):
                 new = fleet.current(h.name)
                 break
         time.sleep(0.02)
@@ -212,9 +268,16 @@ def test_an_interrupt_during_go_live_finishes_the_switch_everywhere_then_exits_1
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (out, err)
     assert "interrupted during go-live" in err
-    assert record(fleet, "interrupt", f"{signal.Signals(sig).name} during go-live",
-                  "the switch finished on all 10 hosts, locks released, exit 130",
-                  sentinels=False) == []
+    assert (
+        record(
+            fleet,
+            "interrupt",
+            f"{signal.Signals(sig).name} during go-live",
+            "the switch finished on all 10 hosts, locks released, exit 130",
+            sentinels=False,
+        )
+        == []
+    )
     assert new is not None
     assert {fleet.current(h.name) for h in fleet.hosts} == {new}
     assert all(fleet.served(h.name) == "<?php echo 'version 2';\n" for h in fleet.hosts)

@@ -35,18 +35,22 @@ def test_inventory_hooks_run_in_the_release_in_order_and_once_only_on_the_first_
         "before_release": [f"echo before_release $HOST >> {trail}"],
         "after_upload": [f"echo after_upload $HOST $(cat public/index.php | wc -l) >> {trail}"],
         "after_shared": [f"test -L storage && echo after_shared $HOST >> {trail}"],
-        "before_switch": ["printf '%s' \"$RELEASE\" > hook-release",
-                          {"run": f"echo migrate $HOST >> {trail}", "once": True}],
+        "before_switch": [
+            "printf '%s' \"$RELEASE\" > hook-release",
+            {"run": f"echo migrate $HOST >> {trail}", "once": True},
+        ],
         "after_switch": [f"readlink ../../current >> {trail}"],
         "after_cleanup": [f"echo after_cleanup $HOST >> {trail}"],
-    }  # fmt: skip
+    }
     name = release_of(project.ok("test", "deploy"))
     lines = trail.read_text().splitlines()
     for h in names(project):
         mine = [ln for ln in lines if h in ln.split()]
         assert [ln.split()[0] for ln in mine] == (
             ["before_release", "after_upload", "after_shared"]
-            + (["migrate"] if h == "web1" else []) + ["after_cleanup"])  # fmt: skip
+            + (["migrate"] if h == "web1" else [])
+            + ["after_cleanup"]
+        )
         assert (project.deploy_path(h) / "releases" / name / "hook-release").read_text() == name
     # after_switch ran once every host was live: each saw `current` on the new release.
     assert lines.count(f"releases/{name}") == 3
@@ -54,16 +58,29 @@ def test_inventory_hooks_run_in_the_release_in_order_and_once_only_on_the_first_
 
 def test_a_failing_before_switch_hook_fails_the_deploy_and_nothing_goes_live(project):
     first = release_of(project.ok("test", "deploy"))
-    hooks = {"before_switch": ["echo 'cache warmup broke' >&2; exit 9"],
-             "on_failure": ['echo "$RELEASE failed" > failed.txt']}  # fmt: skip
+    hooks = {
+        "before_switch": ["echo 'cache warmup broke' >&2; exit 9"],
+        "on_failure": ['echo "$RELEASE failed" > failed.txt'],
+    }
     project.overrides = {"web2": {"hooks": hooks}}
     write_app(project.app, "2")
     proc = project.fab("test", "deploy")
     assert proc.returncode == 1
-    assert "[web2] failed at step 'hook before_switch' (not live): cache warmup broke (exit 9)" in proc.stderr  # noqa: E501
+    assert (
+        "[web2] failed at step 'hook before_switch' (not live): cache warmup broke (exit 9)"
+        in proc.stderr
+    )
     assert "Traceback" not in proc.stderr
-    assert record(project, "fault", "a hook fails before the switch",
-                  "nothing live; on_failure ran; next deploy fine", sentinels=False) == []
+    assert (
+        record(
+            project,
+            "fault",
+            "a hook fails before the switch",
+            "nothing live; on_failure ran; next deploy fine",
+            sentinels=False,
+        )
+        == []
+    )
     for h in names(project):
         assert project.current(h) == f"releases/{first}"
         assert project.served(h) == "<?php echo 'version 1';\n"
@@ -80,11 +97,21 @@ def test_a_failing_after_switch_hook_reports_the_release_live_and_unlocks(projec
     project.config["hooks"] = {"after_switch": ["echo 'cache:clear failed' >&2; exit 3"]}
     proc = project.fab("test", "deploy")
     assert proc.returncode == 4  # live everywhere, a hook after the switch failed
-    assert "[web1] failed at step 'hook after_switch' (live): cache:clear failed (exit 3)" in proc.stderr  # noqa: E501
+    assert (
+        "[web1] failed at step 'hook after_switch' (live): cache:clear failed (exit 3)"
+        in proc.stderr
+    )
     assert "is live on every host" in proc.stderr
-    assert record(project, "fault", "a hook fails after the switch",
-                  "release stays live, error says (live), locks released, exit 4",
-                  sentinels=False) == []
+    assert (
+        record(
+            project,
+            "fault",
+            "a hook fails after the switch",
+            "release stays live, error says (live), locks released, exit 4",
+            sentinels=False,
+        )
+        == []
+    )
     for h in names(project):
         assert project.current(h) is not None
         assert not project.locked(h)
@@ -94,17 +121,20 @@ def test_unknown_hook_point_is_exit_2_naming_the_valid_points_and_touches_no_hos
     project.config["hooks"] = {"after_symlink": ["true"]}
     proc = project.fab("test", "deploy")
     assert proc.returncode == 2
-    assert "unknown hook point 'after_symlink' (did you mean 'after_switch'?); valid: before_release" in proc.stderr  # noqa: E501
+    assert (
+        "unknown hook point 'after_symlink' (did you mean 'after_switch'?); valid: before_release"
+        in proc.stderr
+    )
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not any(project.deploy_path(h).exists() for h in names(project))
 
 
 def test_once_commands_before_the_switch_wait_for_every_host_to_prepare(project):
     trail = project.dir / "migrations"
-    project.config["hooks"] = {"before_switch": [{"run": f"echo migrated >> {trail}",
-                                                  "once": True}]}  # fmt: skip
-    project.overrides = {"web3": {"hooks": {"after_shared": ["exit 7"],
-                                            **project.config["hooks"]}}}  # fmt: skip
+    project.config["hooks"] = {
+        "before_switch": [{"run": f"echo migrated >> {trail}", "once": True}]
+    }
+    project.overrides = {"web3": {"hooks": {"after_shared": ["exit 7"], **project.config["hooks"]}}}
     proc = project.fab("test", "deploy")
     assert proc.returncode == 1 and "[web3] failed at step 'hook after_shared'" in proc.stderr
     assert not trail.exists()  # web3 failed to prepare: the database was never migrated
@@ -123,7 +153,7 @@ file_put_contents(__DIR__ . '/artisan.log', implode(' ', array_slice($argv, 1)) 
 
 def test_composer_runs_only_when_composer_json_is_in_the_release(project):
     composer = project.dir / "fake-composer"
-    composer.write_text("#!/bin/sh\nmkdir -p vendor && echo \"$*\" > vendor/installed-with\n")
+    composer.write_text('#!/bin/sh\nmkdir -p vendor && echo "$*" > vendor/installed-with\n')
     composer.chmod(0o755)
     project.config.update(recipes=["composer"], composer=str(composer))
     first = release_of(project.ok("test", "deploy"))
@@ -146,8 +176,12 @@ def test_laravel_recipe_caches_everywhere_and_migrates_on_the_first_host_only(pr
     name = release_of(project.ok("test", "deploy"))
     for h in names(project):
         log = (project.deploy_path(h) / "releases" / name / "artisan.log").read_text().splitlines()
-        expected = ["storage:link --no-interaction", "config:cache --no-interaction",
-                    "route:cache --no-interaction", "view:cache --no-interaction"]  # fmt: skip
+        expected = [
+            "storage:link --no-interaction",
+            "config:cache --no-interaction",
+            "route:cache --no-interaction",
+            "view:cache --no-interaction",
+        ]
         if h == "web1":
             expected.append("migrate --force --no-interaction")
         assert log == expected
@@ -164,8 +198,10 @@ def test_symfony_recipe_clears_and_warms_the_cache_on_every_host(project):
     name = release_of(project.ok("test", "deploy"))
     for h in names(project):
         log = (project.deploy_path(h) / "releases" / name / "artisan.log").read_text().splitlines()
-        assert log == ["cache:clear --no-warmup --no-interaction --env=prod",
-                       "cache:warmup --no-interaction --env=prod"]  # fmt: skip
+        assert log == [
+            "cache:clear --no-warmup --no-interaction --env=prod",
+            "cache:warmup --no-interaction --env=prod",
+        ]
 
 
 # --- Python hooks from a fabfile ---------------------------------------------------------------
@@ -201,7 +237,10 @@ def test_python_hooks_get_the_connection_and_config_and_can_fail_the_deploy(proj
     write_app(project.app, "2")
     proc = project.fab("test", "deploy")
     assert proc.returncode == 1
-    assert "[web3] failed at step 'hook before_switch check' (not live): RuntimeError: web3 refuses the second deploy" in proc.stderr  # noqa: E501
+    assert (
+        "[web3] failed at step 'hook before_switch check' (not live): RuntimeError: web3 refuses the second deploy"  # noqa: E501
+        in proc.stderr
+    )
     for h in names(project):
         assert project.current(h) == f"releases/{first}"
         assert (project.deploy_path(h) / "on-failure").read_text() == "FleetError\n"
@@ -210,7 +249,8 @@ def test_python_hooks_get_the_connection_and_config_and_can_fail_the_deploy(proj
 def test_a_python_hook_on_an_unknown_step_is_exit_2_before_any_host(project):
     (project.dir / "fabfile.py").write_text(
         "from atomicdeploy import Hooks, namespace\nhooks = Hooks()\n"
-        "hooks.after('deploy:symlink', lambda c, cfg: None)\nns = namespace(hooks=hooks)\n")
+        "hooks.after('deploy:symlink', lambda c, cfg: None)\nns = namespace(hooks=hooks)\n"
+    )
     proc = project.fab("test", "deploy")
     assert proc.returncode == 2
     assert "after('deploy:symlink'): unknown step; valid steps: release, upload" in proc.stderr
@@ -222,12 +262,18 @@ def test_a_python_hook_on_an_unknown_step_is_exit_2_before_any_host(project):
 
 
 def git(project, *args: str) -> str:
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
-           "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(project.dir),
-           "PATH": "/usr/bin:/bin"}  # fmt: skip
-    return subprocess.run(["git", *args], cwd=project.dir, env=env, check=True,
-                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "HOME": str(project.dir),
+        "PATH": "/usr/bin:/bin",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=project.dir, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def test_revision_deploys_the_committed_tree_records_it_and_skips_when_already_live(project):
@@ -243,7 +289,9 @@ def test_revision_deploys_the_committed_tree_records_it_and_skips_when_already_l
         assert (release / "REVISION").read_text() == sha + "\n"
         assert {e["revision"] for e in project.log(h)} == {sha}
     again = project.ok("test", "deploy", "--revision", sha[:8])
-    assert f"revision {sha[:12]} is already live on every host of test: nothing to do" in again.stdout  # noqa: E501
+    assert (
+        f"revision {sha[:12]} is already live on every host of test: nothing to do" in again.stdout
+    )
     assert all(project.releases(h) == [name] for h in names(project))
     forced = release_of(project.ok("test", "deploy", "--revision", "HEAD", "--force"))
     assert forced != name and project.current("web1") == f"releases/{forced}"
@@ -282,8 +330,17 @@ def snapshot(project):
     out = {}
     for h in names(project):
         root = project.deploy_path(h)
-        out[h] = sorted((str(p.relative_to(root)), p.stat().st_mtime_ns if not p.is_symlink()
-                         else str(p.readlink())) for p in root.rglob("*")) if root.exists() else None  # noqa: E501
+        out[h] = (
+            sorted(
+                (
+                    str(p.relative_to(root)),
+                    p.stat().st_mtime_ns if not p.is_symlink() else str(p.readlink()),
+                )
+                for p in root.rglob("*")
+            )
+            if root.exists()
+            else None
+        )
     return out
 
 
@@ -347,9 +404,14 @@ def test_status_shows_live_release_revision_lock_and_disagreement(project):
 
 def test_status_says_whether_nginx_points_at_the_live_release(project):
     for h in names(project):
-        project.overrides[h] = {"nginx": {"root_file": str(project.srv / h / "root.conf"),
-                                          "test": "true", "reload": "true",
-                                          "pid_file": str(project.srv / "none.pid")}}  # fmt: skip
+        project.overrides[h] = {
+            "nginx": {
+                "root_file": str(project.srv / h / "root.conf"),
+                "test": "true",
+                "reload": "true",
+                "pid_file": str(project.srv / "none.pid"),
+            }
+        }
     project.ok("test", "deploy")
     (project.srv / "web2" / "root.conf").write_text("set $root_dir /somewhere/else;\n")
     (project.srv / "web3" / "root.conf").unlink()
@@ -397,7 +459,9 @@ def receiver():
     r.close()
 
 
-def test_webhook_is_told_of_start_success_and_failure_with_stage_user_and_duration(project, receiver):  # noqa: E501
+def test_webhook_is_told_of_start_success_and_failure_with_stage_user_and_duration(
+    project, receiver
+):
     project.config["webhook"] = receiver.url
     project.ok("test", "deploy", env={"ATOMICDEPLOY_USER": "alice"})
     start, done = receiver.bodies
@@ -426,8 +490,10 @@ def test_webhook_is_told_of_a_rollback_and_of_a_switch_with_their_target(project
     assert receiver.bodies[1]["text"].startswith(f"atomicdeploy: rollback of test to {first}")
     receiver.bodies.clear()
     assert project.fab("test", "switch", "--release", "nope", "--hosts", "web1").returncode != 0
-    assert [(b["atomicdeploy"]["action"], b["atomicdeploy"]["kind"])
-            for b in receiver.bodies] == [("switch", "start"), ("switch", "failure")]  # fmt: skip
+    assert [(b["atomicdeploy"]["action"], b["atomicdeploy"]["kind"]) for b in receiver.bodies] == [
+        ("switch", "start"),
+        ("switch", "failure"),
+    ]
     assert "nope" in receiver.bodies[1]["atomicdeploy"]["error"]
 
 
@@ -444,9 +510,12 @@ def test_secrets_are_masked_in_every_line(project):
         "from atomicdeploy import Hooks, namespace\nhooks = Hooks()\n"
         "@hooks.after('upload')\ndef show(c, cfg):\n"
         "    c.run('echo token ' + cfg.host.secrets['db_password'])\n"
-        "ns = namespace(hooks=hooks)\n")
+        "ns = namespace(hooks=hooks)\n"
+    )
     project.config["secrets"] = {"db_password": "hunter2-xyzzy"}
-    project.config["hooks"] = {"before_switch": ["echo 'login with hunter2-xyzzy refused' >&2; exit 1"]}  # noqa: E501
+    project.config["hooks"] = {
+        "before_switch": ["echo 'login with hunter2-xyzzy refused' >&2; exit 1"]
+    }
     proc = project.fab("test", "deploy")
     assert proc.returncode == 1
     assert "login with *** refused" in proc.stderr
@@ -478,20 +547,26 @@ def test_the_example_fabfile_runs_all_three_ways(project, tmp_path):
     root = str(REPO / "examples" / "existing")
 
     def fab(*args):
-        proc = subprocess.run([*FAB, "-r", root, *args], cwd=tmp_path, capture_output=True,
-                              text=True, stdin=subprocess.DEVNULL, timeout=120,
-                              env={**__import__("os").environ, **env})  # fmt: skip
+        proc = subprocess.run(
+            [*FAB, "-r", root, *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+            env={**__import__("os").environ, **env},
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc
 
     listing = fab("--list").stdout
     for name in ("hello", "ship", "deploy", "rollback", "app.deploy", "app.test", "app.status"):
         assert re.search(rf"^\s+{re.escape(name)}\b", listing, re.M), name
-    first = release_of(fab("app.test", "app.deploy"))              # 2. the whole collection
+    first = release_of(fab("app.test", "app.deploy"))  # 2. the whole collection
     write_app(project.app, "2")
-    second = release_of(fab("ship", "--stage", "test"))            # 3. your own task
+    second = release_of(fab("ship", "--stage", "test"))  # 3. your own task
     assert "building assets locally for test" in fab("ship", "--stage", "test").stdout
-    fab("rollback", "--stage", "test")                             # 1. a single task
+    fab("rollback", "--stage", "test")  # 1. a single task
     for h in names(project):
         assert (project.deploy_path(h) / "releases" / second / "BUILT_BY").exists()
         assert project.current(h).startswith("releases/")

@@ -20,7 +20,8 @@ def through_jump_host(project, tmp_path):
     """The project's second host, reached only through its first; returns (jump, target)."""
     jump, target = project.hosts[0], project.hosts[1]
     config = tmp_path / "ssh_config"
-    config.write_text(textwrap.dedent(f"""\
+    config.write_text(
+        textwrap.dedent(f"""\
         Host jump
           HostName 127.0.0.1
           Port {jump.port}
@@ -32,10 +33,17 @@ def through_jump_host(project, tmp_path):
           User {target.user}
           IdentityFile {target.key}
           ProxyJump jump
-        """))  # fmt: skip
+        """)
+    )
     project.hosts = [target]
-    project.overrides = {target.name: {"hostname": "behind-jump", "port": None,
-                                       "remote_user": None, "identity_file": None}}  # fmt: skip
+    project.overrides = {
+        target.name: {
+            "hostname": "behind-jump",
+            "port": None,
+            "remote_user": None,
+            "identity_file": None,
+        }
+    }
     project.config["ssh_config"] = str(config)
     return jump, target
 
@@ -64,17 +72,24 @@ def test_a_changed_jump_host_key_is_refused_naming_the_jump_host(project, tmp_pa
     problems = []
     if proc.returncode != 1 or len(lines) != 1:
         problems.append(f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
-    elif f"jump host 127.0.0.1:{jump.port}: host key of 127.0.0.1:{jump.port} has changed" \
-            not in lines[0] or "ssh-keygen -R" not in lines[0]:
+    elif (
+        f"jump host 127.0.0.1:{jump.port}: host key of 127.0.0.1:{jump.port} has changed"
+        not in lines[0]
+        or "ssh-keygen -R" not in lines[0]
+    ):
         problems.append(f"the line does not name the jump host: {lines[0]}")
     if project.deploy_path(target.name).exists():
         problems.append("the target was reached although the jump host's key had changed")
     if project.known_hosts.read_text() != before:
         problems.append("known_hosts was changed")
-    faults.record("security", "jump host (ProxyJump) presents a changed host key",
-                  violations=len(problems),
-                  outcome="refused: exit 1, one line naming the jump host; target untouched"
-                  if not problems else problems[0][:100])  # fmt: skip
+    faults.record(
+        "security",
+        "jump host (ProxyJump) presents a changed host key",
+        violations=len(problems),
+        outcome="refused: exit 1, one line naming the jump host; target untouched"
+        if not problems
+        else problems[0][:100],
+    )
     assert problems == []
 
 

@@ -101,8 +101,10 @@ def tree(root: Path) -> dict[str, tuple]:
                 body = p.read_text()
             else:
                 body = "dir"
-            xattrs = sorted((a, os.getxattr(p, a, follow_symlinks=False))
-                            for a in os.listxattr(p, follow_symlinks=False))  # fmt: skip
+            xattrs = sorted(
+                (a, os.getxattr(p, a, follow_symlinks=False))
+                for a in os.listxattr(p, follow_symlinks=False)
+            )
             out[str(p.relative_to(root))] = (oct(st.st_mode), st.st_uid, st.st_gid, body, xattrs)
     return out
 
@@ -114,8 +116,9 @@ def changed(before: tuple | None, after: tuple | None) -> str:
     before = (*before[:4], [name for name, _ in before[4]])  # xattrs: their names suffice
     after = (*after[:4], [name for name, _ in after[4]])
     fields = ("mode", "owner", "group", "content", "xattrs")
-    return ", ".join(f"{f} {b} -> {a}" for f, b, a in zip(fields, before, after, strict=True)
-                     if b != a)  # fmt: skip
+    return ", ".join(
+        f"{f} {b} -> {a}" for f, b, a in zip(fields, before, after, strict=True) if b != a
+    )
 
 
 def outside_dir(tmp_path: Path) -> Path:
@@ -168,9 +171,14 @@ def test_a_deploy_killed_during_prepare_leaves_a_lock_and_a_release_rollback_nev
     out = tmp_path / "killed.out"
     with out.open("w") as sink:
         # As project.fab runs it: same argv, cwd and environment, stdin closed.
-        proc = subprocess.Popen([*FAB, "test", "deploy"], cwd=project.dir,
-                                stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
-                                env={**os.environ})  # fmt: skip
+        proc = subprocess.Popen(
+            [*FAB, "test", "deploy"],
+            cwd=project.dir,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ},
+        )
     leftover: dict[str, str] = {}
     try:
         deadline = time.monotonic() + 30
@@ -178,10 +186,11 @@ def test_a_deploy_killed_during_prepare_leaves_a_lock_and_a_release_rollback_nev
             for h in project.hosts:
                 for name in project.releases(h.name):
                     # Building, with its shared links made: the hook is sleeping now.
-                    if (f"releases/{name}" != before[h.name][0]
-                            and last_state(project, h.name, name) == "building"
-                            and (project.deploy_path(h.name) / "releases" / name / ".env")
-                            .is_symlink()):  # fmt: skip
+                    if (
+                        f"releases/{name}" != before[h.name][0]
+                        and last_state(project, h.name, name) == "building"
+                        and (project.deploy_path(h.name) / "releases" / name / ".env").is_symlink()
+                    ):
                         leftover[h.name] = name
             time.sleep(0.1)
         assert len(leftover) == len(project.hosts), out.read_text()
@@ -200,8 +209,11 @@ def test_a_deploy_killed_during_prepare_leaves_a_lock_and_a_release_rollback_nev
 
     del project.config["hooks"]
     locked = project.fab("test", "deploy")
-    told = (locked.returncode == 1 and f"(pid {proc.pid})" in locked.stderr
-            and "fab test unlock" in locked.stderr)  # fmt: skip
+    told = (
+        locked.returncode == 1
+        and f"(pid {proc.pid})" in locked.stderr
+        and "fab test unlock" in locked.stderr
+    )
     if not told:
         problems.append(f"deploy on the stale lock: exit {locked.returncode}: {locked.stderr}")
     assert "removed the lock of" in project.ok("test", "unlock").stdout
@@ -222,13 +234,20 @@ def test_a_deploy_killed_during_prepare_leaves_a_lock_and_a_release_rollback_nev
 
     project.config["keep_releases"] = 1
     project.ok("test", "deploy")
-    problems += [f"{h.name}: cleanup kept the leftover" for h in project.hosts
-                 if name in project.releases(h.name)]  # fmt: skip
+    problems += [
+        f"{h.name}: cleanup kept the leftover"
+        for h in project.hosts
+        if name in project.releases(h.name)
+    ]
     v = problems + violations(project)
-    faults.record("fault", "deploy SIGKILLed in prepare (half-built release, lock left)",
-                  violations=len(v),
-                  outcome=outcome(v, "lock kept and named; unlock works; rollback skips"
-                                     " the leftover; cleanup removes it"))  # fmt: skip
+    faults.record(
+        "fault",
+        "deploy SIGKILLed in prepare (half-built release, lock left)",
+        violations=len(v),
+        outcome=outcome(
+            v, "lock kept and named; unlock works; rollback skips the leftover; cleanup removes it"
+        ),
+    )
     assert v == []
 
 
@@ -246,9 +265,12 @@ def test_symlinks_planted_in_releases_are_never_followed_nor_rolled_back_to(proj
         (path / "releases" / planted_dir / "evil").symlink_to(outside)
         (path / "releases" / planted_link).symlink_to(outside)
         (path / ".dep").mkdir()
-        (path / ".dep" / "releases.log").write_text("".join(
-            f'{{"release": "{n}", "state": "complete", "time": "2020-01-02T00:00:00Z"}}\n'
-            for n in (planted_link, planted_dir)))  # fmt: skip
+        (path / ".dep" / "releases.log").write_text(
+            "".join(
+                f'{{"release": "{n}", "state": "complete", "time": "2020-01-02T00:00:00Z"}}\n'
+                for n in (planted_link, planted_dir)
+            )
+        )
     plant_sentinels(project)
     project.config["keep_releases"] = 1
     for version in ("1", "2", "3"):
@@ -259,8 +281,11 @@ def test_symlinks_planted_in_releases_are_never_followed_nor_rolled_back_to(proj
         if planted_dir in project.releases(h.name):
             problems.append(f"{h.name}: cleanup kept the old release holding `evil`")
     project.ok("test", "rollback")
-    problems += [f"{h.name}: rollback served {project.served(h.name)!r}" for h in project.hosts
-                 if project.served(h.name) != "<?php echo 'version 2';\n"]  # fmt: skip
+    problems += [
+        f"{h.name}: rollback served {project.served(h.name)!r}"
+        for h in project.hosts
+        if project.served(h.name) != "<?php echo 'version 2';\n"
+    ]
     # Nothing older is left but the planted link: it must not be a rollback target.
     again = project.fab("test", "rollback")
     if again.returncode != 1 or "no complete release older than" not in again.stderr:
@@ -268,15 +293,24 @@ def test_symlinks_planted_in_releases_are_never_followed_nor_rolled_back_to(proj
     named = project.fab("test", "rollback", "--release", planted_link)
     if named.returncode != 1 or "does not exist on this host" not in named.stderr:
         problems.append(f"rollback --release <planted link>: exit {named.returncode}")
-    problems += [f"{h.name}: current -> {project.current(h.name)}" for h in project.hosts
-                 if planted_link in (project.current(h.name) or "")]  # fmt: skip
+    problems += [
+        f"{h.name}: current -> {project.current(h.name)}"
+        for h in project.hosts
+        if planted_link in (project.current(h.name) or "")
+    ]
     v = problems + violations(project)
     if tree(outside) != untouched:
         v.append("the directory outside deploy_path changed")
-    faults.record("path safety", "symlinks planted in releases/ (a release, and inside one)",
-                  violations=len(v),
-                  outcome=outcome(v, "cleanup removed the real release without following its"
-                                     " link; the planted link never listed nor rolled back to"))
+    faults.record(
+        "path safety",
+        "symlinks planted in releases/ (a release, and inside one)",
+        violations=len(v),
+        outcome=outcome(
+            v,
+            "cleanup removed the real release without following its"
+            " link; the planted link never listed nor rolled back to",
+        ),
+    )
     assert v == []
 
 
@@ -304,14 +338,20 @@ def test_a_symlink_planted_in_shared_never_lets_a_deploy_change_anything_outside
     project.ok("test", "deploy")  # keep_releases 1: cleanup removes both earlier releases
     v = violations(project)
     after = tree(outside)
-    v += [f"outside dir, {p}: {changed(untouched.get(p), after.get(p))}"
-          for p in sorted(set(untouched) | set(after)) if untouched.get(p) != after.get(p)]
+    v += [
+        f"outside dir, {p}: {changed(untouched.get(p), after.get(p))}"
+        for p in sorted(set(untouched) | set(after))
+        if untouched.get(p) != after.get(p)
+    ]
     for h in project.hosts:
         if not (project.deploy_path(h.name) / "shared" / "storage" / "outside").is_symlink():
             v.append(f"{h.name}: the planted link in shared/ was removed")
-    faults.record("path safety", f"symlink planted in shared/storage (writable_mode {mode})",
-                  violations=len(v),
-                  outcome=outcome(v, "deploys, rollback, cleanup: outside dir untouched"))
+    faults.record(
+        "path safety",
+        f"symlink planted in shared/storage (writable_mode {mode})",
+        violations=len(v),
+        outcome=outcome(v, "deploys, rollback, cleanup: outside dir untouched"),
+    )
     assert v == []
 
 
@@ -329,8 +369,9 @@ WRITABLE_CASES = [("chmod", False), ("acl", False), ("chown", False), ("chown", 
 
 
 @pytest.mark.parametrize("planted", ["storage/logs", "storage/framework"])
-@pytest.mark.parametrize(("mode", "sudo"), WRITABLE_CASES,
-                         ids=["chmod", "acl", "chown", "sudo chown"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("mode", "sudo"), WRITABLE_CASES, ids=["chmod", "acl", "chown", "sudo chown"]
+)
 def test_a_link_planted_below_a_shared_dir_never_redirects_a_writable_mode(
     project, tmp_path, mode, sudo, planted
 ):
@@ -338,8 +379,12 @@ def test_a_link_planted_below_a_shared_dir_never_redirects_a_writable_mode(
     (`logs`) or a middle part (`framework`) it replaced by a link to the deploy user's files
     fails the deploy before go-live with one line naming the link, and changes nothing."""
     victim = victim_dir(tmp_path)
-    project.config.update(writable_mode=mode, writable_use_sudo=sudo, http_user="nobody",
-                          writable_dirs=["storage/logs", "storage/framework/cache"])  # fmt: skip
+    project.config.update(
+        writable_mode=mode,
+        writable_use_sudo=sudo,
+        http_user="nobody",
+        writable_dirs=["storage/logs", "storage/framework/cache"],
+    )
     project.ok("test", "deploy")
     live = {h.name: project.current(h.name) for h in project.hosts}
     plant_sentinels(project)
@@ -360,33 +405,55 @@ def test_a_link_planted_below_a_shared_dir_never_redirects_a_writable_mode(
         problems.append(f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
     elif "(not live)" not in errors[0] or "writable" not in errors[0]:
         problems.append(f"the line does not say step and not live: {errors[0]}")
-    problems += [f"{h.name}: current -> {project.current(h.name)}" for h in project.hosts
-                 if project.current(h.name) != live[h.name]]  # fmt: skip
+    problems += [
+        f"{h.name}: current -> {project.current(h.name)}"
+        for h in project.hosts
+        if project.current(h.name) != live[h.name]
+    ]
     after = tree(victim)
-    problems += [f"victim {p}: {changed(untouched.get(p), after.get(p))}"
-                 for p in sorted(set(untouched) | set(after)) if untouched.get(p) != after.get(p)]
+    problems += [
+        f"victim {p}: {changed(untouched.get(p), after.get(p))}"
+        for p in sorted(set(untouched) | set(after))
+        if untouched.get(p) != after.get(p)
+    ]
     link.unlink()  # the operator removes the planted link; the next deploy works
     v = problems + violations(project)
     what = "leaf" if planted.endswith("logs") else "middle part"
-    faults.record("path safety", f"link planted as a writable dir's {what} in shared/"
-                  f" ({'sudo ' if sudo else ''}{mode})", violations=len(v),
-                  outcome=outcome(v, "refused before go-live, one line naming the link;"
-                                     " the linked dir's mode, ACL and owner kept"))  # fmt: skip
+    faults.record(
+        "path safety",
+        f"link planted as a writable dir's {what} in shared/ ({'sudo ' if sudo else ''}{mode})",
+        violations=len(v),
+        outcome=outcome(
+            v,
+            "refused before go-live, one line naming the link;"
+            " the linked dir's mode, ACL and owner kept",
+        ),
+    )
     assert v == []
 
 
 # --- 4. hostile names from the inventory and the command line --------------------------------
 
 
-@pytest.mark.parametrize("how", [
-    ("shared_dirs", "../x"),
-    ("shared_dirs", "/etc"),
-    ("shared_files", "config/../../.env"),
-    ("shared_dirs", "-rf"),
-    *[("cli", *args) for args in (("rollback", "--release", "../x"),
-                                  ("rollback", "--release", "/etc"), ("rollback", "--release=-rf"),
-                                  ("switch", "--release", "../../etc", "--hosts", "web1"))],
-], ids=lambda how: " ".join(how))  # fmt: skip
+@pytest.mark.parametrize(
+    "how",
+    [
+        ("shared_dirs", "../x"),
+        ("shared_dirs", "/etc"),
+        ("shared_files", "config/../../.env"),
+        ("shared_dirs", "-rf"),
+        *[
+            ("cli", *args)
+            for args in (
+                ("rollback", "--release", "../x"),
+                ("rollback", "--release", "/etc"),
+                ("rollback", "--release=-rf"),
+                ("switch", "--release", "../../etc", "--hosts", "web1"),
+            )
+        ],
+    ],
+    ids=lambda how: " ".join(how),
+)
 def test_a_hostile_path_or_release_name_is_refused_before_any_host_is_contacted(project, how):
     plant_sentinels(project)
     created_before = {h.name: os.listdir(project.deploy_path(h.name)) for h in project.hosts}
@@ -413,8 +480,9 @@ def test_a_hostile_path_or_release_name_is_refused_before_any_host_is_contacted(
     if problems:
         got = f", hosts got {', '.join(sorted(made))}" if made else ""
         outcome = f"not refused up front: {said}{got}"
-    faults.record("path safety", f"hostile name: {' '.join(how)}", violations=len(v),
-                  outcome=outcome)  # fmt: skip
+    faults.record(
+        "path safety", f"hostile name: {' '.join(how)}", violations=len(v), outcome=outcome
+    )
     assert v == []
 
 
@@ -447,12 +515,15 @@ def test_a_secret_file_is_seeded_0600_from_a_0644_source(project):
         files = (".env", "config/public.ini")
         modes = {f: stat.S_IMODE((shared / f).stat().st_mode) for f in files}
         if modes != {".env": 0o600, "config/public.ini": 0o644}:
-            problems.append(f"{h.name}: {({f: oct(m) for f, m in modes.items()})}")
+            problems.append(f"{h.name}: { ({f: oct(m) for f, m in modes.items()}) }")
     project.config.update(shared_files=[".env"])
     v = problems + violations(project)
-    faults.record("path safety", "shared/.env seeded from a 0644 source", violations=len(v),
-                  outcome=outcome(v, "created 0600 (secret_files); other shared files keep"
-                                     " their mode"))  # fmt: skip
+    faults.record(
+        "path safety",
+        "shared/.env seeded from a 0644 source",
+        violations=len(v),
+        outcome=outcome(v, "created 0600 (secret_files); other shared files keep their mode"),
+    )
     assert v == []
 
 
@@ -465,9 +536,12 @@ def test_secrets_stay_0600_and_nothing_deployed_is_world_writable(project):
     plant_sentinels(project)
     (project.app / ".env").chmod(0o600)  # private in the source too
     # The lock and the log as they are while a deploy holds the lock.
-    project.config["hooks"] = {"before_switch": [
-        'stat -c "%a" "$DEPLOY_PATH/.dep/deploy.lock" "$DEPLOY_PATH/.dep/releases.log"'
-        " > LOCK_MODES"]}
+    project.config["hooks"] = {
+        "before_switch": [
+            'stat -c "%a" "$DEPLOY_PATH/.dep/deploy.lock" "$DEPLOY_PATH/.dep/releases.log"'
+            " > LOCK_MODES"
+        ]
+    }
     project.ok("test", "deploy")
     (project.app / ".env").chmod(0o644)  # a later source with a wider mode changes nothing
     write_app(project.app, "2")
@@ -491,9 +565,12 @@ def test_secrets_stay_0600_and_nothing_deployed_is_world_writable(project):
                     problems.append(f"{h.name}: lock or log was {m} during the deploy")
     del project.config["hooks"]
     v = problems + violations(project)
-    faults.record("path safety", "modes: shared/.env 0600 (source, host), lock, log, releases",
-                  violations=len(v),
-                  outcome=outcome(v, "0600 kept; nothing world-writable (host umask 022)"))
+    faults.record(
+        "path safety",
+        "modes: shared/.env 0600 (source, host), lock, log, releases",
+        violations=len(v),
+        outcome=outcome(v, "0600 kept; nothing world-writable (host umask 022)"),
+    )
     assert v == []
 
 
@@ -521,8 +598,9 @@ def test_control_characters_from_a_host_reach_the_terminal_escaped(project):
     (path / "releases" / f"x\n{FORGED}\n@@ad:lock@@\n{FORGED}").mkdir()
     held = path / ".dep" / "deploy.lock"
     held.mkdir()
-    (held / "owner").write_text(json.dumps({"user": f"eve{HOSTILE_TEXT}\n{FORGED}", "host": "h",
-                                            "pid": 1, "time": "t"}))  # fmt: skip
+    (held / "owner").write_text(
+        json.dumps({"user": f"eve{HOSTILE_TEXT}\n{FORGED}", "host": "h", "pid": 1, "time": "t"})
+    )
     outputs = {}
     for args in (("releases",), ("status",), ("deploy",), ("unlock",)):
         proc = project.fab("test", *args)
@@ -530,28 +608,42 @@ def test_control_characters_from_a_host_reach_the_terminal_escaped(project):
     project.config["hooks"] = {"before_switch": [f"printf '%s\\n' '{HOSTILE_TEXT}' >&2; exit 3"]}
     outputs["deploy, hook fails"] = project.fab("test", "deploy")
     del project.config["hooks"]
-    problems = [f"fab test {what}: raw {raw_controls(p.stdout + p.stderr)}"
-                for what, p in outputs.items() if raw_controls(p.stdout + p.stderr)]  # fmt: skip
-    problems += [f"fab test {what}: a line of the host's: {line!r}"
-                 for what, p in outputs.items() for line in (p.stdout + p.stderr).splitlines()
-                 if line.lstrip().startswith(FORGED)]  # fmt: skip
+    problems = [
+        f"fab test {what}: raw {raw_controls(p.stdout + p.stderr)}"
+        for what, p in outputs.items()
+        if raw_controls(p.stdout + p.stderr)
+    ]
+    problems += [
+        f"fab test {what}: a line of the host's: {line!r}"
+        for what, p in outputs.items()
+        for line in (p.stdout + p.stderr).splitlines()
+        if line.lstrip().startswith(FORGED)
+    ]
     if "\\x1b]0;owned\\x07" not in outputs["deploy"].stderr:
         problems.append(f"the lock owner is not shown escaped: {outputs['deploy'].stderr[-300:]}")
     if outputs["deploy"].returncode != 1:
         problems.append("the held lock did not stop the deploy")
     v = problems + violations(project)
-    faults.record("security", "terminal escapes and newlines in a release name, a lock owner,"
-                  " a hook's stderr", violations=len(v),
-                  outcome=outcome(v, "printed escaped (\\x1b..., \\x0a); nothing reached the"
-                                     " terminal raw; no line of the host's making"))  # fmt: skip
+    faults.record(
+        "security",
+        "terminal escapes and newlines in a release name, a lock owner, a hook's stderr",
+        violations=len(v),
+        outcome=outcome(
+            v,
+            "printed escaped (\\x1b..., \\x0a); nothing reached the"
+            " terminal raw; no line of the host's making",
+        ),
+    )
     assert v == []
 
 
 def test_a_placeholder_holding_shell_text_is_data_in_a_hook(project):
     """`{{application}}` in a hook command stands for one word, quoted: the `touch` inside the
     value is printed, never run."""
-    project.config.update(application="shop; touch pwned-by-placeholder",
-                          hooks={"after_switch": ["echo {{application}} > APPNAME"]})  # fmt: skip
+    project.config.update(
+        application="shop; touch pwned-by-placeholder",
+        hooks={"after_switch": ["echo {{application}} > APPNAME"]},
+    )
     project.ok("test", "deploy")
     problems = []
     for h in project.hosts:
@@ -560,34 +652,47 @@ def test_a_placeholder_holding_shell_text_is_data_in_a_hook(project):
         if said != "shop; touch pwned-by-placeholder\n":
             problems.append(f"{h.name}: the hook printed {said!r}")
         problems += [f"{h.name}: {p} exists" for p in path.rglob("pwned-by-placeholder")]
-    faults.record("bad input", "{{application}} holding '; touch x' in a hook, on real hosts",
-                  violations=len(problems),
-                  outcome=outcome(problems, "printed as one word; the touch never ran"))
+    faults.record(
+        "bad input",
+        "{{application}} holding '; touch x' in a hook, on real hosts",
+        violations=len(problems),
+        outcome=outcome(problems, "printed as one word; the touch never ran"),
+    )
     assert problems == []
 
 
-@pytest.mark.parametrize(("how", "hook"), [
-    ("in single quotes", "echo '{{application}}' > APPNAME"),
-    ("in double quotes", 'echo "{{application}}" > APPNAME'),
-    ("in a here-document", "cat > APPNAME <<EOF\n{{application}}\nEOF"),
-], ids=lambda x: x.split()[-1] if x.startswith("in ") else "")  # fmt: skip
+@pytest.mark.parametrize(
+    ("how", "hook"),
+    [
+        ("in single quotes", "echo '{{application}}' > APPNAME"),
+        ("in double quotes", 'echo "{{application}}" > APPNAME'),
+        ("in a here-document", "cat > APPNAME <<EOF\n{{application}}\nEOF"),
+    ],
+    ids=lambda x: x.split()[-1] if x.startswith("in ") else "",
+)
 def test_a_placeholder_written_inside_quotes_is_refused_before_any_host_is_contacted(
-        project, how, hook):  # fmt: skip
+    project, how, hook
+):
     """Inside quotes or a here-document a shell-quoted value is read as code (`'{{x}}'` with
     `x: "a'; touch y; '"`): such a hook is refused at load, exit 2, one line; the deploy
     that follows once it is written unquoted prints the value and never runs it."""
     project.ok("test", "deploy")
     plant_sentinels(project)
     before = {h.name: project.current(h.name) for h in project.hosts}
-    project.config.update(application="shop; touch pwned-by-placeholder $(touch pwned-by-it)",
-                          hooks={"after_switch": [hook]})  # fmt: skip
+    project.config.update(
+        application="shop; touch pwned-by-placeholder $(touch pwned-by-it)",
+        hooks={"after_switch": [hook]},
+    )
     proc = project.fab("test", "deploy")
     problems = []
     lines = proc.stderr.strip().splitlines()
     if proc.returncode != 2 or len(lines) != 1 or "stands inside" not in proc.stderr:
         problems.append(f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
-    problems += [f"{h.name}: now on {project.current(h.name)}" for h in project.hosts
-                 if project.current(h.name) != before[h.name]]  # fmt: skip
+    problems += [
+        f"{h.name}: now on {project.current(h.name)}"
+        for h in project.hosts
+        if project.current(h.name) != before[h.name]
+    ]
     project.config["hooks"] = {"after_switch": ["echo {{application}} > APPNAME"]}
     write_app(project.app, "2")
     project.ok("test", "deploy")
@@ -599,10 +704,16 @@ def test_a_placeholder_written_inside_quotes_is_refused_before_any_host_is_conta
         problems += [f"{h.name}: {p} exists" for p in path.rglob("pwned-by-*")]
     del project.config["hooks"]
     v = problems + violations(project)
-    faults.record("bad input", f"{{{{application}}}} holding shell code, {how} in a hook, on"
-                  " real hosts", violations=len(v),
-                  outcome=outcome(v, "refused at load (exit 2, one line, no host touched);"
-                                     " written unquoted, printed as one word"))  # fmt: skip
+    faults.record(
+        "bad input",
+        f"{{{{application}}}} holding shell code, {how} in a hook, on real hosts",
+        violations=len(v),
+        outcome=outcome(
+            v,
+            "refused at load (exit 2, one line, no host touched);"
+            " written unquoted, printed as one word",
+        ),
+    )
     assert v == []
 
 
@@ -630,8 +741,12 @@ def test_a_logged_release_named_like_an_option_is_left_alone_and_the_lock_releas
     if (path / "releases" / "-x" / "keep.txt").read_text() != "mine\n":
         problems.append("'-x' was touched")
     v = problems + violations(project)
-    faults.record("path safety", "a logged release directory named '-x'", violations=len(v),
-                  outcome=outcome(v, "left alone with a warning; cleanup and unlock went on"))
+    faults.record(
+        "path safety",
+        "a logged release directory named '-x'",
+        violations=len(v),
+        outcome=outcome(v, "left alone with a warning; cleanup and unlock went on"),
+    )
     assert v == []
 
 
@@ -642,8 +757,10 @@ def test_a_long_releases_log_is_compacted_and_still_chooses_the_right_releases(p
     project.ok("test", "deploy")
     plant_sentinels(project)
     first = {h.name: project.current(h.name) for h in project.hosts}
-    old = "".join(f'{{"release": "19990101T{i:06d}Z", "state": "complete", "time": "x"}}\n'
-                  for i in range(20_000))  # fmt: skip
+    old = "".join(
+        f'{{"release": "19990101T{i:06d}Z", "state": "complete", "time": "x"}}\n'
+        for i in range(20_000)
+    )
     for h in project.hosts:
         log = project.deploy_path(h.name) / ".dep" / "releases.log"
         log.write_text(old + log.read_text())
@@ -656,12 +773,20 @@ def test_a_long_releases_log_is_compacted_and_still_chooses_the_right_releases(p
         if len(entries) > 20 or names != set(project.releases(h.name)):
             problems.append(f"{h.name}: {len(entries)} log lines for {sorted(names)[:3]}...")
     project.ok("test", "rollback")
-    problems += [f"{h.name}: rolled back to {project.current(h.name)}" for h in project.hosts
-                 if project.current(h.name) != first[h.name]]  # fmt: skip
+    problems += [
+        f"{h.name}: rolled back to {project.current(h.name)}"
+        for h in project.hosts
+        if project.current(h.name) != first[h.name]
+    ]
     v = problems + violations(project)
-    faults.record("fault", "releases.log with 20,000 lines of removed releases", violations=len(v),
-                  outcome=outcome(v, "compacted by cleanup to the releases on the host;"
-                                     " rollback target still right"))  # fmt: skip
+    faults.record(
+        "fault",
+        "releases.log with 20,000 lines of removed releases",
+        violations=len(v),
+        outcome=outcome(
+            v, "compacted by cleanup to the releases on the host; rollback target still right"
+        ),
+    )
     assert v == []
 
 
@@ -673,9 +798,11 @@ def test_every_script_runs_with_the_configured_umask(project):
     problems = []
     for h in project.hosts:
         path = project.deploy_path(h.name)
-        modes = {p: stat.S_IMODE((path / p).stat().st_mode)
-                 for p in (".dep/releases.log", "shared/var/sessions", "shared/var")}  # fmt: skip
+        modes = {
+            p: stat.S_IMODE((path / p).stat().st_mode)
+            for p in (".dep/releases.log", "shared/var/sessions", "shared/var")
+        }
         want = {".dep/releases.log": 0o640, "shared/var/sessions": 0o750, "shared/var": 0o750}
         if modes != want:
-            problems.append(f"{h.name}: {({p: oct(m) for p, m in modes.items()})}")
+            problems.append(f"{h.name}: { ({p: oct(m) for p, m in modes.items()}) }")
     assert problems == []

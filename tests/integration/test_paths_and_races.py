@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_paths_with_spaces_quotes_and_dollars_deploy_and_roll_back(project, tmp_path):
-    weird = tmp_path / "srv it's \"odd\" $(touch pwned) `id`"
+    weird = tmp_path / 'srv it\'s "odd" $(touch pwned) `id`'
     project.overrides = {h.name: {"deploy_path": str(weird / h.name)} for h in project.hosts}
     project.config["shared_dirs"] = ["storage", "user files/up loads"]
     (project.app / "user files" / "up loads").mkdir(parents=True)
@@ -28,7 +28,9 @@ def test_paths_with_spaces_quotes_and_dollars_deploy_and_roll_back(project, tmp_
     for h in project.hosts:
         path = weird / h.name
         assert project.current(h.name).startswith("releases/")
-        assert (path / "current" / "public" / "index.php").read_text() == "<?php echo 'version 1';\n"  # noqa: E501
+        assert (
+            path / "current" / "public" / "index.php"
+        ).read_text() == "<?php echo 'version 1';\n"
         link = path / "current" / "user files" / "up loads"
         assert str(link.readlink()) == "../../../shared/user files/up loads"
         assert (link / "a b.txt").read_text() == "x"
@@ -46,9 +48,16 @@ def test_concurrent_deploys_of_one_stage_never_both_run(project):
 
         def run(start: threading.Barrier = start, results: list = results) -> None:
             start.wait()
-            results.append(subprocess.run([*FAB, "test", "deploy"], cwd=project.dir,
-                                          stdin=subprocess.DEVNULL, capture_output=True,
-                                          text=True, timeout=120))  # fmt: skip
+            results.append(
+                subprocess.run(
+                    [*FAB, "test", "deploy"],
+                    cwd=project.dir,
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
+            )
 
         threads = [threading.Thread(target=run) for _ in range(2)]
         for t in threads:
@@ -56,15 +65,21 @@ def test_concurrent_deploys_of_one_stage_never_both_run(project):
         for t in threads:
             t.join()
         codes = sorted(r.returncode for r in results)
-        both = "one ran, the other stopped naming the lock holder" if codes == [0, 1] else (
-            "both ran, one after the other")
+        both = (
+            "one ran, the other stopped naming the lock holder"
+            if codes == [0, 1]
+            else ("both ran, one after the other")
+        )
         found = violations(project, sentinels=False)
         served = {project.served(h.name) for h in project.hosts}
         if served != {f"<?php echo 'version race{attempt}';\n"}:
             found.append(f"served {served}")
-        faults.record("concurrency", "two deploys of one stage started at once",
-                      violations=len(found) + (codes not in ([0, 1], [0, 0])),
-                      outcome="exactly one ran each time, or both in turn; log consistent")
+        faults.record(
+            "concurrency",
+            "two deploys of one stage started at once",
+            violations=len(found) + (codes not in ([0, 1], [0, 0])),
+            outcome="exactly one ran each time, or both in turn; log consistent",
+        )
         assert found == [], both
         # Either both ran one after the other (the first finished before the second
         # started), or exactly one ran and the other stopped at the lock.

@@ -112,8 +112,9 @@ def swap_current(deploy_path: Path, version: str) -> None:
     """Atomic symlink swap, as a naive deploy does it: ln -sfn to a temp name, mv -T."""
     subprocess.run(
         f"cd {deploy_path} && ln -sfn releases/{version} current.tmp && mv -T current.tmp current",
-        shell=True, check=True,
-    )  # fmt: skip
+        shell=True,
+        check=True,
+    )
 
 
 @pytest.fixture
@@ -121,8 +122,9 @@ def web_factory(tmp_path: Path) -> Iterator[Callable[[str], WebHost]]:
     started: list[WebHost] = []
 
     def make(mode: str) -> WebHost:
-        host = WebHost(name=mode, base=tmp_path / "web", deploy_path=tmp_path / "app",
-                       port=0, mode=mode)  # fmt: skip
+        host = WebHost(
+            name=mode, base=tmp_path / "web", deploy_path=tmp_path / "app", port=0, mode=mode
+        )
         started.append(host)
         return host
 
@@ -161,8 +163,10 @@ def test_include_mode_reload_switches_release_and_opcache_is_on(web_factory, tmp
     assert body.split()[:2] == ["r2", str(r2 / "index.php")]
 
     # opcache is really on for FPM requests (the CLI has it off, so ask php-fpm itself).
-    probe = php_file(tmp_path / "opcache-probe.php",
-                     "<?php var_export(opcache_get_status(false)['opcache_enabled']);")  # fmt: skip
+    probe = php_file(
+        tmp_path / "opcache-probe.php",
+        "<?php var_export(opcache_get_status(false)['opcache_enabled']);",
+    )
     code, headers, body = web.fcgi(str(probe))
     assert code == 200, body
     assert body.strip() == "true"
@@ -181,8 +185,9 @@ def answers_from_every_worker(web: WebHost, path: str = "/") -> list[list[str]]:
     answers: list[list[str]] = []
     for _ in range(5):
         with ThreadPoolExecutor(web.fpm_children) as pool:
-            bodies = pool.map(lambda _: get(web.url(f"{path}?sleep_ms=200"))[1],
-                              range(web.fpm_children))  # fmt: skip
+            bodies = pool.map(
+                lambda _: get(web.url(f"{path}?sleep_ms=200"))[1], range(web.fpm_children)
+            )
             answers += [b.split() for b in bodies]
         if len({a[2] for a in answers}) == web.fpm_children:
             return answers
@@ -269,15 +274,17 @@ def _connects(path: Path) -> bool:
     return True
 
 
-
-def test_a_web_host_whose_chosen_port_was_taken_meanwhile_moves_to_another(tmp_path, monkeypatch,
-                                                                          taken_port):  # fmt: skip
+def test_a_web_host_whose_chosen_port_was_taken_meanwhile_moves_to_another(
+    tmp_path, monkeypatch, taken_port
+):
     monkeypatch.setattr(webkit, "free_ports", lambda count: [taken_port] * count)
     with WebHosts(tmp_path / "web", [tmp_path / "app"]) as webs:
         web = webs[0]
         assert web.port != taken_port
         assert kit.pid_in(web.nginx_pid_file) in web.pids  # our nginx holds the new port
         socket.create_connection(("127.0.0.1", web.port), timeout=5).close()
-    with pytest.raises(kit.PortTaken), WebHosts(tmp_path / "fixed", [tmp_path / "app2"],
-                                                ports=[taken_port]):  # fmt: skip
+    with (
+        pytest.raises(kit.PortTaken),
+        WebHosts(tmp_path / "fixed", [tmp_path / "app2"], ports=[taken_port]),
+    ):
         pass  # a port the caller gave is never changed behind its back

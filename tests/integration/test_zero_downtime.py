@@ -41,8 +41,9 @@ def set_version(app: Path, version: str) -> None:
     old = time.time() - 60
     for name in ("Email.php", "Notification.php"):
         f = app / "src" / name
-        f.write_text(re.sub(r"const VERSION = '[^']*';", f"const VERSION = '{version}';",
-                            f.read_text()))  # fmt: skip
+        f.write_text(
+            re.sub(r"const VERSION = '[^']*';", f"const VERSION = '{version}';", f.read_text())
+        )
         os.utime(f, (old, old))
 
 
@@ -55,17 +56,30 @@ def site(tmp_path, sshd_hosts):
     shutil.copytree(REPO / "examples" / "app", d / "app")
     hosts = list(sshd_hosts)[:2]
     srv = tmp_path / "srv"
-    project = Project(dir=d, hosts=hosts, srv=srv, known_hosts=tmp_path / "known_hosts",
-                      config={"shared_dirs": ["storage"], "shared_files": [".env"],
-                              "writable_dirs": ["storage"], "keep_releases": 3})  # fmt: skip
+    project = Project(
+        dir=d,
+        hosts=hosts,
+        srv=srv,
+        known_hosts=tmp_path / "known_hosts",
+        config={
+            "shared_dirs": ["storage"],
+            "shared_files": [".env"],
+            "writable_dirs": ["storage"],
+            "keep_releases": 3,
+        },
+    )
     paths = [srv / h.name / "app" for h in hosts]
     with WebHosts(tmp_path / "web", paths, names=[h.name for h in hosts]) as webs:
         for h, web in zip(hosts, webs, strict=True):
             project.overrides[h.name] = {
-                "nginx": {"test": web.nginx_test_command(), "reload": web.nginx_reload_command(),
-                          "pid_file": str(web.nginx_pid_file), "reload_timeout": 30},
+                "nginx": {
+                    "test": web.nginx_test_command(),
+                    "reload": web.nginx_reload_command(),
+                    "pid_file": str(web.nginx_pid_file),
+                    "reload_timeout": 30,
+                },
                 "opcache": {"strategy": "fcgi", "socket": str(web.fpm_socket)},
-            }  # fmt: skip
+            }
         project.webs = list(webs)
         yield project
 
@@ -83,13 +97,15 @@ def status(web, project: Project, host: str) -> dict:
 def pages(project) -> list[str]:
     import urllib.request
 
-    return [urllib.request.urlopen(w.url("/"), timeout=5).read().decode().strip()
-            for w in project.webs]  # fmt: skip
+    return [
+        urllib.request.urlopen(w.url("/"), timeout=5).read().decode().strip() for w in project.webs
+    ]
 
 
 def under_load(project, *fab_args: str, expected: str, clients_per_host: int = 2):
-    loads = [Load(w.url("/"), clients=clients_per_host, max_seconds=60).start()
-             for w in project.webs]  # fmt: skip
+    loads = [
+        Load(w.url("/"), clients=clients_per_host, max_seconds=60).start() for w in project.webs
+    ]
     time.sleep(0.5)
     proc = project.ok(*fab_args)
     returned_at = time.monotonic()
@@ -127,8 +143,9 @@ def test_nginx_include_points_at_the_release_and_is_not_rewritten_needlessly(sit
 
 def test_a_failing_nginx_test_keeps_the_old_include_and_site(site):
     site.ok("test", "deploy")
-    before = {h.name: (site.deploy_path(h.name) / "root_dir.nginx.conf").read_text()
-              for h in site.hosts}  # fmt: skip
+    before = {
+        h.name: (site.deploy_path(h.name) / "root_dir.nginx.conf").read_text() for h in site.hosts
+    }
     for h in site.hosts:
         # Only `set` lines pass the inventory; nginx -t refuses to set a built-in variable.
         site.overrides[h.name]["nginx"]["template"] = "set $root_dir {public_path};\nset $uri /;"
@@ -137,9 +154,12 @@ def test_a_failing_nginx_test_keeps_the_old_include_and_site(site):
     assert proc.returncode == 1
     assert "at step 'nginx' (not live)" in proc.stderr
     assert "nginx test failed with the new include" in proc.stderr
-    faults.record("fault", "nginx -t fails on the new include",
-                  violations=int(pages(site) != ["version 1 (email v1)"] * 2),
-                  outcome="old include restored; nothing live; site answers v1")  # fmt: skip
+    faults.record(
+        "fault",
+        "nginx -t fails on the new include",
+        violations=int(pages(site) != ["version 1 (email v1)"] * 2),
+        outcome="old include restored; nothing live; site answers v1",
+    )
     for h in site.hosts:
         assert (site.deploy_path(h.name) / "root_dir.nginx.conf").read_text() == before[h.name]
     assert pages(site) == ["version 1 (email v1)"] * 2
@@ -158,7 +178,8 @@ def test_a_missing_public_dir_fails_before_go_live(site):
 @pytest.mark.parametrize("strategy", ["fcgi", "http", "fpm-reload", "cachetool"])
 def test_each_opcache_strategy_really_resets_the_opcache(site, strategy, tmp_path):
     (site.app / "public" / "reset-opcache.php").write_text(
-        "<?php echo opcache_reset() ? 'ok' : 'failed';\n")
+        "<?php echo opcache_reset() ? 'ok' : 'failed';\n"
+    )
     site.ok("test", "deploy")
     pages(site)  # fills the opcache
     before = {h.name: status(w, site, h.name) for h, w in zip(site.hosts, site.webs, strict=True)}
@@ -174,7 +195,8 @@ def test_each_opcache_strategy_really_resets_the_opcache(site, strategy, tmp_pat
             fake.write_text(
                 "#!/bin/sh\nsock=${2#--fcgi=}\n"
                 f"SCRIPT_FILENAME={site.deploy_path(h.name)}/current/public/reset-opcache.php"
-                " REQUEST_METHOD=GET cgi-fcgi -bind -connect \"$sock\" | grep -q ok\n")
+                ' REQUEST_METHOD=GET cgi-fcgi -bind -connect "$sock" | grep -q ok\n'
+            )
             fake.chmod(0o755)
             oc["cachetool"] = str(fake)
         site.overrides[h.name]["opcache"] = oc
@@ -186,8 +208,10 @@ def test_each_opcache_strategy_really_resets_the_opcache(site, strategy, tmp_pat
             time.sleep(0.5)
         after = status(w, site, h.name)
         assert after["enabled"]
-        reset = (after["restarts"] > before[h.name]["restarts"]
-                 or after["start"] != before[h.name]["start"])  # fmt: skip
+        reset = (
+            after["restarts"] > before[h.name]["restarts"]
+            or after["start"] != before[h.name]["start"]
+        )
         assert reset, (before[h.name], after)
 
 
@@ -205,9 +229,12 @@ def test_a_failed_opcache_reset_is_a_warning_naming_the_host(site, socket, tmp_p
         site.overrides[h.name]["opcache"]["socket"] = str(path)
     set_version(site.app, "2")
     proc = site.ok("test", "deploy")
-    faults.record("fault", f"php-fpm socket {socket} at the opcache reset",
-                  violations=int(pages(site) != ["version 2 (email v2)"] * 2),
-                  outcome="deploy live; one warning line per host")  # fmt: skip
+    faults.record(
+        "fault",
+        f"php-fpm socket {socket} at the opcache reset",
+        violations=int(pages(site) != ["version 2 (email v2)"] * 2),
+        outcome="deploy live; one warning line per host",
+    )
     for h in site.hosts:
         assert f"[{h.name}] warning: opcache reset (fcgi) failed" in proc.stderr
     assert pages(site) == ["version 2 (email v2)"] * 2
@@ -226,7 +253,8 @@ def test_warmup_compiles_the_new_release_before_go_live_and_a_bad_path_stops_it(
         assert f"{site.deploy_path(h.name)}/releases/{name}/src/Email.php" in scripts
     # A warm-up path that fails (the app throws on mixed versions) stops the deploy.
     (site.app / "src" / "Email.php").write_text(
-        (site.app / "src" / "Email.php").read_text().replace("'2'", "'3'"))
+        (site.app / "src" / "Email.php").read_text().replace("'2'", "'3'")
+    )
     proc = site.fab("test", "deploy")
     assert proc.returncode == 1
     assert "at step 'warmup' (not live): warm-up / answered 500" in proc.stderr

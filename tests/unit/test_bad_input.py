@@ -40,29 +40,94 @@ from tests.local_transport import LocalTransport
 
 q = shlex.quote
 OUTCOME = "refused or quoted; no injection"
-BOUNDED = settings(max_examples=40, deadline=None, database=None,
-                   suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                          HealthCheck.too_slow, HealthCheck.filter_too_much,
-                                          HealthCheck.data_too_large])  # fmt: skip
+BOUNDED = settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+    ],
+)
 SLOW = settings(BOUNDED, max_examples=25)
 
 # --- hostile input ----------------------------------------------------------------------------
 
 # Ways to run `touch pwned` (cwd is the sandbox) if a value ever reaches the shell unquoted.
-PAYLOADS = ("$(touch pwned)", "`touch pwned`", ";touch pwned;", "&& touch pwned", "|touch pwned",
-            "\ntouch pwned\n", "'; touch pwned; '", '"; touch pwned; "', "$(touch${IFS}pwned)",
-            "'$(touch pwned)'", "\\'; touch pwned #")  # fmt: skip
-BITS = (*PAYLOADS, " ", "  ", "'", '"', "\\", "\n", "\t", "\r", "-", "--", "-rf", "--help", "*",
-        "?", "[", "]", "[a-z]", "{a,b}", "~", "$HOME", "${IFS}", "$", "#", "!", "%", "%d", "%%",
-        "=", ",", ":", "@", "+", ";", "|", "&", "<", ">", "(", ")", "ü", "☃", "日本", "\u2028",
-        "\x85", "\x7f", "\x1b[31m", ".", "..")  # fmt: skip
+PAYLOADS = (
+    "$(touch pwned)",
+    "`touch pwned`",
+    ";touch pwned;",
+    "&& touch pwned",
+    "|touch pwned",
+    "\ntouch pwned\n",
+    "'; touch pwned; '",
+    '"; touch pwned; "',
+    "$(touch${IFS}pwned)",
+    "'$(touch pwned)'",
+    "\\'; touch pwned #",
+)
+BITS = (
+    *PAYLOADS,
+    " ",
+    "  ",
+    "'",
+    '"',
+    "\\",
+    "\n",
+    "\t",
+    "\r",
+    "-",
+    "--",
+    "-rf",
+    "--help",
+    "*",
+    "?",
+    "[",
+    "]",
+    "[a-z]",
+    "{a,b}",
+    "~",
+    "$HOME",
+    "${IFS}",
+    "$",
+    "#",
+    "!",
+    "%",
+    "%d",
+    "%%",
+    "=",
+    ",",
+    ":",
+    "@",
+    "+",
+    ";",
+    "|",
+    "&",
+    "<",
+    ">",
+    "(",
+    ")",
+    "ü",
+    "☃",
+    "日本",
+    "\u2028",
+    "\x85",
+    "\x7f",
+    "\x1b[31m",
+    ".",
+    "..",
+)
 _any_char = st.characters(blacklist_categories=("Cs",))
 _text_char = st.characters(blacklist_categories=("Cs",), blacklist_characters="\0")
 _comp_char = st.characters(blacklist_categories=("Cs",), blacklist_characters="\0/")
 
 
-def _hostile(bits: tuple[str, ...], chars: st.SearchStrategy[str], *, min_parts: int = 0,
-             max_parts: int = 4) -> st.SearchStrategy[str]:  # fmt: skip
+def _hostile(
+    bits: tuple[str, ...], chars: st.SearchStrategy[str], *, min_parts: int = 0, max_parts: int = 4
+) -> st.SearchStrategy[str]:
     part = st.one_of(st.sampled_from(bits), st.text(chars, min_size=1, max_size=3))
     return st.lists(part, min_size=min_parts, max_size=max_parts).map("".join)
 
@@ -75,18 +140,67 @@ def _fits(path: str) -> bool:
 # Free text: log lines, owner records, file contents, env values, URLs.
 texts = _hostile(BITS, _text_char)
 # One directory component (a deploy dir, a file name): no `/` or NUL, never `.` or `..`.
-components = _hostile(tuple(b for b in BITS if b not in (".", "..")), _comp_char,
-                      min_parts=1).filter(lambda s: s not in (".", "..") and _fits(s))  # fmt: skip
-NAME_EDGES = ("$(touch pwned)", "`touch pwned`", "it's", 'a"b', "-rf", "--", "..", ".", "...", " ",
-              "a b", "ü", "R1\n", "a/b", "", "\0", "-", "$HOME", "*", "?", "[a]", "\\", "~", "!",
-              "#x", "R1;touch pwned", "x|touch pwned", "&&touch pwned", "R1\r", "\x85")  # fmt: skip
+components = _hostile(
+    tuple(b for b in BITS if b not in (".", "..")), _comp_char, min_parts=1
+).filter(lambda s: s not in (".", "..") and _fits(s))
+NAME_EDGES = (
+    "$(touch pwned)",
+    "`touch pwned`",
+    "it's",
+    'a"b',
+    "-rf",
+    "--",
+    "..",
+    ".",
+    "...",
+    " ",
+    "a b",
+    "ü",
+    "R1\n",
+    "a/b",
+    "",
+    "\0",
+    "-",
+    "$HOME",
+    "*",
+    "?",
+    "[a]",
+    "\\",
+    "~",
+    "!",
+    "#x",
+    "R1;touch pwned",
+    "x|touch pwned",
+    "&&touch pwned",
+    "R1\r",
+    "\x85",
+)
 names = st.one_of(
     st.sampled_from(NAME_EDGES),
     _hostile((*BITS, "/", "\0"), _any_char).filter(_fits),
 )
-ITEM_EDGES = ("storage", "a/b", "a//b/", "./a", "../x", "a/../b", "/abs", "-rf",
-              "it's/$(touch pwned)", "`touch pwned`/x", " / ", "ü/☃", ".", "*", "a/*", "[x]/?",
-              "-/--", "a\nb", "\\/x", "a/./b/")  # fmt: skip
+ITEM_EDGES = (
+    "storage",
+    "a/b",
+    "a//b/",
+    "./a",
+    "../x",
+    "a/../b",
+    "/abs",
+    "-rf",
+    "it's/$(touch pwned)",
+    "`touch pwned`/x",
+    " / ",
+    "ü/☃",
+    ".",
+    "*",
+    "a/*",
+    "[x]/?",
+    "-/--",
+    "a\nb",
+    "\\/x",
+    "a/./b/",
+)
 items = st.one_of(
     st.sampled_from(ITEM_EDGES),
     st.lists(names, min_size=1, max_size=3).map("/".join).filter(_fits),
@@ -108,16 +222,29 @@ def new_root(tmp_path: Path) -> Path:
     return Path(tempfile.mkdtemp(dir=tmp_path))
 
 
-def run(script: str, root: Path, *, login: str = "sh", path: Path | None = None,
-        input: str | bytes | None = None) -> subprocess.CompletedProcess:  # fmt: skip
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8",
-           "HOME": str(root)}  # fmt: skip
+def run(
+    script: str,
+    root: Path,
+    *,
+    login: str = "sh",
+    path: Path | None = None,
+    input: str | bytes | None = None,
+) -> subprocess.CompletedProcess:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "HOME": str(root)}
     if path is not None:
         env["PATH"] = f"{path}:{env['PATH']}"
-    return exact(subprocess.run([login, "-c", script], cwd=root, capture_output=True, env=env,
-                                input=input.encode() if isinstance(input, str) else input,
-                                stdin=None if input is not None else subprocess.DEVNULL,
-                                timeout=60, check=False))  # fmt: skip
+    return exact(
+        subprocess.run(
+            [login, "-c", script],
+            cwd=root,
+            capture_output=True,
+            env=env,
+            input=input.encode() if isinstance(input, str) else input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            timeout=60,
+            check=False,
+        )
+    )
 
 
 def exact(res: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -265,16 +392,24 @@ def test_setup_makes_exactly_its_three_dirs_and_names_a_real_current(tmp_path, c
         res = run(shell.setup(lay), root)
         assert res.returncode == shell.CURRENT_IS_DIR
         if echo_safe(lay.current):
-            assert res.stderr == (f"{lay.current} is a real directory: move it away so that it"
-                                  " can be an atomic symlink\n")  # fmt: skip
+            assert res.stderr == (
+                f"{lay.current} is a real directory: move it away so that it"
+                " can be an atomic symlink\n"
+            )
         assert_not_pwned(root)
 
 
 @BOUNDED
-@given(comp=components, release_names=st.lists(names, max_size=3, unique=True), user=texts,
-       content=texts, live=st.booleans())  # fmt: skip
-def test_read_state_and_status_report_exactly_what_is_on_disk(tmp_path, comp, release_names,
-                                                              user, content, live):  # fmt: skip
+@given(
+    comp=components,
+    release_names=st.lists(names, max_size=3, unique=True),
+    user=texts,
+    content=texts,
+    live=st.booleans(),
+)
+def test_read_state_and_status_report_exactly_what_is_on_disk(
+    tmp_path, comp, release_names, user, content, live
+):
     root = new_root(tmp_path)
     with recorded("read_state/read_status"):
         lay = setup_layout(root, comp)
@@ -308,8 +443,9 @@ def test_read_state_and_status_report_exactly_what_is_on_disk(tmp_path, comp, re
 
 @BOUNDED
 @given(comp=components, owner=texts, other=texts)
-def test_lock_keeps_the_owner_record_verbatim_and_force_unlock_prints_it(tmp_path, comp, owner,
-                                                                         other):  # fmt: skip
+def test_lock_keeps_the_owner_record_verbatim_and_force_unlock_prints_it(
+    tmp_path, comp, owner, other
+):
     root = new_root(tmp_path)
     with recorded("lock/force_unlock", "hostile path/owner record"):
         lay = setup_layout(root, comp)
@@ -330,8 +466,11 @@ def test_lock_keeps_the_owner_record_verbatim_and_force_unlock_prints_it(tmp_pat
 
 
 TOKEN_EDGES = ("", "abc123", "ABC", "a b", "a-b", "a\nb", "$(x)", "0", "\0", "ü", "٣", "²")
-tokens = st.one_of(st.sampled_from(TOKEN_EDGES), _hostile(BITS, _any_char),
-                   st.text(alphabet="abcdef0123456789", min_size=1))
+tokens = st.one_of(
+    st.sampled_from(TOKEN_EDGES),
+    _hostile(BITS, _any_char),
+    st.text(alphabet="abcdef0123456789", min_size=1),
+)
 
 
 @BOUNDED
@@ -344,8 +483,10 @@ def test_unlock_releases_only_a_lock_with_our_token(tmp_path, comp, token):
             return
         if not token or not token.isalnum():
             event("token refused")
-            for build in (lambda: shell.unlock_own(lay, token),
-                          lambda: shell.then_unlock("true", lay, token)):  # fmt: skip
+            for build in (
+                lambda: shell.unlock_own(lay, token),
+                lambda: shell.then_unlock("true", lay, token),
+            ):
                 with pytest.raises(ValueError, match="lock token") as exc:
                     build()
                 assert_clear(str(exc.value))
@@ -374,8 +515,9 @@ def test_unlock_releases_only_a_lock_with_our_token(tmp_path, comp, token):
 
 @BOUNDED
 @given(comp=components, name=names, line=texts, line2=texts)
-def test_create_release_makes_exactly_one_dir_and_logs_the_line_verbatim(tmp_path, comp, name,
-                                                                         line, line2):  # fmt: skip
+def test_create_release_makes_exactly_one_dir_and_logs_the_line_verbatim(
+    tmp_path, comp, name, line, line2
+):
     root = new_root(tmp_path)
     with recorded("create_release/append_log", "hostile path/name/log line"):
         lay = setup_layout(root, comp)
@@ -401,8 +543,9 @@ SIBLINGS = ("keep", "keep*", "k?ep", "[k]eep", "keep name", "keep-", "keep;x")
 
 @BOUNDED
 @given(comp=components, name=names, line=texts, live=st.booleans())
-def test_remove_release_removes_exactly_that_release_never_the_live_one(tmp_path, comp, name,
-                                                                        line, live):  # fmt: skip
+def test_remove_release_removes_exactly_that_release_never_the_live_one(
+    tmp_path, comp, name, line, live
+):
     root = new_root(tmp_path)
     with recorded("remove_release/remove_releases"):
         lay = setup_layout(root, comp)
@@ -462,8 +605,9 @@ def test_link_shared_dir_links_exactly_that_path(tmp_path, comp, name, item):
     root = new_root(tmp_path)
     with recorded("link_shared_dir"):
         lay = setup_layout(root, comp)
-        if lay is None or _items_refused(name, [item],
-                                         lambda: shell.link_shared_dir(lay, name, item)):
+        if lay is None or _items_refused(
+            name, [item], lambda: shell.link_shared_dir(lay, name, item)
+        ):
             return
         clean = check_relative_path(item, "path")
         target = Path(lay.release(name), clean)
@@ -480,13 +624,15 @@ def test_link_shared_dir_links_exactly_that_path(tmp_path, comp, name, item):
 
 @BOUNDED
 @given(comp=components, name=names, item=items, seeded=st.booleans())
-def test_link_shared_file_links_exactly_that_file_or_names_it_missing(tmp_path, comp, name, item,
-                                                                      seeded):  # fmt: skip
+def test_link_shared_file_links_exactly_that_file_or_names_it_missing(
+    tmp_path, comp, name, item, seeded
+):
     root = new_root(tmp_path)
     with recorded("link_shared_file"):
         lay = setup_layout(root, comp)
-        if lay is None or _items_refused(name, [item],
-                                         lambda: shell.link_shared_file(lay, name, item)):
+        if lay is None or _items_refused(
+            name, [item], lambda: shell.link_shared_file(lay, name, item)
+        ):
             return
         clean = check_relative_path(item, "path")
         target = Path(lay.release(name), clean)
@@ -497,8 +643,9 @@ def test_link_shared_file_links_exactly_that_file_or_names_it_missing(tmp_path, 
             res = run(shell.link_shared_file(lay, name, item), root)
             assert res.returncode == shell.SHARED_MISSING
             if echo_safe(item, str(shared)):
-                assert res.stderr == (f"shared file {item} is missing: create {shared} on the"
-                                      " host\n")  # fmt: skip
+                assert res.stderr == (
+                    f"shared file {item} is missing: create {shared} on the host\n"
+                )
             assert tree(root) == before
             return
         target.write_text("from the release")
@@ -514,23 +661,28 @@ def _me() -> str:
 
 
 @BOUNDED
-@given(comp=components, name=names, dirs=st.lists(items, min_size=1, max_size=3),
-       mode=st.sampled_from(["chmod", "chown", "acl"]), recursive=st.booleans())  # fmt: skip
+@given(
+    comp=components,
+    name=names,
+    dirs=st.lists(items, min_size=1, max_size=3),
+    mode=st.sampled_from(["chmod", "chown", "acl"]),
+    recursive=st.booleans(),
+)
 def test_make_writable_changes_exactly_the_named_dirs(tmp_path, comp, name, dirs, mode, recursive):
     root = new_root(tmp_path)
     with recorded("make_writable"):
         lay = setup_layout(root, comp)
 
         def build():
-            return shell.make_writable(lay, name, dirs, mode, http_user=_me(),
-                                          recursive=recursive)  # fmt: skip
+            return shell.make_writable(lay, name, dirs, mode, http_user=_me(), recursive=recursive)
 
         if lay is None or _items_refused(name, dirs, build):
             return
         Path(lay.release(name)).mkdir()
         for d in dirs:
-            Path(lay.release(name), check_relative_path(d, "path")).mkdir(parents=True,
-                                                                         exist_ok=True)
+            Path(lay.release(name), check_relative_path(d, "path")).mkdir(
+                parents=True, exist_ok=True
+            )
             Path(lay.release(name), check_relative_path(d, "path")).chmod(0o755)
         before = tree(root)
         res = run(build(), root)
@@ -544,17 +696,21 @@ def test_make_writable_changes_exactly_the_named_dirs(tmp_path, comp, name, dirs
             elif mode == "chown":
                 assert path.stat().st_uid == os.getuid()
             else:
-                acl = subprocess.run(["getfacl", "-p", "--", str(path)], capture_output=True,
-                                     text=True, check=True).stdout  # fmt: skip
+                acl = subprocess.run(
+                    ["getfacl", "-p", "--", str(path)], capture_output=True, text=True, check=True
+                ).stdout
                 assert f"user:{_me()}:rwx" in acl
         assert_not_pwned(root)
 
 
 @BOUNDED
-@given(user=st.one_of(st.sampled_from(["root", "www-data", "nobody", "no.such.user", "a-b_c"]),
-                      texts),
-       chmod_mode=st.one_of(st.sampled_from(["ug+rwX", "0775", "-w", "u=rwx,g=rx", "--", "-R",
-                                             "a+", "777 /", "+t"]), texts))  # fmt: skip
+@given(
+    user=st.one_of(st.sampled_from(["root", "www-data", "nobody", "no.such.user", "a-b_c"]), texts),
+    chmod_mode=st.one_of(
+        st.sampled_from(["ug+rwX", "0775", "-w", "u=rwx,g=rx", "--", "-R", "a+", "777 /", "+t"]),
+        texts,
+    ),
+)
 def test_make_writable_user_and_mode_are_one_argument_each(tmp_path, user, chmod_mode):
     """http_user passes the inventory's user-name check or is refused; the chmod mode (any
     string: the inventory does not check it) reaches chmod as exactly one argument."""
@@ -565,20 +721,23 @@ def test_make_writable_user_and_mode_are_one_argument_each(tmp_path, user, chmod
         Path(lay.release("R1"), "storage").mkdir(parents=True)
         twin = root / "twin"
         twin.mkdir()
-        res = run(shell.make_writable(lay, "R1", ["storage"], "chmod", chmod_mode=chmod_mode),
-                  root)  # fmt: skip
-        direct = subprocess.run(["chmod", "-R", chmod_mode, "--", f"{twin}/"], cwd=root,
-                                capture_output=True, check=False)  # fmt: skip
+        res = run(shell.make_writable(lay, "R1", ["storage"], "chmod", chmod_mode=chmod_mode), root)
+        direct = subprocess.run(
+            ["chmod", "-R", chmod_mode, "--", f"{twin}/"],
+            cwd=root,
+            capture_output=True,
+            check=False,
+        )
         assert (res.returncode == 0) == (direct.returncode == 0), res.stderr
         mode_of = stat.S_IMODE
         assert mode_of(Path(lay.release("R1"), "storage").stat().st_mode) == mode_of(
-            twin.stat().st_mode)
+            twin.stat().st_mode
+        )
         # An empty http_user is refused too, for chown and acl, when the host is validated.
         if not user or refusal(KEYS["http_user"].check, user) is not None:
             event("http_user refused by the inventory")
         else:
-            res = run(shell.make_writable(lay, "R1", ["storage"], "chown", http_user=user),
-                      root)  # fmt: skip
+            res = run(shell.make_writable(lay, "R1", ["storage"], "chown", http_user=user), root)
             try:
                 uid = pwd.getpwnam(user).pw_uid
             except KeyError:
@@ -596,9 +755,16 @@ def test_make_writable_user_and_mode_are_one_argument_each(tmp_path, user, chmod
 
 def test_a_part_whose_stderr_lacks_a_final_newline_keeps_its_text_and_the_marker():
     """`printf warn >&2` leaves the next marker on the same line: both are still read."""
-    res = subprocess.run(["sh", "-c", shell.sequence([("hook a", "printf warn >&2"),
-                                                         ("hook b", "printf oops >&2; exit 3")])],
-                         capture_output=True, text=True, check=False)  # fmt: skip
+    res = subprocess.run(
+        [
+            "sh",
+            "-c",
+            shell.sequence([("hook a", "printf warn >&2"), ("hook b", "printf oops >&2; exit 3")]),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert res.returncode == 3
     assert remote.split_step_marker(res.stderr) == ("hook b", "warn\noops")
     assert remote.last_started(res.stderr) == "hook b"
@@ -610,13 +776,18 @@ def parsable(name: str) -> bool:
 
 
 @BOUNDED
-@given(part_names=st.lists(texts, min_size=1, max_size=3), fail_at=st.integers(0, 3),
-       code=st.integers(1, 125))  # fmt: skip
+@given(
+    part_names=st.lists(texts, min_size=1, max_size=3),
+    fail_at=st.integers(0, 3),
+    code=st.integers(1, 125),
+)
 def test_sequence_stops_at_the_failing_part_and_names_it(tmp_path, part_names, fail_at, code):
     root = new_root(tmp_path)
     with recorded("sequence", "hostile step name"):
-        parts = [(n, f"echo {i}" if i != fail_at else f"echo {i}; exit {code}")
-                 for i, n in enumerate(part_names)]  # fmt: skip
+        parts = [
+            (n, f"echo {i}" if i != fail_at else f"echo {i}; exit {code}")
+            for i, n in enumerate(part_names)
+        ]
         parts.insert(1, ("skipped $(touch pwned)", None))
         res = run(shell.sequence(parts), root)
         ran = min(fail_at + 1, len(part_names))
@@ -641,10 +812,15 @@ def test_sequence_stops_at_the_failing_part_and_names_it(tmp_path, part_names, f
 
 
 @BOUNDED
-@given(value=texts, login=st.sampled_from(["sh", "bash"]), stdin=st.booleans(),
-       umask=st.sampled_from(["", "022", "077"]))  # fmt: skip
-def test_remote_runs_exactly_its_script_from_stdin_with_stdin_closed(tmp_path, value, login,
-                                                                     stdin, umask):  # fmt: skip
+@given(
+    value=texts,
+    login=st.sampled_from(["sh", "bash"]),
+    stdin=st.booleans(),
+    umask=st.sampled_from(["", "022", "077"]),
+)
+def test_remote_runs_exactly_its_script_from_stdin_with_stdin_closed(
+    tmp_path, value, login, stdin, umask
+):
     """The remote line as the login shell (dash or bash) parses it: a fixed `sh -c` that reads
     the script from stdin; the script is in no argument, and what follows it on stdin reaches
     the script only when it asks for stdin (the go signal)."""
@@ -665,10 +841,15 @@ ENV_NAMES = ("DEPLOY_PATH", "RELEASE", "RELEASE_PATH", "STAGE", "HOST", "REVISIO
 
 
 @BOUNDED
-@given(comp=components, requires=st.one_of(st.just(""), components), present=st.booleans(),
-       values=st.lists(texts, min_size=1, max_size=3))  # fmt: skip
-def test_hook_runs_in_exactly_its_dir_with_exactly_its_env(tmp_path, comp, requires, present,
-                                                           values):  # fmt: skip
+@given(
+    comp=components,
+    requires=st.one_of(st.just(""), components),
+    present=st.booleans(),
+    values=st.lists(texts, min_size=1, max_size=3),
+)
+def test_hook_runs_in_exactly_its_dir_with_exactly_its_env(
+    tmp_path, comp, requires, present, values
+):
     root = new_root(tmp_path)
     with recorded("hook", "hostile cwd/requires/env value"):
         cwd = root / "srv" / comp
@@ -677,8 +858,10 @@ def test_hook_runs_in_exactly_its_dir_with_exactly_its_env(tmp_path, comp, requi
             (cwd / requires).write_text("{}")
         env = list(zip(ENV_NAMES, values, strict=False))
         refs = " ".join(f'"${n}"' for n, _ in env)
-        res = run(shell.hook(str(cwd), f"printf '%s\\0' \"$PWD\" {refs}", requires=requires,
-                                env=env), root)  # fmt: skip
+        res = run(
+            shell.hook(str(cwd), f"printf '%s\\0' \"$PWD\" {refs}", requires=requires, env=env),
+            root,
+        )
         assert res.returncode == 0, res.stderr
         if requires and not present:
             assert res.stdout == ""
@@ -689,10 +872,42 @@ def test_hook_runs_in_exactly_its_dir_with_exactly_its_env(tmp_path, comp, requi
 
 # `${X:-q}` twice must not name a real command: `${X:-d}` made `dd`, whose timing on stderr
 # differs between two runs.
-HOOK_BITS = ("echo a", "printf '%s' b", "exit 3", "exit", "true", "false", "'", '"', "}", "{",
-             "(", ")", "fi", "then", "done", ";", "&&", "||", "|", "\n", " ", "#", "\\",
-             "$(printf s)", "`printf t`", "echo $0", "read x", "cat", ">out", "2>&1", "$HOME",
-             "${X:-q}", "exit 7 }", "touch made")  # fmt: skip
+HOOK_BITS = (
+    "echo a",
+    "printf '%s' b",
+    "exit 3",
+    "exit",
+    "true",
+    "false",
+    "'",
+    '"',
+    "}",
+    "{",
+    "(",
+    ")",
+    "fi",
+    "then",
+    "done",
+    ";",
+    "&&",
+    "||",
+    "|",
+    "\n",
+    " ",
+    "#",
+    "\\",
+    "$(printf s)",
+    "`printf t`",
+    "echo $0",
+    "read x",
+    "cat",
+    ">out",
+    "2>&1",
+    "$HOME",
+    "${X:-q}",
+    "exit 7 }",
+    "touch made",
+)
 
 
 @BOUNDED
@@ -707,9 +922,17 @@ def test_hook_runs_the_users_command_as_sh_would(tmp_path, command):
         direct_dir.mkdir()
         hook_dir.mkdir()
         env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8", "HOME": str(root)}
-        direct = exact(subprocess.run(["sh", "-c", command], cwd=direct_dir, capture_output=True,
-                                      env=env, stdin=subprocess.DEVNULL, timeout=30,
-                                      check=False))  # fmt: skip
+        direct = exact(
+            subprocess.run(
+                ["sh", "-c", command],
+                cwd=direct_dir,
+                capture_output=True,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                timeout=30,
+                check=False,
+            )
+        )
         via = run(shell.hook(str(hook_dir), command), root, input="not for the hook\n")
         assert via.returncode == direct.returncode
         assert via.stdout == direct.stdout
@@ -725,12 +948,14 @@ def test_hook_runs_the_users_command_as_sh_would(tmp_path, command):
 @BOUNDED
 @given(comp=components, fname=components, content=texts, content2=texts)
 def test_write_if_changed_writes_exactly_the_content_and_restore_puts_it_back(
-        tmp_path, comp, fname, content, content2):  # fmt: skip
+    tmp_path, comp, fname, content, content2
+):
     root = new_root(tmp_path)
     with recorded("write_if_changed/restore_previous", "hostile path/content"):
         path = root / "etc" / comp / fname
         path.parent.mkdir(parents=True)
         target = str(path)
+
         def written(c: str) -> str:  # trailing newlines are normalised to one
             return c.rstrip("\n") + "\n"
 
@@ -755,11 +980,17 @@ def test_write_if_changed_writes_exactly_the_content_and_restore_puts_it_back(
 
 
 @BOUNDED
-@given(comp=components, fname=components, content=texts,
-       test=st.sampled_from(["true", "exit 3", "echo bad $(touch x) >&2; exit 1"]),
-       public_exists=st.booleans(), previous=st.one_of(st.none(), texts))  # fmt: skip
-def test_nginx_check_tests_the_include_then_puts_it_back(tmp_path, comp, fname, content, test,
-                                                         public_exists, previous):  # fmt: skip
+@given(
+    comp=components,
+    fname=components,
+    content=texts,
+    test=st.sampled_from(["true", "exit 3", "echo bad $(touch x) >&2; exit 1"]),
+    public_exists=st.booleans(),
+    previous=st.one_of(st.none(), texts),
+)
+def test_nginx_check_tests_the_include_then_puts_it_back(
+    tmp_path, comp, fname, content, test, public_exists, previous
+):
     root = new_root(tmp_path)
     with recorded("nginx_check", "hostile path/include"):
         public = root / "srv" / comp / "public"
@@ -777,8 +1008,11 @@ def test_nginx_check_tests_the_include_then_puts_it_back(tmp_path, comp, fname, 
         elif test == "true" or (previous is not None and previous.rstrip("\n") == content):
             # An include holding the content already (trailing newlines aside) is not tested.
             assert res.returncode == 0, res.stderr
-        elif content.endswith("\n") and previous is not None and (
-                previous.rstrip("\n") == content.rstrip("\n")):
+        elif (
+            content.endswith("\n")
+            and previous is not None
+            and (previous.rstrip("\n") == content.rstrip("\n"))
+        ):
             event("content ends with a newline: see test_write_if_changed_with_trailing_newlines")
         else:
             assert res.returncode == (3 if test == "exit 3" else 1)
@@ -791,13 +1025,26 @@ def test_nginx_check_tests_the_include_then_puts_it_back(tmp_path, comp, fname, 
         assert_not_pwned(root)
 
 
-PID_FILE_TEXT = ("$(touch pwned)", "`touch pwned`", "1 2", "*", "", "-1", "99999999", "$$",
-                 "1;touch pwned", "../../proc/self")  # fmt: skip
+PID_FILE_TEXT = (
+    "$(touch pwned)",
+    "`touch pwned`",
+    "1 2",
+    "*",
+    "",
+    "-1",
+    "99999999",
+    "$$",
+    "1;touch pwned",
+    "../../proc/self",
+)
 
 
 @BOUNDED
-@given(comp=components, pid=st.one_of(st.none(), st.sampled_from(PID_FILE_TEXT)),
-       reload=st.sampled_from(["true", "exit 4"]))  # fmt: skip
+@given(
+    comp=components,
+    pid=st.one_of(st.none(), st.sampled_from(PID_FILE_TEXT)),
+    reload=st.sampled_from(["true", "exit 4"]),
+)
 def test_nginx_reload_and_wait_reads_exactly_its_pid_file(tmp_path, comp, pid, reload):
     root = new_root(tmp_path)
     with recorded("nginx_reload_and_wait", "hostile pid file path/content"):
@@ -810,8 +1057,7 @@ def test_nginx_reload_and_wait_reads_exactly_its_pid_file(tmp_path, comp, pid, r
             assert res.returncode == 4
         else:
             assert res.returncode == 0, res.stderr
-            warn = (f"{shell.WARN_MARKER}nginx pid file {pid_file} not readable:"
-                    " not waiting\n")  # fmt: skip
+            warn = f"{shell.WARN_MARKER}nginx pid file {pid_file} not readable: not waiting\n"
             if pid is None or pid == "":
                 if echo_safe(str(pid_file)):
                     assert res.stdout == warn
@@ -823,15 +1069,23 @@ def test_nginx_reload_and_wait_reads_exactly_its_pid_file(tmp_path, comp, pid, r
 # --- php-fpm: fcgi_status, opcache_reset, health_check ----------------------------------------
 
 
-FCGI_ANSWERS = ("", "Status: 200 OK\r\n", "Status: 204 No Content\r\n",
-                "Status: 404 Not Found\r\n", "Status: 500 Oops\r\n", "down")  # fmt: skip
+FCGI_ANSWERS = (
+    "",
+    "Status: 200 OK\r\n",
+    "Status: 204 No Content\r\n",
+    "Status: 404 Not Found\r\n",
+    "Status: 500 Oops\r\n",
+    "down",
+)
 
 
 @SLOW
-@given(socket=texts, script=texts, uri=texts, document_root=texts,
-       answer=st.sampled_from(FCGI_ANSWERS))  # fmt: skip
-def test_fcgi_status_sends_exactly_its_request(tmp_path, socket, script, uri, document_root,
-                                               answer):  # fmt: skip
+@given(
+    socket=texts, script=texts, uri=texts, document_root=texts, answer=st.sampled_from(FCGI_ANSWERS)
+)
+def test_fcgi_status_sends_exactly_its_request(
+    tmp_path, socket, script, uri, document_root, answer
+):
     root = new_root(tmp_path)
     with recorded("fcgi_status", "hostile socket/script/uri"):
         bindir = fake_tools(root)
@@ -846,12 +1100,20 @@ def test_fcgi_status_sends_exactly_its_request(tmp_path, socket, script, uri, do
         call["env"].pop("LC_CTYPE", None)  # set by Python's own C locale coercion (PEP 538)
         assert call["env"] == {
             "PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-            "SCRIPT_FILENAME": script, "SCRIPT_NAME": "/" + script.rsplit("/", 1)[-1],
-            "REQUEST_URI": uri, "DOCUMENT_URI": path, "QUERY_STRING": query,
-            "DOCUMENT_ROOT": document_root, "REQUEST_METHOD": "GET", "SERVER_NAME": "localhost",
-            "SERVER_PORT": "80", "HTTP_HOST": "localhost", "SERVER_PROTOCOL": "HTTP/1.1",
-            "GATEWAY_INTERFACE": "CGI/1.1", "REDIRECT_STATUS": "200",
-        }  # fmt: skip
+            "SCRIPT_FILENAME": script,
+            "SCRIPT_NAME": "/" + script.rsplit("/", 1)[-1],
+            "REQUEST_URI": uri,
+            "DOCUMENT_URI": path,
+            "QUERY_STRING": query,
+            "DOCUMENT_ROOT": document_root,
+            "REQUEST_METHOD": "GET",
+            "SERVER_NAME": "localhost",
+            "SERVER_PORT": "80",
+            "HTTP_HOST": "localhost",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "GATEWAY_INTERFACE": "CGI/1.1",
+            "REDIRECT_STATUS": "200",
+        }
         code = answer.split()[1] if answer.startswith("Status:") else "200"
         if answer == "down":
             assert res.returncode == 1
@@ -874,15 +1136,20 @@ def curl_config_url(config: str) -> str:
     curl's config parser does (backslash escapes inside double quotes)."""
     line = config.removesuffix("\n")
     assert "\n" not in line and line.startswith('url = "') and line.endswith('"'), config
-    return re.sub(r"\\(.)", r"\1", line[len('url = "'):-1])
+    return re.sub(r"\\(.)", r"\1", line[len('url = "') : -1])
 
 
 @SLOW
-@given(strategy=st.one_of(st.sampled_from(["fcgi", "cachetool", "http", "fpm-reload", "none"]),
-                          texts),
-       comp=components, socket=texts, url=urls, works=st.booleans())  # fmt: skip
-def test_opcache_reset_sends_exactly_its_socket_url_and_script(tmp_path, strategy, comp, socket,
-                                                               url, works):  # fmt: skip
+@given(
+    strategy=st.one_of(st.sampled_from(["fcgi", "cachetool", "http", "fpm-reload", "none"]), texts),
+    comp=components,
+    socket=texts,
+    url=urls,
+    works=st.booleans(),
+)
+def test_opcache_reset_sends_exactly_its_socket_url_and_script(
+    tmp_path, strategy, comp, socket, url, works
+):
     root = new_root(tmp_path)
     with recorded("opcache_reset", "hostile socket/url/dep dir"):
         if strategy not in ("fcgi", "cachetool", "http", "fpm-reload", "none"):
@@ -898,9 +1165,14 @@ def test_opcache_reset_sends_exactly_its_socket_url_and_script(tmp_path, strateg
             (bindir / "mode").write_text("fail")
         token = "0123456789abcdef0123456789abcdef"
         script = shell.opcache_reset(
-            strategy, socket=socket, dep_dir=lay.dep, token=token, cachetool="cachetool",
-            url=url, reload="true" if works else "echo 'reload: no $(touch x)'; exit 3",
-        )  # fmt: skip
+            strategy,
+            socket=socket,
+            dep_dir=lay.dep,
+            token=token,
+            cachetool="cachetool",
+            url=url,
+            reload="true" if works else "echo 'reload: no $(touch x)'; exit 3",
+        )
         if strategy == "none":
             assert script is None
             return
@@ -920,10 +1192,12 @@ def test_opcache_reset_sends_exactly_its_socket_url_and_script(tmp_path, strateg
             assert curl_config_url(log[0]["config"]) == url  # on stdin: no password in argv
         else:
             assert log == []
-        last = {"fcgi": "opcache_reset() failed or opcache is off",
-                "cachetool": "cachetool: cannot connect",
-                "http": "curl: (22) The requested URL returned error: 500",
-                "fpm-reload": "reload: no $(touch x)"}[strategy]  # fmt: skip
+        last = {
+            "fcgi": "opcache_reset() failed or opcache is off",
+            "cachetool": "cachetool: cannot connect",
+            "http": "curl: (22) The requested URL returned error: 500",
+            "fpm-reload": "reload: no $(touch x)",
+        }[strategy]
         warn = f"{shell.WARN_MARKER}opcache reset ({strategy}) failed: {last}\n"
         assert res.stdout == ("" if works else warn)
         assert tree(root) - {"bin/calls.jsonl"} == before  # the php script is removed again
@@ -931,11 +1205,17 @@ def test_opcache_reset_sends_exactly_its_socket_url_and_script(tmp_path, strateg
 
 
 @SLOW
-@given(url=urls, contains=texts.filter(lambda c: "\n" not in c),
-       code=st.sampled_from([200, 204, 301, 404, 500]), status=st.sampled_from([200, 404]),
-       body=texts, timeout=st.integers(1, 600))  # fmt: skip
-def test_health_check_passes_exactly_when_status_and_text_match(tmp_path, url, contains, code,
-                                                                status, body, timeout):  # fmt: skip
+@given(
+    url=urls,
+    contains=texts.filter(lambda c: "\n" not in c),
+    code=st.sampled_from([200, 204, 301, 404, 500]),
+    status=st.sampled_from([200, 404]),
+    body=texts,
+    timeout=st.integers(1, 600),
+)
+def test_health_check_passes_exactly_when_status_and_text_match(
+    tmp_path, url, contains, code, status, body, timeout
+):
     root = new_root(tmp_path)
     with recorded("health_check", "hostile url/expected text"):
         bindir = fake_tools(root)
@@ -943,8 +1223,16 @@ def test_health_check_passes_exactly_when_status_and_text_match(tmp_path, url, c
         (bindir / "body").write_text(body, encoding="utf-8")
         res = run(shell.health_check(url, status, contains, timeout), root, path=bindir)
         [call] = calls(bindir)
-        assert call["argv"] == ["-sS", "-i", "--max-time", str(timeout), "-w",
-                                "\\n%{http_code}", "-K", "-"]  # fmt: skip
+        assert call["argv"] == [
+            "-sS",
+            "-i",
+            "--max-time",
+            str(timeout),
+            "-w",
+            "\\n%{http_code}",
+            "-K",
+            "-",
+        ]
         assert curl_config_url(call["config"]) == url
         response = f"HTTP/1.1 {code} X\r\nContent-Type: text/plain\r\n\r\n{body}"
         if code != status:
@@ -964,10 +1252,18 @@ def test_health_check_passes_exactly_when_status_and_text_match(tmp_path, url, c
 
 
 @SLOW
-@given(comp=components, name=names, lines=st.lists(texts, max_size=2), fname=components,
-       content=texts, test_ok=st.booleans(), had_prev=st.booleans())  # fmt: skip
+@given(
+    comp=components,
+    name=names,
+    lines=st.lists(texts, max_size=2),
+    fname=components,
+    content=texts,
+    test_ok=st.booleans(),
+    had_prev=st.booleans(),
+)
 def test_go_live_switches_writes_and_logs_exactly_or_puts_everything_back(
-        tmp_path, comp, name, lines, fname, content, test_ok, had_prev):  # fmt: skip
+    tmp_path, comp, name, lines, fname, content, test_ok, had_prev
+):
     root = new_root(tmp_path)
     with recorded("go_live"):
         lay = setup_layout(root, comp)
@@ -1006,20 +1302,42 @@ def test_go_live_switches_writes_and_logs_exactly_or_puts_everything_back(
 
 # rsync's own filter syntax (wildcards, `!`, `+ `/`- ` prefixes, trailing `/`) is the user's
 # pattern language, not a quoting problem: exclude names here are literal file names.
-exclude_names = components.filter(lambda s: not any(c in s for c in "*?[\\")
-                                  and not s.startswith(("+ ", "- ", "!")) and s.strip())
-HOST_EDGES = ("web1", "web1.example.com", "::1", "-oProxyCommand=touch pwned", "h;touch pwned",
-              "$(touch pwned)", "`touch pwned`", "a b", "ü.example", "-", "h'q")  # fmt: skip
-hosts = st.one_of(st.sampled_from(HOST_EDGES),
-                  st.text(st.characters(blacklist_categories=("Cs",),
-                                        blacklist_characters="\0/:@"), min_size=1, max_size=12))
+exclude_names = components.filter(
+    lambda s: not any(c in s for c in "*?[\\") and not s.startswith(("+ ", "- ", "!")) and s.strip()
+)
+HOST_EDGES = (
+    "web1",
+    "web1.example.com",
+    "::1",
+    "-oProxyCommand=touch pwned",
+    "h;touch pwned",
+    "$(touch pwned)",
+    "`touch pwned`",
+    "a b",
+    "ü.example",
+    "-",
+    "h'q",
+)
+hosts = st.one_of(
+    st.sampled_from(HOST_EDGES),
+    st.text(
+        st.characters(blacklist_categories=("Cs",), blacklist_characters="\0/:@"),
+        min_size=1,
+        max_size=12,
+    ),
+)
 
 
 @SLOW
-@given(src=components, comp=components, excludes=st.lists(exclude_names, max_size=2, unique=True),
-       host=hosts)  # fmt: skip
-def test_rsync_argv_uploads_exactly_the_source_into_the_release(tmp_path, src, comp, excludes,
-                                                                host):  # fmt: skip
+@given(
+    src=components,
+    comp=components,
+    excludes=st.lists(exclude_names, max_size=2, unique=True),
+    host=hosts,
+)
+def test_rsync_argv_uploads_exactly_the_source_into_the_release(
+    tmp_path, src, comp, excludes, host
+):
     """Through the tunnel's relay (the host's command run locally), then `fill_release`."""
     root = new_root(tmp_path)
     with recorded("rsync_argv", "hostile source/release path/exclude/host"):
@@ -1031,9 +1349,14 @@ def test_rsync_argv_uploads_exactly_the_source_into_the_release(tmp_path, src, c
         (source / "public" / "index.php").write_text("v2")
         for n in excludes:
             (source / n).write_text("excluded")
-        argv = shell.rsync_argv(str(source), host, lay.upload_cache,
-                                   ssh=shell.tunnel_rsh(), exclude=excludes,
-                                   timeout=60)  # fmt: skip
+        argv = shell.rsync_argv(
+            str(source),
+            host,
+            lay.upload_cache,
+            ssh=shell.tunnel_rsh(),
+            exclude=excludes,
+            timeout=60,
+        )
         before = tree(root)
         transport = LocalTransport()
         res = tunnel.run_rsync(transport, argv, timeout=60)
@@ -1065,25 +1388,41 @@ def _msg_cases(root: Path) -> dict[str, tuple[str, str, str]]:
     Path(lay.release("R\\n1")).mkdir()
     os.symlink(lay.current_target("R\\n1"), lay.current)
     return {
-        "remove_release": (shell.remove_release(lay, "R\\n1"),
-                           "refusing to remove the live release R\\n1\n", "stderr"),
-        "link_shared_file": (shell.link_shared_file(lay, "R\\n1", "x\\cy"),
-                             f"shared file x\\cy is missing: create {lay.shared}/x\\cy on the"
-                             " host\n", "stderr"),
-        "sequence": (shell.sequence([("hook a\\tb", "exit 3")]),
-                     f"{shell.START_MARKER}hook a\\tb\n{shell.STEP_MARKER}hook a\\tb\n",
-                     "stderr"),
-        "nginx_check": (shell.nginx_check(str(root / "no\\tpublic"), str(root / "f"), "x",
-                                             "true"),
-                        f"public directory missing: {root}/no\\tpublic\n", "stderr"),
-        "nginx_reload_and_wait": (shell.nginx_reload_and_wait("true", "/run/a\\cb.pid", 1),
-                                  f"{shell.WARN_MARKER}nginx pid file /run/a\\cb.pid not"
-                                  " readable: not waiting\n", "stdout"),
+        "remove_release": (
+            shell.remove_release(lay, "R\\n1"),
+            "refusing to remove the live release R\\n1\n",
+            "stderr",
+        ),
+        "link_shared_file": (
+            shell.link_shared_file(lay, "R\\n1", "x\\cy"),
+            f"shared file x\\cy is missing: create {lay.shared}/x\\cy on the host\n",
+            "stderr",
+        ),
+        "sequence": (
+            shell.sequence([("hook a\\tb", "exit 3")]),
+            f"{shell.START_MARKER}hook a\\tb\n{shell.STEP_MARKER}hook a\\tb\n",
+            "stderr",
+        ),
+        "nginx_check": (
+            shell.nginx_check(str(root / "no\\tpublic"), str(root / "f"), "x", "true"),
+            f"public directory missing: {root}/no\\tpublic\n",
+            "stderr",
+        ),
+        "nginx_reload_and_wait": (
+            shell.nginx_reload_and_wait("true", "/run/a\\cb.pid", 1),
+            f"{shell.WARN_MARKER}nginx pid file /run/a\\cb.pid not readable: not waiting\n",
+            "stdout",
+        ),
     }
 
 
-MESSAGE_BUILDERS = ("remove_release", "link_shared_file", "sequence", "nginx_check",
-                    "nginx_reload_and_wait")  # fmt: skip
+MESSAGE_BUILDERS = (
+    "remove_release",
+    "link_shared_file",
+    "sequence",
+    "nginx_check",
+    "nginx_reload_and_wait",
+)
 
 
 @pytest.mark.parametrize("builder", MESSAGE_BUILDERS)
@@ -1100,8 +1439,9 @@ def test_setup_message_keeps_backslashes_under_dash(tmp_path):
         os.makedirs(lay.current)
         res = run(shell.setup(lay), tmp_path)
         assert res.returncode == shell.CURRENT_IS_DIR
-        assert res.stderr == (f"{lay.current} is a real directory: move it away so that it can"
-                              " be an atomic symlink\n")  # fmt: skip
+        assert res.stderr == (
+            f"{lay.current} is a real directory: move it away so that it can be an atomic symlink\n"
+        )
 
 
 CURL_CONFIG = 'url = "file:///dev/null"\noutput = "pwned"\n'

@@ -22,8 +22,12 @@ def cfg(keep: int = 1) -> Config:
 
 
 def state(on_disk: list[str], entries: list[LogEntry]) -> HostState:
-    return HostState(current="20261123T000000Z", releases=tuple(fold(on_disk, entries, None)),
-                     lock_owner=None, entries=tuple(entries))  # fmt: skip
+    return HostState(
+        current="20261123T000000Z",
+        releases=tuple(fold(on_disk, entries, None)),
+        lock_owner=None,
+        entries=tuple(entries),
+    )
 
 
 class Recorder:
@@ -49,8 +53,11 @@ def test_a_logged_name_that_is_no_release_name_is_left_alone_and_the_rest_remove
     assert victims == OLD[:3]  # the new live one and the rollback target stay
     script = shell.remove_releases(cfg().layout, victims)  # building it never raises
     assert "-x" not in script
-    faults.record("path safety", "logged release names '-x', '--help' (unit)",
-                  outcome="left alone and reported; the others removed")
+    faults.record(
+        "path safety",
+        "logged release names '-x', '--help' (unit)",
+        outcome="left alone and reported; the others removed",
+    )
 
 
 def test_the_unlock_is_in_the_script_whether_or_not_anything_is_removed():

@@ -18,14 +18,22 @@ from atomicdeploy.inventory import HostConfig, parse
 from atomicdeploy.recipes import COMPOSER_OPTIONS, commands_for
 from atomicdeploy.steps import hook
 
-RUN = RunInfo(stage="prod", user="alice", local_host="laptop", pid=1, started="t", token="abc",
-              revision="0123456789abcdef")  # fmt: skip
+RUN = RunInfo(
+    stage="prod",
+    user="alice",
+    local_host="laptop",
+    pid=1,
+    started="t",
+    token="abc",
+    revision="0123456789abcdef",
+)
 
 
 def cfg(primary: bool = True, **host) -> Config:
     h = HostConfig(name="web1", deploy_path="/srv/app", hostname="web1", **host)
-    return Config(host=h, run=RUN, release="20261124T000000Z", previous="20261123T000000Z",
-                  primary=primary)  # fmt: skip
+    return Config(
+        host=h, run=RUN, release="20261124T000000Z", previous="20261123T000000Z", primary=primary
+    )
 
 
 def inventory(config: str):
@@ -96,21 +104,31 @@ def test_inventory_hooks_accept_strings_lists_and_once_maps():
           before_switch: "php bin/console cache:warmup"
     """).hosts
     assert web1.hooks["after_shared"] == (
-        HookCommand("composer install"), HookCommand("php artisan migrate --force", once=True))
+        HookCommand("composer install"),
+        HookCommand("php artisan migrate --force", once=True),
+    )
     assert web1.hooks["before_switch"] == (HookCommand("php bin/console cache:warmup"),)
 
 
-@pytest.mark.parametrize(("config", "expected"), [
-    ("hooks: {after_symlink: [x]}\n",
-     "hooks has an unknown hook point 'after_symlink' (did you mean 'after_switch'?); valid: "),
-    ("hooks: [x]\n", "hooks must be a map of hook points to lists of commands, not a list"),
-    ("hooks: {after_shared: [1]}\n", "each command must be a string, not an integer"),
-    ("hooks: {after_shared: ['  ']}\n", "empty command"),
-    ("hooks: {after_shared: [{run: x, when: y}]}\n", "a command map needs 'run'"),
-    ("recipes: [drupal]\n", "recipes has an unknown recipe 'drupal' (valid: composer, laravel, symfony)"),  # noqa: E501
-    ("webhook: ftp://example.com/x\n", "webhook must be http:// or https:// URLs"),
-    ("secrets: [a]\n", "secrets must be a map of names to strings"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (
+            "hooks: {after_symlink: [x]}\n",
+            "hooks has an unknown hook point 'after_symlink' (did you mean 'after_switch'?); valid: ",  # noqa: E501
+        ),
+        ("hooks: [x]\n", "hooks must be a map of hook points to lists of commands, not a list"),
+        ("hooks: {after_shared: [1]}\n", "each command must be a string, not an integer"),
+        ("hooks: {after_shared: ['  ']}\n", "empty command"),
+        ("hooks: {after_shared: [{run: x, when: y}]}\n", "a command map needs 'run'"),
+        (
+            "recipes: [drupal]\n",
+            "recipes has an unknown recipe 'drupal' (valid: composer, laravel, symfony)",
+        ),
+        ("webhook: ftp://example.com/x\n", "webhook must be http:// or https:// URLs"),
+        ("secrets: [a]\n", "secrets must be a map of names to strings"),
+    ],
+)
 def test_bad_hooks_recipes_webhooks_and_secrets_are_one_line_errors(config, expected):
     text = message(inventory, config)
     assert expected in text
@@ -135,8 +153,9 @@ def test_secrets_and_webhooks_stay_out_of_the_host_config_repr():
 
 def test_composer_runs_after_vendors_only_when_composer_json_is_there():
     (cmd,) = commands_for(["composer"])["after_vendors"]
-    assert cmd == HookCommand(f"composer {COMPOSER_OPTIONS}", requires="composer.json",
-                              source="composer")  # fmt: skip
+    assert cmd == HookCommand(
+        f"composer {COMPOSER_OPTIONS}", requires="composer.json", source="composer"
+    )
 
 
 def test_laravel_brings_composer_and_migrates_once_before_the_switch():
@@ -152,8 +171,10 @@ def test_laravel_brings_composer_and_migrates_once_before_the_switch():
 
 def test_symfony_warms_its_cache_after_vendors():
     runs = [c.run for c in commands_for(["symfony"])["after_vendors"]]
-    assert runs[1:] == ["php bin/console cache:clear --no-warmup --no-interaction --env=prod",
-                        "php bin/console cache:warmup --no-interaction --env=prod"]  # fmt: skip
+    assert runs[1:] == [
+        "php bin/console cache:clear --no-warmup --no-interaction --env=prod",
+        "php bin/console cache:warmup --no-interaction --env=prod",
+    ]
 
 
 def test_recipe_commands_come_before_the_inventory_ones_and_once_only_on_the_primary():
@@ -170,7 +191,8 @@ def test_recipe_commands_come_before_the_inventory_ones_and_once_only_on_the_pri
 def test_a_hook_runs_in_a_subshell_in_its_directory_with_stdin_closed():
     assert shell.hook("/srv/my app", "echo 'hi' && exit 3", env=[("TOKEN", "s3 cr3t")]) == (
         "cd -- '/srv/my app' && ( export TOKEN='s3 cr3t'; "
-        "eval 'echo '\"'\"'hi'\"'\"' && exit 3' ) </dev/null")
+        "eval 'echo '\"'\"'hi'\"'\"' && exit 3' ) </dev/null"
+    )
 
 
 def test_a_hook_with_requires_is_skipped_when_the_file_is_absent(tmp_path):
@@ -187,21 +209,26 @@ def test_hook_commands_see_the_release_facts_and_cannot_break_out_of_their_quote
     release.mkdir()
     c = cfg()
     env = [(k, str(release) if k == "RELEASE_PATH" else v) for k, v in hook.env(c)]
-    script = shell.hook(str(release), 'printf "%s|%s|%s" "$RELEASE" "$STAGE" "$RELEASE_PATH"'
-                           " > out; }; echo escaped", env=env)  # fmt: skip
+    script = shell.hook(
+        str(release),
+        'printf "%s|%s|%s" "$RELEASE" "$STAGE" "$RELEASE_PATH" > out; }; echo escaped',
+        env=env,
+    )
     proc = subprocess.run(["sh", "-c", script], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode != 0  # the stray `}` is a syntax error inside the hook's own sh
     assert not (tmp_path / "pwned").exists()
-    ok = shell.hook(str(release), 'printf "%s|%s|%s" "$RELEASE" "$STAGE" "$RELEASE_PATH" > out',
-                       env=env)  # fmt: skip
+    ok = shell.hook(
+        str(release), 'printf "%s|%s|%s" "$RELEASE" "$STAGE" "$RELEASE_PATH" > out', env=env
+    )
     subprocess.run(["sh", "-c", ok], cwd=tmp_path, check=True)
     assert (release / "out").read_text() == f"20261124T000000Z|prod|{release}"
 
 
 def test_a_failing_hook_stops_the_point_and_names_itself(tmp_path):
     c = cfg(hooks={"after_shared": (HookCommand("exit 4"), HookCommand("touch second"))})
-    text = hook.script(c, "after_shared").replace("/srv/app/releases/20261124T000000Z",
-                                                   shlex.quote(str(tmp_path)))  # fmt: skip
+    text = hook.script(c, "after_shared").replace(
+        "/srv/app/releases/20261124T000000Z", shlex.quote(str(tmp_path))
+    )
     script = shell.sequence([("hook after_shared", text)])
     proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
     assert proc.returncode == 4
@@ -235,14 +262,16 @@ class FakeRemote:
 def test_consecutive_scripts_are_one_round_trip_and_python_hooks_run_between():
     calls = []
     remote = FakeRemote()
+
     def py(c, cfg):
         calls.append((c._conn, len(remote.sent)))
 
     plan = [("a", "echo a"), ("skip", None), ("b", "echo b"), ("py", py), ("c", "echo c")]
     hook.run_plan(remote, cfg(), plan, "build")
-    assert [s for _, s in remote.sent] == [shell.sequence([("a", "echo a"), ("skip", None),
-                                                              ("b", "echo b")]),
-                                           shell.sequence([("c", "echo c")])]  # fmt: skip
+    assert [s for _, s in remote.sent] == [
+        shell.sequence([("a", "echo a"), ("skip", None), ("b", "echo b")]),
+        shell.sequence([("c", "echo c")]),
+    ]
     assert calls == [("the connection", 1)]
 
 
@@ -275,13 +304,17 @@ def test_a_python_hooks_commands_print_whole_lines_through_the_reporter_and_neve
     remote = FakeRemote()
     remote.conn = Conn()
     results = []
-    hook.run_plan(remote, cfg(), [("py", lambda c, cfg: results.append((c.run("x"), c.host)))],
-                  "build")  # fmt: skip
+    hook.run_plan(
+        remote, cfg(), [("py", lambda c, cfg: results.append((c.run("x"), c.host)))], "build"
+    )
     assert results == [("result", "127.0.0.1")]
     assert seen["in_stream"] is False
     # Whole lines only, so the Reporter can mask a secret that arrived in two reads.
-    assert remote.lines == [("out", "password hunter2 ok"), ("err", "warn"),
-                            ("out", "partial line")]  # fmt: skip
+    assert remote.lines == [
+        ("out", "password hunter2 ok"),
+        ("err", "warn"),
+        ("out", "partial line"),
+    ]
 
 
 def test_a_failing_command_in_a_python_hook_is_one_line():

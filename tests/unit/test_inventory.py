@@ -104,8 +104,12 @@ def test_parse_valid_inventory():
 
 def test_defaults():
     (h,) = parse(host("deploy_path: /srv/app")).hosts
-    assert h == HostConfig(name="web1", deploy_path="/srv/app", hostname="web1",
-                           known_hosts=os.path.expanduser("~/.ssh/known_hosts"))  # fmt: skip
+    assert h == HostConfig(
+        name="web1",
+        deploy_path="/srv/app",
+        hostname="web1",
+        known_hosts=os.path.expanduser("~/.ssh/known_hosts"),
+    )
     assert (h.keep_releases, h.writable_mode, h.exclude, h.parallel) == (5, "chmod", (".git",), 10)
     assert h.stage is None
 
@@ -126,13 +130,15 @@ def test_unknown_stage_lists_the_stages():
 
 
 def test_references_expand_in_lists_and_maps():
-    (h,) = parse(host("""
+    (h,) = parse(
+        host("""
         application: "{{alias}}-app"
         deploy_path: "/srv/{{application}}/{{port}}"
         port: 22
         shared_dirs: ["{{application}}-data"]
         labels: {stage: "{{application}}"}
-    """)).hosts  # fmt: skip
+    """)
+    ).hosts
     assert h.deploy_path == "/srv/web1-app/22"
     assert h.shared_dirs == ("web1-app-data",)
     assert h.stage == "web1-app"
@@ -210,8 +216,9 @@ def test_wrong_types(body, key, why):
     assert why in str(exc)
 
 
-@pytest.mark.parametrize("address", ["10.0.0.2", "::1", "fe80::1%eth0", "web-1.example.com",
-                                     "my_alias", "2001:db8::5"])  # fmt: skip
+@pytest.mark.parametrize(
+    "address", ["10.0.0.2", "::1", "fe80::1%eth0", "web-1.example.com", "my_alias", "2001:db8::5"]
+)
 def test_hostnames_that_are_addresses_or_aliases_are_kept(address):
     [web1] = parse(host(f"deploy_path: /srv/app\nhostname: '{address}'"), Path("i.yml")).hosts
     assert web1.hostname == address
@@ -254,8 +261,9 @@ def test_missing_deploy_path():
 
 
 def test_duplicate_host_names():
-    exc = bad("hosts:\n  web1: {deploy_path: /a}\n  web2: {deploy_path: /b}\n"
-              "  web1: {deploy_path: /c}\n")  # fmt: skip
+    exc = bad(
+        "hosts:\n  web1: {deploy_path: /a}\n  web2: {deploy_path: /b}\n  web1: {deploy_path: /c}\n"
+    )
     assert "duplicate key 'web1'" in str(exc)
     assert "line 4" in str(exc)
 
@@ -287,7 +295,7 @@ def test_invalid_yaml_names_the_line():
 def test_python_tags_are_refused_and_never_run(tmp_path):
     marker = tmp_path / "ran"
     for tag in ("!!python/object/apply:os.system", "!!python/object/apply:subprocess.call"):
-        text = f"hosts:\n  web1:\n    deploy_path: {tag} [\"touch {marker}\"]\n"
+        text = f'hosts:\n  web1:\n    deploy_path: {tag} ["touch {marker}"]\n'
         exc = bad(text)
         assert "invalid YAML at line 3" in str(exc)
         assert "python/object/apply" in str(exc)
@@ -336,8 +344,12 @@ def test_self_reference_cycles():
     assert str(exc) == (
         "inventory.yml: host web1: {{application}} refers to itself (application -> application)"
     )
-    exc = bad(host('deploy_path: "/srv/{{application}}"\napplication: "{{source}}"\n'
-                   'source: "{{deploy_path}}"'))  # fmt: skip
+    exc = bad(
+        host(
+            'deploy_path: "/srv/{{application}}"\napplication: "{{source}}"\n'
+            'source: "{{deploy_path}}"'
+        )
+    )
     assert "refers to itself" in str(exc) and "host web1" in str(exc)
 
 
@@ -427,18 +439,21 @@ def test_an_nginx_template_with_an_unknown_field_is_refused_at_load(template):
         parse(text)
 
 
-@pytest.mark.parametrize("template", [
-    "include /etc/shadow;",
-    "access_log /root/.ssh/authorized_keys;",
-    "set $root_dir {public_path}; include /etc/nginx/secret.conf;",
-    "set $root_dir {public_path};\\nroot /;",
-    "location / {{ alias /; }}",
-    'set $root_dir \\"{public_path}\\";',
-    "set $root_dir $document_root;",
-    "set $root_dir {public_path}\\\\;",
-    "set $root_dir {public_path};\\nload_module /tmp/evil.so;",
-    "ssl_certificate_key /etc/ssl/private/key.pem;",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "template",
+    [
+        "include /etc/shadow;",
+        "access_log /root/.ssh/authorized_keys;",
+        "set $root_dir {public_path}; include /etc/nginx/secret.conf;",
+        "set $root_dir {public_path};\\nroot /;",
+        "location / {{ alias /; }}",
+        'set $root_dir \\"{public_path}\\";',
+        "set $root_dir $document_root;",
+        "set $root_dir {public_path}\\\\;",
+        "set $root_dir {public_path};\\nload_module /tmp/evil.so;",
+        "ssl_certificate_key /etc/ssl/private/key.pem;",
+    ],
+)
 def test_an_nginx_template_with_anything_but_set_lines_is_refused_at_load(template):
     """root's nginx parses the include the deploy user writes: it may only set variables."""
     text = f'hosts:\n  web1:\n    deploy_path: /srv/app\n    nginx: {{template: "{template}"}}\n'
@@ -447,15 +462,21 @@ def test_an_nginx_template_with_anything_but_set_lines_is_refused_at_load(templa
     said = str(exc.value)
     assert said.startswith("inventory.yml: host web1: nginx .template may only hold `set`")
     assert "\n" not in said and exc.value.exit_code == EXIT_USAGE
-    faults.record("bad input", "nginx template with a directive other than `set`",
-                  outcome="refused at load: exit 2, one line naming the line")
+    faults.record(
+        "bad input",
+        "nginx template with a directive other than `set`",
+        outcome="refused at load: exit 2, one line naming the line",
+    )
 
 
-@pytest.mark.parametrize("template", [
-    "set $root_dir {public_path};",
-    "# the release\\nset $root_dir {public_path};\\nset $release_name {release};\\n",
-    "  set\\t$app_root {release_path} ;",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "template",
+    [
+        "set $root_dir {public_path};",
+        "# the release\\nset $root_dir {public_path};\\nset $release_name {release};\\n",
+        "  set\\t$app_root {release_path} ;",
+    ],
+)
 def test_set_only_nginx_templates_load(template):
     text = f'hosts:\n  web1:\n    deploy_path: /srv/app\n    nginx: {{template: "{template}"}}\n'
     (h,) = parse(text).hosts
@@ -481,5 +502,8 @@ def test_a_placeholder_in_shell_text_is_one_quoted_word_elsewhere_pasted_as_is()
     assert h.nginx.test == "nginx -t -c /etc/web1.conf"  # a plain value stays as it is
     assert h.deploy_path == "/srv/web1" and h.nginx.root_file == "/srv/web1/r.conf"
     assert h.application == "shop; touch x"
-    faults.record("bad input", "{{key}} with shell text in a hook command",
-                  outcome="pasted shell-quoted: one word, never code")
+    faults.record(
+        "bad input",
+        "{{key}} with shell text in a hook command",
+        outcome="pasted shell-quoted: one word, never code",
+    )

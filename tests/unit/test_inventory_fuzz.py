@@ -28,10 +28,17 @@ from tests import faults
 NAME = "inventory.yml"
 REPO = Path(__file__).resolve().parents[2]
 OUTCOME = "an Inventory, or one ConfigError line naming the file"
-FUZZ = settings(max_examples=150, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                       HealthCheck.filter_too_much,
-                                       HealthCheck.data_too_large])  # fmt: skip
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+    ],
+)
 
 
 def recorded(kind: str):
@@ -81,22 +88,41 @@ def check_file(kind: str, path: Path, data: bytes) -> str:
 # --- generated documents ----------------------------------------------------------------------
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=16),
-    st.binary(max_size=8), st.dates(), st.datetimes(),
-)  # fmt: skip
-map_keys = st.one_of(st.text(max_size=12), st.integers(), st.booleans(), st.none(),
-                     st.floats(allow_nan=False), st.dates())  # fmt: skip
-values = st.recursive(scalars, lambda kids: st.lists(kids, max_size=4)
-                      | st.dictionaries(map_keys, kids, max_size=4), max_leaves=16)  # fmt: skip
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(),
+    st.text(max_size=16),
+    st.binary(max_size=8),
+    st.dates(),
+    st.datetimes(),
+)
+map_keys = st.one_of(
+    st.text(max_size=12),
+    st.integers(),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False),
+    st.dates(),
+)
+values = st.recursive(
+    scalars,
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(map_keys, kids, max_size=4),
+    max_leaves=16,
+)
 
 
 def dumped(doc: st.SearchStrategy) -> st.SearchStrategy[str]:
     """A document as YAML text, in block or flow style, with or without escaped unicode."""
     return st.builds(
-        lambda d, flow, uni, width: yaml.safe_dump(d, default_flow_style=flow, allow_unicode=uni,
-                                                   sort_keys=False, width=width),
-        doc, st.sampled_from([False, True, None]), st.booleans(), st.sampled_from([20, 80, 4096]),
-    )  # fmt: skip
+        lambda d, flow, uni, width: yaml.safe_dump(
+            d, default_flow_style=flow, allow_unicode=uni, sort_keys=False, width=width
+        ),
+        doc,
+        st.sampled_from([False, True, None]),
+        st.booleans(),
+        st.sampled_from([20, 80, 4096]),
+    )
 
 
 @FUZZ
@@ -105,38 +131,118 @@ def test_random_yaml_documents(text):
     check_text("random YAML document", text)
 
 
-SUB_KEYS = ("root_file", "public_dir", "template", "test", "reload", "pid_file", "reload_timeout",
-            "strategy", "socket", "cachetool", "url", "status", "contains", "timeout", "stage",
-            "after_shared", "before_release", "on_failure", "run", "once", "bogus")  # fmt: skip
-refs = st.lists(st.sampled_from([*KEYS, "alias", "nope", "labels"]), min_size=1,
-                max_size=3).map(lambda ks: " ".join(ref(k) for k in ks))  # fmt: skip
+SUB_KEYS = (
+    "root_file",
+    "public_dir",
+    "template",
+    "test",
+    "reload",
+    "pid_file",
+    "reload_timeout",
+    "strategy",
+    "socket",
+    "cachetool",
+    "url",
+    "status",
+    "contains",
+    "timeout",
+    "stage",
+    "after_shared",
+    "before_release",
+    "on_failure",
+    "run",
+    "once",
+    "bogus",
+)
+refs = st.lists(st.sampled_from([*KEYS, "alias", "nope", "labels"]), min_size=1, max_size=3).map(
+    lambda ks: " ".join(ref(k) for k in ks)
+)
 atoms = st.one_of(
-    st.sampled_from(["/srv/app", "/", "//", "/srv/../etc", "srv/app", ".", "", "~/x", "storage",
-                     "../x", "/abs", "chmod", "acl", "chown", "skip", "fcgi", "http", "none",
-                     "composer", "laravel", "http://x", "ftp://x", "www-data", "-x", "a b",
-                     "$(touch pwned)", "{public_path}", "{x}", "prod"]),
-    st.integers(-5, 70000), st.booleans(), st.none(), refs,
-)  # fmt: skip
+    st.sampled_from(
+        [
+            "/srv/app",
+            "/",
+            "//",
+            "/srv/../etc",
+            "srv/app",
+            ".",
+            "",
+            "~/x",
+            "storage",
+            "../x",
+            "/abs",
+            "chmod",
+            "acl",
+            "chown",
+            "skip",
+            "fcgi",
+            "http",
+            "none",
+            "composer",
+            "laravel",
+            "http://x",
+            "ftp://x",
+            "www-data",
+            "-x",
+            "a b",
+            "$(touch pwned)",
+            "{public_path}",
+            "{x}",
+            "prod",
+        ]
+    ),
+    st.integers(-5, 70000),
+    st.booleans(),
+    st.none(),
+    refs,
+)
 key_values = st.one_of(
-    atoms, values, st.lists(atoms, max_size=3),
-    st.dictionaries(st.sampled_from(SUB_KEYS), st.one_of(atoms, st.lists(atoms, max_size=2)),
-                    max_size=4),
-)  # fmt: skip
+    atoms,
+    values,
+    st.lists(atoms, max_size=3),
+    st.dictionaries(
+        st.sampled_from(SUB_KEYS), st.one_of(atoms, st.lists(atoms, max_size=2)), max_size=4
+    ),
+)
 HOST_KEYS = (*KEYS, "alias", "stage", "keep_release", "Deploy_Path", "hosts", "config")
 host_maps = st.builds(
     lambda m, with_path: {"deploy_path": "/srv/app", **m} if with_path else m,
-    st.dictionaries(st.sampled_from(HOST_KEYS), key_values, max_size=6), st.booleans(),
-)  # fmt: skip
+    st.dictionaries(st.sampled_from(HOST_KEYS), key_values, max_size=6),
+    st.booleans(),
+)
 host_names = st.one_of(
-    st.sampled_from(["web1", "-web", "web 1", "web1\n", "ü", "", "a" * 300, "web1.example.com",
-                     "1", "_x", ".x", "web1:22", "$(touch pwned)", "web1\u2028"]),
-    st.text(max_size=10), st.integers(), st.booleans(), st.none(), st.dates(),
-)  # fmt: skip
+    st.sampled_from(
+        [
+            "web1",
+            "-web",
+            "web 1",
+            "web1\n",
+            "ü",
+            "",
+            "a" * 300,
+            "web1.example.com",
+            "1",
+            "_x",
+            ".x",
+            "web1:22",
+            "$(touch pwned)",
+            "web1\u2028",
+        ]
+    ),
+    st.text(max_size=10),
+    st.integers(),
+    st.booleans(),
+    st.none(),
+    st.dates(),
+)
 inventories = st.fixed_dictionaries(
-    {"hosts": st.one_of(st.dictionaries(host_names, st.one_of(st.none(), host_maps), max_size=3),
-                        values)},
+    {
+        "hosts": st.one_of(
+            st.dictionaries(host_names, st.one_of(st.none(), host_maps), max_size=3), values
+        )
+    },
     optional={"config": st.one_of(host_maps, values), "extra": values},
-)  # fmt: skip
+)
 
 
 @FUZZ
@@ -146,11 +252,15 @@ def test_inventories_with_wrong_types_unknown_keys_odd_hosts_and_ref_cycles(text
 
 
 @FUZZ
-@given(a=st.sampled_from(sorted(k for k, v in KEYS.items() if v.check.__name__ == "_str")),
-       b=st.sampled_from([*KEYS, "alias"]), c=st.sampled_from([*KEYS, "alias"]))  # fmt: skip
+@given(
+    a=st.sampled_from(sorted(k for k, v in KEYS.items() if v.check.__name__ == "_str")),
+    b=st.sampled_from([*KEYS, "alias"]),
+    c=st.sampled_from([*KEYS, "alias"]),
+)
 def test_ref_cycles_are_refused_by_name(a, b, c):
-    doc = {"hosts": {"web1": {"deploy_path": "/srv/app", a: ref(b), b: "x" + ref(c),
-                              c: ref(a) + "y"}}}  # fmt: skip
+    doc = {
+        "hosts": {"web1": {"deploy_path": "/srv/app", a: ref(b), b: "x" + ref(c), c: ref(a) + "y"}}
+    }
     message = check_text("{{ref}} cycles", yaml.safe_dump(doc))
     if message != "loaded" and "refers to itself" in message:
         assert any(ref(k) in message for k in (a, b, c)), message
@@ -176,20 +286,72 @@ hosts:
 """
 # Fragments spliced into BASE. Digits, anchors and `!!type` tags are left out on purpose:
 # the bugs they reach are pinned by the xfail tests at the end, one reproducer each.
-SPLICES = (":", "-", "- ", "{", "}", "[", "]", ",", "!", "!x", "!!str", "!!binary", "|", ">",
-           "'", '"', "#", "%", "@", "`", "?", "? ", "\t", "\n", " ", "  ", "\\", "\0", "\x85",
-           "\ufeff", "ü", "<<", "<<: ", "~", "null", "yes", "no", "{{port}}", "{{x}}", "{{",
-           ".inf", "*q", "&z ", "---", "...", "%YAML", "\r", "\x1b")  # fmt: skip
+SPLICES = (
+    ":",
+    "-",
+    "- ",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    "!",
+    "!x",
+    "!!str",
+    "!!binary",
+    "|",
+    ">",
+    "'",
+    '"',
+    "#",
+    "%",
+    "@",
+    "`",
+    "?",
+    "? ",
+    "\t",
+    "\n",
+    " ",
+    "  ",
+    "\\",
+    "\0",
+    "\x85",
+    "\ufeff",
+    "ü",
+    "<<",
+    "<<: ",
+    "~",
+    "null",
+    "yes",
+    "no",
+    "{{port}}",
+    "{{x}}",
+    "{{",
+    ".inf",
+    "*q",
+    "&z ",
+    "---",
+    "...",
+    "%YAML",
+    "\r",
+    "\x1b",
+)
 cuts = st.integers(1, 8).map(lambda n: -n)  # delete n characters
-edits = st.lists(st.tuples(st.integers(0, len(BASE)), st.one_of(st.sampled_from(SPLICES), cuts)),
-                 min_size=1, max_size=4)  # fmt: skip
+edits = st.lists(
+    st.tuples(st.integers(0, len(BASE)), st.one_of(st.sampled_from(SPLICES), cuts)),
+    min_size=1,
+    max_size=4,
+)
 
 
 def mutate(text: str, changes: list[tuple[int, str | int]]) -> str:
     for at, change in changes:
         at = min(at, len(text))
-        text = text[:at] + change + text[at:] if isinstance(change, str) else (
-            text[:at] + text[at - change:])
+        text = (
+            text[:at] + change + text[at:]
+            if isinstance(change, str)
+            else (text[:at] + text[at - change :])
+        )
     return text
 
 
@@ -204,11 +366,16 @@ def test_mutated_inventory_text(changes):
 
 
 @settings(FUZZ, max_examples=60)
-@given(data=st.one_of(st.binary(max_size=300),
-                      st.text(max_size=100).map(lambda t: t.encode("utf-16")),
-                      st.text(max_size=100).map(lambda t: t.encode("latin-1", "replace")),
-                      st.builds(lambda b, cut: BASE.encode()[:cut] + b, st.binary(max_size=8),
-                                st.integers(0, len(BASE)))))  # fmt: skip
+@given(
+    data=st.one_of(
+        st.binary(max_size=300),
+        st.text(max_size=100).map(lambda t: t.encode("utf-16")),
+        st.text(max_size=100).map(lambda t: t.encode("latin-1", "replace")),
+        st.builds(
+            lambda b, cut: BASE.encode()[:cut] + b, st.binary(max_size=8), st.integers(0, len(BASE))
+        ),
+    )
+)
 def test_random_bytes_through_load(tmp_path, data):
     check_file("random bytes file", tmp_path / NAME, data)
 
@@ -220,7 +387,7 @@ LOL = '["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]'
 
 def alias_bomb(levels: int = 9) -> str:
     """Billion laughs: each anchor is nine aliases of the one before (9**9 strings)."""
-    out = [f'a0: &a0 {LOL}']
+    out = [f"a0: &a0 {LOL}"]
     out += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
     return "\n".join(out) + "\n"
 
@@ -252,67 +419,106 @@ EXPLICIT: dict[str, tuple[str, str | None]] = {
     "two documents": (VALID + "---\n" + VALID, "invalid YAML"),
     "anchors, aliases and a merge key": (
         "config: &defaults\n  deploy_path: /srv/app\n  labels: &l {stage: prod}\n"
-        "hosts:\n  web1:\n    <<: *defaults\n  web2: {labels: *l, keep_releases: 2}\n", None),
+        "hosts:\n  web1:\n    <<: *defaults\n  web2: {labels: *l, keep_releases: 2}\n",
+        None,
+    ),
     "merge key of a scalar": ("hosts:\n  web1: {<<: 1}\n", "invalid YAML"),
     "billion laughs alias bomb (top level)": (alias_bomb(), "unknown top-level key 'a0'"),
     "undefined alias": ("hosts: *nope\n", "found undefined alias"),
     "self-referencing map alias": ("hosts: &h\n  web1: *h\n", "invalid YAML"),
-    "python tag: os.system": ('hosts: !!python/object/apply:os.system ["touch pwned"]\n',
-                              "could not determine a constructor"),
+    "python tag: os.system": (
+        'hosts: !!python/object/apply:os.system ["touch pwned"]\n',
+        "could not determine a constructor",
+    ),
     "python tag: subprocess.Popen": (
         "hosts:\n  web1:\n    deploy_path: !!python/object/new:subprocess.Popen\n"
-        "      args: [[touch, pwned]]\n", "could not determine a constructor"),
+        "      args: [[touch, pwned]]\n",
+        "could not determine a constructor",
+    ),
     "python tag: name": ("config: !!python/name:os.system\n", "could not determine a constructor"),
     "python tag: module": ("config: !!python/module:os\n", "could not determine a constructor"),
-    "python tag: long form": ('hosts: !<tag:yaml.org,2002:python/object/apply:os.system> '
-                              '["touch pwned"]\n', "could not determine a constructor"),
+    "python tag: long form": (
+        'hosts: !<tag:yaml.org,2002:python/object/apply:os.system> ["touch pwned"]\n',
+        "could not determine a constructor",
+    ),
     "python tag: tuple": ("hosts: !!python/tuple [1, 2]\n", "could not determine a constructor"),
     "unknown local tag": ("hosts: !custom {web1: {}}\n", "could not determine a constructor"),
-    "binary value": ("hosts:\n  web1: {deploy_path: !!binary L3Nydi9hcHA=}\n",
-                     "deploy_path must be a string, not bytes"),
+    "binary value": (
+        "hosts:\n  web1: {deploy_path: !!binary L3Nydi9hcHA=}\n",
+        "deploy_path must be a string, not bytes",
+    ),
     "duplicate top-level key": (VALID + VALID, "duplicate key 'hosts' at line 3"),
-    "duplicate host": ("hosts:\n  web1: {deploy_path: /a}\n  web1: {deploy_path: /b}\n",
-                       "duplicate key 'web1' at line 3"),
-    "duplicate key in a host": ("hosts:\n  web1:\n    deploy_path: /a\n    deploy_path: /b\n",
-                                "host web1: duplicate key 'deploy_path' at line 4"),
+    "duplicate host": (
+        "hosts:\n  web1: {deploy_path: /a}\n  web1: {deploy_path: /b}\n",
+        "duplicate key 'web1' at line 3",
+    ),
+    "duplicate key in a host": (
+        "hosts:\n  web1:\n    deploy_path: /a\n    deploy_path: /b\n",
+        "host web1: duplicate key 'deploy_path' at line 4",
+    ),
     "duplicate key in a nested map": (
         "config:\n  labels: {stage: a, stage: b}\nhosts: {web1: {deploy_path: /a}}\n",
-        "config: duplicate key 'stage' at line 2"),
+        "config: duplicate key 'stage' at line 2",
+    ),
     "complex key": ("? [a, b]\n: 1\n", "a key must be a plain value"),
     "NUL in the text": (VALID + "\0\n", "invalid YAML"),
     "byte order mark": ("\ufeff" + VALID, None),
     "CRLF line ends": (VALID.replace("\n", "\r\n"), None),
     "CR line ends": (VALID.replace("\n", "\r"), None),
-    "escape sequences and controls": ('hosts:\n  "web\\x1b[31m1": {deploy_path: /srv/app}\n',
-                                      "a host name must be letters"),
-    "host name with a newline": ('hosts: {"web1\\nweb2": {deploy_path: /srv/app}}\n',
-                                 r"host 'web1\nweb2'"),
+    "escape sequences and controls": (
+        'hosts:\n  "web\\x1b[31m1": {deploy_path: /srv/app}\n',
+        "a host name must be letters",
+    ),
+    "host name with a newline": (
+        'hosts: {"web1\\nweb2": {deploy_path: /srv/app}}\n',
+        r"host 'web1\nweb2'",
+    ),
     "a 1000 character host name": ("hosts: {" + "a" * 1000 + ": {deploy_path: /a}}\n", None),
     # YAML allows 1024 characters in an implicit key: longer is a clean YAML error.
-    "a 10 000 character host name": ("hosts: {" + "a" * 10_000 + ": {deploy_path: /a}}\n",
-                                     "invalid YAML at line 1"),
-    "a 500 kB value": ("hosts:\n  web1: {deploy_path: /srv/app, application: "
-                       + "x" * 500_000 + "}\n", None),
-    "a 4000-digit port": ("hosts: {web1: {deploy_path: /a, port: 1" + "0" * 4000 + "}}\n",
-                          "port must be between 1 and 65535"),
+    "a 10 000 character host name": (
+        "hosts: {" + "a" * 10_000 + ": {deploy_path: /a}}\n",
+        "invalid YAML at line 1",
+    ),
+    "a 500 kB value": (
+        "hosts:\n  web1: {deploy_path: /srv/app, application: " + "x" * 500_000 + "}\n",
+        None,
+    ),
+    "a 4000-digit port": (
+        "hosts: {web1: {deploy_path: /a, port: 1" + "0" * 4000 + "}}\n",
+        "port must be between 1 and 65535",
+    ),
     "deep flow lists": ("[" * 1200 + "]" * 1200, "nested too deeply"),
     "deep block lists": ("- " * 1200 + "x\n", "nested too deeply"),
     "deep flow maps": ("{a: " * 1200 + "1" + "}" * 1200, "nested too deeply"),
-    "deep lists in a host": ("hosts:\n  web1:\n    deploy_path: /a\n    exclude: "
-                             + "[" * 1200 + "]" * 1200 + "\n", "nested too deeply"),
-    "{{ref}} self cycle": ("hosts: {web1: {deploy_path: '/{{deploy_path}}'}}\n",
-                           "refers to itself (deploy_path -> deploy_path)"),
+    "deep lists in a host": (
+        "hosts:\n  web1:\n    deploy_path: /a\n    exclude: " + "[" * 1200 + "]" * 1200 + "\n",
+        "nested too deeply",
+    ),
+    "{{ref}} self cycle": (
+        "hosts: {web1: {deploy_path: '/{{deploy_path}}'}}\n",
+        "refers to itself (deploy_path -> deploy_path)",
+    ),
     "{{ref}} three-key cycle": (
         "hosts: {web1: {deploy_path: /a, application: '{{source}}', source: '{{composer}}',"
-        " composer: '{{application}}'}}\n", "refers to itself"),
-    "{{ref}} to a map": ("hosts: {web1: {deploy_path: /a, application: '{{labels}}',"
-                         " labels: {a: b}}}\n", "must refer to a string or number"),
-    "{{ref}} to nothing": ("hosts: {web1: {deploy_path: '/{{nope}}'}}\n",
-                           "refers to a key that is not set"),
-    "YAML 1.1 booleans": ("hosts: {web1: {deploy_path: /a, forward_agent: yes,"
-                          " upload_hardlinks: off}}\n", None),
-    "the Norway problem": ("hosts: {web1: {deploy_path: /a, labels: {stage: no}}}\n",
-                           "labels must be a map of names to strings"),
+        " composer: '{{application}}'}}\n",
+        "refers to itself",
+    ),
+    "{{ref}} to a map": (
+        "hosts: {web1: {deploy_path: /a, application: '{{labels}}', labels: {a: b}}}\n",
+        "must refer to a string or number",
+    ),
+    "{{ref}} to nothing": (
+        "hosts: {web1: {deploy_path: '/{{nope}}'}}\n",
+        "refers to a key that is not set",
+    ),
+    "YAML 1.1 booleans": (
+        "hosts: {web1: {deploy_path: /a, forward_agent: yes, upload_hardlinks: off}}\n",
+        None,
+    ),
+    "the Norway problem": (
+        "hosts: {web1: {deploy_path: /a, labels: {stage: no}}}\n",
+        "labels must be a map of names to strings",
+    ),
     "float port": ("hosts: {web1: {deploy_path: /a, port: 22.0}}\n", "port must be an integer"),
     "YAML version 9.9": ("%YAML 9.9\n---\n" + VALID, "invalid YAML at line 1"),
 }
@@ -334,8 +540,10 @@ def test_explicit_bad_inventories(kind, tmp_path, monkeypatch):
 
 
 FILES: dict[str, tuple[bytes, str]] = {
-    "non-UTF-8 file (latin-1)": (b"hosts:\n  web1: {deploy_path: /srv/caf\xe9}\n",
-                                 "cannot read inventory: 'utf-8' codec can't decode"),
+    "non-UTF-8 file (latin-1)": (
+        b"hosts:\n  web1: {deploy_path: /srv/caf\xe9}\n",
+        "cannot read inventory: 'utf-8' codec can't decode",
+    ),
     "UTF-16 file": (VALID.encode("utf-16"), "cannot read inventory"),
     "binary garbage": (bytes(range(256)) * 8, "cannot read inventory"),
     "binary garbage that is valid UTF-8": (bytes(range(1, 128)) * 8, "invalid YAML"),
@@ -374,8 +582,10 @@ def test_unreadable_paths(kind, tmp_path):
 FABFILE = "from atomicdeploy import namespace\nns = namespace()\n"
 FAB_CASES: dict[str, tuple[bytes, str]] = {
     "invalid YAML": (b"hosts: [web1\n", "inventory.yml: invalid YAML at line"),
-    "python tag": (b'hosts: !!python/object/apply:os.system ["touch pwned"]\n',
-                   "could not determine a constructor"),
+    "python tag": (
+        b'hosts: !!python/object/apply:os.system ["touch pwned"]\n',
+        "could not determine a constructor",
+    ),
     "non-UTF-8 file": (b"hosts:\n  web1: {deploy_path: /srv/caf\xe9}\n", "cannot read inventory"),
     "file larger than 1 MB": (b"#" * (MAX_INVENTORY_BYTES + 1), "larger than"),
 }
@@ -385,9 +595,16 @@ def fab_list(tmp_path: Path, data: bytes) -> subprocess.CompletedProcess:
     (tmp_path / "fabfile.py").write_text(FABFILE)
     (tmp_path / NAME).write_bytes(data)
     env = {k: v for k, v in os.environ.items() if k != "ATOMICDEPLOY_INVENTORY"}
-    return subprocess.run([sys.executable, "-m", "fabric", "--list"], cwd=tmp_path,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
-                          env=env, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "fabric", "--list"],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
 
 
 def assert_usage_error(proc: subprocess.CompletedProcess, expected: str) -> None:
@@ -429,8 +646,9 @@ def test_values_pyyaml_cannot_construct(kind):
     check_text(kind, f"hosts:\n  web1:\n    deploy_path: /srv/app\n    {value}\n")
 
 
-@pytest.mark.parametrize("value", ["exclude: &x [*x]", "hooks: &h {after_shared: [*h]}",
-                                   "labels: &l {a: [*l]}"])  # fmt: skip
+@pytest.mark.parametrize(
+    "value", ["exclude: &x [*x]", "hooks: &h {after_shared: [*h]}", "labels: &l {a: [*l]}"]
+)
 def test_recursive_aliases_in_values(value):
     check_text("recursive alias in a value", f"hosts:\n  web1:\n    deploy_path: /a\n    {value}\n")
 
@@ -457,9 +675,15 @@ def parse_in_a_box(tmp_path: Path, text: str, budget: float = 3.0) -> str:
     (tmp_path / NAME).write_text(text)
     started = time.monotonic()
     try:
-        proc = subprocess.run([sys.executable, "-c", PARSE_WITH_LIMITS, str(tmp_path / NAME)],
-                              cwd=REPO, capture_output=True, text=True, timeout=budget,
-                              stdin=subprocess.DEVNULL, check=False)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-c", PARSE_WITH_LIMITS, str(tmp_path / NAME)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=budget,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         raise AssertionError(f"parse still running after {budget}s") from None
     assert proc.returncode == 0, proc.stderr[-500:]
@@ -471,8 +695,9 @@ def parse_in_a_box(tmp_path: Path, text: str, budget: float = 3.0) -> str:
 def test_the_top_level_alias_bomb_is_refused_fast(tmp_path):
     with recorded("billion laughs alias bomb (top level, 1 GB / 3 s box)"):
         got = parse_in_a_box(tmp_path, alias_bomb())
-        assert got == ("ConfigError: inventory.yml: unknown top-level key 'a0'"
-                       " (valid: config, hosts)")
+        assert got == (
+            "ConfigError: inventory.yml: unknown top-level key 'a0' (valid: config, hosts)"
+        )
 
 
 @pytest.mark.parametrize("key", ["exclude", "labels"])
@@ -488,10 +713,12 @@ def test_an_alias_bomb_inside_a_host_finishes_fast(tmp_path, key):
 def test_a_ref_expansion_bomb_finishes_fast(tmp_path):
     with recorded("{{ref}} expansion bomb"):
         n = 1000
-        text = ("hosts:\n  web1:\n    deploy_path: /srv/app\n    composer: xxxxxxxxxx\n"
-                f"    source: \"{'{{composer}}' * n}\"\n"
-                f"    application: \"{'{{source}}' * n}\"\n"
-                f"    composer_options: \"{'{{application}}' * n}\"\n")  # fmt: skip
+        text = (
+            "hosts:\n  web1:\n    deploy_path: /srv/app\n    composer: xxxxxxxxxx\n"
+            f'    source: "{"{{composer}}" * n}"\n'
+            f'    application: "{"{{source}}" * n}"\n'
+            f'    composer_options: "{"{{application}}" * n}"\n'
+        )
         got = parse_in_a_box(tmp_path, text)
         assert got.startswith(("ConfigError: inventory.yml: ", "Inventory"))
 

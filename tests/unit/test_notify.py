@@ -178,15 +178,19 @@ def test_message_without_revision_or_release_still_reads():
 def test_rollback_and_switch_messages_name_the_target_once_it_is_known():
     start = Event("start", "prod", "", "alice", "", ("web1", "web2"), action="rollback")
     assert message(start)["text"] == (
-        "atomicdeploy: rollback of prod by alice started on web1, web2")
+        "atomicdeploy: rollback of prod by alice started on web1, web2"
+    )
     done = Event("success", "prod", "", "alice", "R1", ("web1",), 0.84, action="rollback")
     assert message(done)["text"] == (
-        "atomicdeploy: rollback of prod to R1 by alice succeeded in 0.8 s")
+        "atomicdeploy: rollback of prod to R1 by alice succeeded in 0.8 s"
+    )
     assert message(done)["atomicdeploy"]["action"] == "rollback"
-    failed = Event("failure", "prod", "", "bob", "R2", ("web1",), 1.0, "[web1 switch] boom",
-                   action="switch")  # fmt: skip
+    failed = Event(
+        "failure", "prod", "", "bob", "R2", ("web1",), 1.0, "[web1 switch] boom", action="switch"
+    )
     assert message(failed)["text"] == (
-        "atomicdeploy: switch of prod to R2 by bob FAILED after 1.0 s: [web1 switch] boom")
+        "atomicdeploy: switch of prod to R2 by bob FAILED after 1.0 s: [web1 switch] boom"
+    )
 
 
 def test_payload_is_json_serialisable():
@@ -315,30 +319,48 @@ def test_the_notifier_times_the_run_masks_the_error_and_lists_each_hosts_failure
     from atomicdeploy.notify import Notifier
 
     warnings: list[str] = []
-    notifier = Notifier([server.url], stage="prod", revision="abc", user="alice",
-                        hosts=("web1", "web2"), warn=warnings.append,
-                        mask=lambda t: t.replace("hunter2", "***"))  # fmt: skip
+    notifier = Notifier(
+        [server.url],
+        stage="prod",
+        revision="abc",
+        user="alice",
+        hosts=("web1", "web2"),
+        warn=warnings.append,
+        mask=lambda t: t.replace("hunter2", "***"),
+    )
     notifier("start", "R1")
-    failure = FleetError("prepare failed on 1/2 host(s): web2", {
-        "web2": AtomicDeployError("password hunter2 refused", host="web2", step="hook")})
+    failure = FleetError(
+        "prepare failed on 1/2 host(s): web2",
+        {"web2": AtomicDeployError("password hunter2 refused", host="web2", step="hook")},
+    )
     notifier("failure", "R1", failure)
     notifier.close()
     start, failed = (json.loads(r["body"])["atomicdeploy"] for r in server.requests)
     assert start["duration_s"] is None and failed["duration_s"] >= 0
-    assert failed["error"] == ("prepare failed on 1/2 host(s): web2;"
-                               " [web2 hook] password *** refused")  # fmt: skip
+    assert failed["error"] == (
+        "prepare failed on 1/2 host(s): web2; [web2 hook] password *** refused"
+    )
     assert [w.split(":")[0] for w in warnings] == ["webhook #1 is plain http"]
     warnings.clear()
-    Notifier([], stage="s", revision="", user="u", hosts=(), warn=warnings.append,
-             mask=str)("start", "R1")  # no URL: nothing sent, nothing said
+    Notifier([], stage="s", revision="", user="u", hosts=(), warn=warnings.append, mask=str)(
+        "start", "R1"
+    )  # no URL: nothing sent, nothing said
     assert len(server.requests) == 2 and warnings == []
 
 
 def _notifier(urls, warnings, **kw):
     from atomicdeploy.notify import Notifier
 
-    return Notifier(urls, stage="prod", revision="abc", user="alice", hosts=("web1",),
-                    warn=warnings.append, mask=str, **kw)  # fmt: skip
+    return Notifier(
+        urls,
+        stage="prod",
+        revision="abc",
+        user="alice",
+        hosts=("web1",),
+        warn=warnings.append,
+        mask=str,
+        **kw,
+    )
 
 
 def test_a_hanging_webhook_never_holds_the_deploy_and_the_run_waits_a_bounded_time(
@@ -364,8 +386,12 @@ def test_a_hanging_webhook_never_holds_the_deploy_and_the_run_waits_a_bounded_ti
     hang.set()
     assert 0.5 <= took < 2
     assert warnings == ["a webhook did not answer within 0.5 s: not waiting for it"]
-    faults.record("fault", "webhook whose DNS lookup hangs", tries=1,
-                  outcome="deploy not held; the run waited 0.5 s (total) and warned")
+    faults.record(
+        "fault",
+        "webhook whose DNS lookup hangs",
+        tries=1,
+        outcome="deploy not held; the run waited 0.5 s (total) and warned",
+    )
 
 
 def test_notifications_arrive_in_order_and_https_gets_no_warning(server):

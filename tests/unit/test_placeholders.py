@@ -16,21 +16,24 @@ from atomicdeploy.inventory.refs import _REF
 from tests import faults
 
 
-@pytest.mark.parametrize(("text", "inside"), [
-    ("echo {{a}}", []),
-    ("echo '{{a}}'", ["quotes"]),
-    ('echo "{{a}}"', ["quotes"]),
-    ('echo "x {{a}} y"', ["quotes"]),
-    ('echo "$(cat {{a}})"', []),  # a command substitution is read afresh
-    ('echo "`cat {{a}}` {{b}}"', ["quotes"]),
-    ("echo \\'{{a}} it\\'s", []),  # escaped quotes open nothing
-    ("# don't\necho {{a}}", []),  # nor does one in a comment
-    ("cat > f <<EOF\n{{a}}\nEOF\necho {{b}}", ["a here-document"]),
-    ("cat <<-'EOF'\n\t{{a}}\n\tEOF\necho {{b}} '{{c}}'", ["a here-document", "quotes"]),
-    ("x=$((1+(2))) {{a}} $(echo (a) {{b}})", []),
-    ("cat <<<'{{a}}' {{b}}", ["quotes"]),  # a here-string is an ordinary word
-    ("echo '{{a}}", ["quotes"]),  # an unclosed quote
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "inside"),
+    [
+        ("echo {{a}}", []),
+        ("echo '{{a}}'", ["quotes"]),
+        ('echo "{{a}}"', ["quotes"]),
+        ('echo "x {{a}} y"', ["quotes"]),
+        ('echo "$(cat {{a}})"', []),  # a command substitution is read afresh
+        ('echo "`cat {{a}}` {{b}}"', ["quotes"]),
+        ("echo \\'{{a}} it\\'s", []),  # escaped quotes open nothing
+        ("# don't\necho {{a}}", []),  # nor does one in a comment
+        ("cat > f <<EOF\n{{a}}\nEOF\necho {{b}}", ["a here-document"]),
+        ("cat <<-'EOF'\n\t{{a}}\n\tEOF\necho {{b}} '{{c}}'", ["a here-document", "quotes"]),
+        ("x=$((1+(2))) {{a}} $(echo (a) {{b}})", []),
+        ("cat <<<'{{a}}' {{b}}", ["quotes"]),  # a here-string is an ordinary word
+        ("echo '{{a}}", ["quotes"]),  # an unclosed quote
+    ],
+)
 def test_where_a_placeholder_stands(text, inside):
     assert [where for _, where in quoted_refs(text, _REF)] == inside
 
@@ -49,14 +52,26 @@ def inventory(application: str, hook: str, test: str = "sudo -n nginx -t") -> st
         """)
 
 
-HOSTILE = ["shop; touch pwned", "$(touch pwned)", "`touch pwned`", "a'; touch pwned; '",
-           'a"; touch pwned; "', "a\nEOF\ntouch pwned\ncat <<EOF",
-           "\\'; touch pwned #"]  # fmt: skip
-HOOKS = ["echo {{application}}", "echo '{{application}}'", 'echo "{{application}}"',
-         'echo "name: {{application}}!"', "echo x'{{application}}'y",
-         'echo "$(echo {{application}})"', "cat <<EOF\n{{application}}\nEOF",
-         "cat <<'EOF'\n{{application}}\nEOF",
-         "cd {{deploy_path}}/x 2>/dev/null; echo {{application}}"]  # fmt: skip
+HOSTILE = [
+    "shop; touch pwned",
+    "$(touch pwned)",
+    "`touch pwned`",
+    "a'; touch pwned; '",
+    'a"; touch pwned; "',
+    "a\nEOF\ntouch pwned\ncat <<EOF",
+    "\\'; touch pwned #",
+]
+HOOKS = [
+    "echo {{application}}",
+    "echo '{{application}}'",
+    'echo "{{application}}"',
+    'echo "name: {{application}}!"',
+    "echo x'{{application}}'y",
+    'echo "$(echo {{application}})"',
+    "cat <<EOF\n{{application}}\nEOF",
+    "cat <<'EOF'\n{{application}}\nEOF",
+    "cd {{deploy_path}}/x 2>/dev/null; echo {{application}}",
+]
 
 
 @pytest.mark.parametrize("hook", HOOKS)
@@ -64,8 +79,11 @@ HOOKS = ["echo {{application}}", "echo '{{application}}'", 'echo "{{application}
 def test_a_hostile_value_is_refused_at_load_or_printed_never_run(tmp_path, hook, value):
     """Each hook spelling: either the inventory is refused (one line, exit 2) or the command,
     run by sh, prints the value and never runs the `touch` inside it."""
-    with faults.trying("bad input", "{{application}} holding shell code, quoted or not, in a"
-                       " hook", "refused at load (inside quotes) or one word (unquoted)"):
+    with faults.trying(
+        "bad input",
+        "{{application}} holding shell code, quoted or not, in a hook",
+        "refused at load (inside quotes) or one word (unquoted)",
+    ):
         try:
             (host,) = parse(inventory(value, hook)).hosts
         except ConfigError as exc:
@@ -83,8 +101,9 @@ def test_the_refusal_names_the_field_and_says_how_to_write_it():
     assert str(info.value) == (
         "inventory.yml: host web1: hooks.after_switch: {{application}} stands inside quotes,"
         " where its value would be read as code: write it without quotes"
-        " (`cd {{deploy_path}}/x`, not `cd \"{{deploy_path}}/x\"`): it is pasted shell-quoted,"
-        " as one word")
+        ' (`cd {{deploy_path}}/x`, not `cd "{{deploy_path}}/x"`): it is pasted shell-quoted,'
+        " as one word"
+    )
     with pytest.raises(ConfigError) as info:
         parse(inventory("a b", "true", test="nginx -t -c '/etc/{{application}}.conf'"))
     assert "host web1: nginx.test: {{application}} stands inside quotes" in str(info.value)
@@ -99,7 +118,8 @@ def test_a_plain_value_may_stand_anywhere_so_ordinary_hooks_do_not_change():
 
 def test_values_outside_shell_text_are_pasted_as_they_are():
     text = inventory("shop; it's", "echo {{application}}").replace(
-        "deploy_path: /srv/shop", "deploy_path: \"/srv/{{application}}\"")
+        "deploy_path: /srv/shop", 'deploy_path: "/srv/{{application}}"'
+    )
     (host,) = parse(text).hosts
     assert host.deploy_path == "/srv/shop; it's"
     assert host.hooks["after_switch"][0].run == "echo 'shop; it'\"'\"'s'"

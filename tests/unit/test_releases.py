@@ -69,9 +69,12 @@ def test_new_release_name_suffix_sorts_between_seconds():
 
 
 @settings(max_examples=50, deadline=None, database=None)
-@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 1, 1),
-                    timezones=st.just(UTC)),
-       st.integers(min_value=0, max_value=5))  # fmt: skip
+@given(
+    st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2099, 1, 1), timezones=st.just(UTC)
+    ),
+    st.integers(min_value=0, max_value=5),
+)
 def test_new_release_names_sort_in_time_order(now, taken_count):
     base = new_release_name(now)
     taken = [base] + [f"{base}.{n:02d}" for n in range(1, taken_count)]
@@ -89,8 +92,14 @@ def test_log_entry_render_is_one_sorted_ascii_json_line():
     line = entry.render()
     assert "\n" not in line and line.isascii()
     assert list(json.loads(line)) == sorted(json.loads(line))
-    assert json.loads(line) == {"release": "R1", "state": "live", "time": "2026-01-01T00:00:00Z",
-                                "user": "zoë", "revision": "abc", "note": "a\nb"}  # fmt: skip
+    assert json.loads(line) == {
+        "release": "R1",
+        "state": "live",
+        "time": "2026-01-01T00:00:00Z",
+        "user": "zoë",
+        "revision": "abc",
+        "note": "a\nb",
+    }
     minimal = LogEntry("R1", BUILDING, "t").render()
     assert json.loads(minimal) == {"release": "R1", "state": "building", "time": "t"}
 
@@ -106,8 +115,17 @@ def test_log_round_trip():
 
 
 @settings(max_examples=50, deadline=None, database=None)
-@given(st.builds(LogEntry, release=st.text(), state=st.sampled_from(STATES), time=st.text(),
-                 user=st.text(), revision=st.text(), note=st.text()))  # fmt: skip
+@given(
+    st.builds(
+        LogEntry,
+        release=st.text(),
+        state=st.sampled_from(STATES),
+        time=st.text(),
+        user=st.text(),
+        revision=st.text(),
+        note=st.text(),
+    )
+)
 def test_log_round_trip_property(entry):
     assert parse_log(entry.render()) == [entry]
     assert parse_log(entry.render() + "\n" + entry.render() + "\n") == [entry, entry]
@@ -116,21 +134,23 @@ def test_log_round_trip_property(entry):
 def test_parse_log_skips_torn_and_garbage_lines():
     good1 = LogEntry("R1", COMPLETE, "t1").render()
     good2 = LogEntry("R2", BUILDING, "t2").render()
-    text = "\n".join([
-        good1,
-        '{"release": "R2", "sta',  # torn by a crash
-        "",
-        "   ",
-        "not json at all",
-        "[1, 2]",
-        "123",
-        "null",
-        '"a string"',
-        '{"state": "complete"}',  # no release
-        '{"release": "R3"}',  # no state
-        good2,
-        good1[: len(good1) // 2],
-    ])  # fmt: skip
+    text = "\n".join(
+        [
+            good1,
+            '{"release": "R2", "sta',  # torn by a crash
+            "",
+            "   ",
+            "not json at all",
+            "[1, 2]",
+            "123",
+            "null",
+            '"a string"',
+            '{"state": "complete"}',  # no release
+            '{"release": "R3"}',  # no state
+            good2,
+            good1[: len(good1) // 2],
+        ]
+    )
     assert parse_log(text) == [LogEntry("R1", COMPLETE, "t1"), LogEntry("R2", BUILDING, "t2")]
 
 
@@ -151,8 +171,14 @@ def states(infos: list[ReleaseInfo]) -> list[tuple[str, str]]:
 
 
 def test_fold_live_only_for_current():
-    entries = log(("R1", BUILDING), ("R1", COMPLETE), ("R1", LIVE),
-                  ("R2", BUILDING), ("R2", COMPLETE), ("R2", LIVE))  # fmt: skip
+    entries = log(
+        ("R1", BUILDING),
+        ("R1", COMPLETE),
+        ("R1", LIVE),
+        ("R2", BUILDING),
+        ("R2", COMPLETE),
+        ("R2", LIVE),
+    )
     infos = fold(["R2", "R1"], entries, "R2")
     assert states(infos) == [("R1", COMPLETE), ("R2", LIVE)]  # old live became complete
     assert [i.live for i in infos] == [False, True]
@@ -199,8 +225,14 @@ def test_rollback_target_is_newest_good_older_release():
 
 
 def test_rollback_target_skips_bad_releases():
-    rows = [("R1", COMPLETE), ("R2", FAILED), ("R3", BUILDING), ("R4", ROLLED_BACK),
-            ("R5", "unknown"), ("R6", LIVE)]  # fmt: skip
+    rows = [
+        ("R1", COMPLETE),
+        ("R2", FAILED),
+        ("R3", BUILDING),
+        ("R4", ROLLED_BACK),
+        ("R5", "unknown"),
+        ("R6", LIVE),
+    ]
     assert rollback_target(infos_of(rows, "R6"), "R6") == "R1"
 
 
@@ -253,8 +285,16 @@ def test_cleanup_keeps_current_even_when_it_is_not_among_the_newest():
 
 
 def test_cleanup_deletes_bad_releases_but_never_unknown_dirs():
-    rows = [("R1", COMPLETE), ("R2", FAILED), ("R3", ROLLED_BACK), ("R4", BUILDING),
-            ("R5", "unknown"), ("R6", COMPLETE), ("R7", LIVE), ("R8", FAILED)]  # fmt: skip
+    rows = [
+        ("R1", COMPLETE),
+        ("R2", FAILED),
+        ("R3", ROLLED_BACK),
+        ("R4", BUILDING),
+        ("R5", "unknown"),
+        ("R6", COMPLETE),
+        ("R7", LIVE),
+        ("R8", FAILED),
+    ]
     infos = infos_of(rows, "R7")
     assert cleanup_victims(infos, 5, "R7") == ["R2", "R3", "R4", "R8"]
     assert "R5" not in cleanup_victims(infos, 1, "R7")
@@ -262,11 +302,14 @@ def test_cleanup_deletes_bad_releases_but_never_unknown_dirs():
 
 @settings(max_examples=50, deadline=None, database=None)
 @given(
-    rows=st.lists(st.sampled_from([COMPLETE, FAILED, ROLLED_BACK, BUILDING, "unknown", LIVE]),
-                  min_size=0, max_size=12),
+    rows=st.lists(
+        st.sampled_from([COMPLETE, FAILED, ROLLED_BACK, BUILDING, "unknown", LIVE]),
+        min_size=0,
+        max_size=12,
+    ),
     keep=st.integers(min_value=1, max_value=6),
     current_at=st.integers(min_value=-1, max_value=11),
-)  # fmt: skip
+)
 def test_cleanup_invariants(rows, keep, current_at):
     named = [(f"R{i:02d}", s) for i, s in enumerate(rows)]
     current = named[current_at][0] if 0 <= current_at < len(named) else None
@@ -288,12 +331,22 @@ MARKERS = ("@@c@@", "@@r@@", "@@l@@", "@@k@@", "@@v@@")
 
 
 def test_parse_state_sections():
-    out = "\n".join([
-        "@@c@@", "releases/R2",
-        "@@r@@", "R1", "R2", "R3",
-        "@@l@@", LogEntry("R1", COMPLETE, "t").render(), LogEntry("R2", COMPLETE, "t").render(),
-        "@@k@@", '{"user": "alice"}', "",
-    ])  # fmt: skip
+    out = "\n".join(
+        [
+            "@@c@@",
+            "releases/R2",
+            "@@r@@",
+            "R1",
+            "R2",
+            "R3",
+            "@@l@@",
+            LogEntry("R1", COMPLETE, "t").render(),
+            LogEntry("R2", COMPLETE, "t").render(),
+            "@@k@@",
+            '{"user": "alice"}',
+            "",
+        ]
+    )
     state = parse_state(out, MARKERS)
     assert state.current == "R2"
     assert states(list(state.releases)) == [("R1", COMPLETE), ("R2", LIVE), ("R3", "unknown")]
@@ -332,8 +385,9 @@ def test_a_release_directory_named_with_a_newline_is_not_listed(tmp_path):
     for name in ("20261122T000000Z", forged, "R\x1b[2J\r"):
         (tmp_path / "app" / "releases" / name).mkdir()
     # Bytes, as the SSH channel gives them (text=True would turn "\r" into "\n").
-    out = subprocess.run(["sh", "-c", shell.read_state(lay)], capture_output=True,
-                         check=True).stdout.decode()  # fmt: skip
+    out = subprocess.run(
+        ["sh", "-c", shell.read_state(lay)], capture_output=True, check=True
+    ).stdout.decode()
     state = parse_state(out, shell.STATE_MARKERS)
     assert [r.name for r in state.releases] == ["20261122T000000Z", "R\x1b[2J\r"]
     assert state.lock_owner is None

@@ -60,9 +60,13 @@ def test_parse_rsync_stats_of_the_local_rsync(tmp_path):
     src.mkdir()
     for i in range(1100):
         (src / f"f{i}.php").write_text(f"<?php // {i}\n")
-    out = subprocess.run(["rsync", "--archive", "--stats", "--", f"{src}/", f"{dst}/"],
-                         capture_output=True, text=True, check=True,
-                         stdin=subprocess.DEVNULL).stdout  # fmt: skip
+    out = subprocess.run(
+        ["rsync", "--archive", "--stats", "--", f"{src}/", f"{dst}/"],
+        capture_output=True,
+        text=True,
+        check=True,
+        stdin=subprocess.DEVNULL,
+    ).stdout
     stats = parse_rsync_stats(out)
     assert stats.files_transferred == 1100
     assert stats.files_total == 1101  # the files and the top directory
@@ -129,7 +133,8 @@ def test_rsync_reason_falls_back_to_what_the_exit_code_means():
     assert rsync_reason("", 11) == "error in file I/O on the host (disk full?)"
     assert rsync_reason("", 99) == "no output"
     assert rsync_reason("rsync: write failed: No space left on device (28)\n", 11) == (
-        "rsync: write failed: No space left on device (28)")
+        "rsync: write failed: No space left on device (28)"
+    )
 
 
 def test_a_commands_output_is_kept_as_its_last_mebibyte_only():
@@ -156,13 +161,15 @@ def test_a_connect_error_on_a_jump_host_names_the_jump_host():
     from atomicdeploy import remote
     from atomicdeploy.inventory import HostConfig
 
-    host = HostConfig(name="web1", deploy_path="/srv/app", hostname="behind-jump",
-                      known_hosts="/kh")  # fmt: skip
+    host = HostConfig(
+        name="web1", deploy_path="/srv/app", hostname="behind-jump", known_hosts="/kh"
+    )
     key = paramiko.RSAKey.generate(1024)
     exc = paramiko.AuthenticationException("Authentication failed.")
     exc.jump_host = "10.0.0.9:2222"
     assert remote.describe_connect_error(host, exc) == (
-        "jump host 10.0.0.9:2222: cannot log in to 10.0.0.9:2222: Authentication failed.")
+        "jump host 10.0.0.9:2222: cannot log in to 10.0.0.9:2222: Authentication failed."
+    )
     changed = paramiko.BadHostKeyException("[10.0.0.9]:2222", key, key)
     changed.jump_host = "10.0.0.9:2222"
     assert "ssh-keygen -R '[10.0.0.9]:2222' -f /kh" in remote.describe_connect_error(host, changed)

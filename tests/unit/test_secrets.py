@@ -103,13 +103,21 @@ def test_text_without_secrets_is_unchanged(text):
 # --- passwords in URLs -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "shown"), [
-    ("health check: https://deploy:pw-1@h.example/up answered 503",
-     "health check: https://deploy:***@h.example/up answered 503"),
-    ("git@github.com:shop/app.git and ssh://git@h/x", "git@github.com:shop/app.git and ssh://git@h/x"),
-    ("fetch https://u:p%40ss@h/r.git failed", "fetch https://u:***@h/r.git failed"),
-    ("two: http://a:b@x/ http://c:d@y/", "two: http://a:***@x/ http://c:***@y/"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (
+            "health check: https://deploy:pw-1@h.example/up answered 503",
+            "health check: https://deploy:***@h.example/up answered 503",
+        ),
+        (
+            "git@github.com:shop/app.git and ssh://git@h/x",
+            "git@github.com:shop/app.git and ssh://git@h/x",
+        ),
+        ("fetch https://u:p%40ss@h/r.git failed", "fetch https://u:***@h/r.git failed"),
+        ("two: http://a:b@x/ http://c:d@y/", "two: http://a:***@x/ http://c:***@y/"),
+    ],
+)
 def test_any_url_password_is_masked_without_being_listed(text, shown):
     assert Masker.of([]).mask(text) == shown
     assert Masker.of(["unrelated-secret"]).mask(text) == shown
@@ -118,7 +126,8 @@ def test_any_url_password_is_masked_without_being_listed(text, shown):
 def test_url_passwords_are_found_as_written_and_decoded():
     assert url_passwords(["https://u:p%40ss@h/", "https://h/", "http://u@h/"]) == ["p%40ss", "p@ss"]
     assert Masker.of(url_passwords(["https://u:p%40ss@h/"])).mask("login p@ss refused") == (
-        "login *** refused")
+        "login *** refused"
+    )
 
 
 def test_text_from_hosts_is_printed_with_its_control_characters_escaped():
@@ -156,8 +165,9 @@ def test_a_newline_from_a_host_never_prints_a_line_of_its_own():
     printed = (err.getvalue() + out.getvalue()).splitlines()
     assert not any(line.startswith("[web2]") for line in printed)
     assert len(printed) == 5  # 3 lines, a header and one row
-    assert printed[0] == ("[web1] failed: locked by eve\\x0a[web2] live: current -> releases/X"
-                          "\\x0d\\x0b\\x1c\\u2028")  # fmt: skip
+    assert printed[0] == (
+        "[web1] failed: locked by eve\\x0a[web2] live: current -> releases/X\\x0d\\x0b\\x1c\\u2028"
+    )
 
 
 def test_a_hooks_output_keeps_its_lines_each_with_the_host_and_its_tabs():
@@ -179,9 +189,11 @@ def test_table_columns_line_up_with_what_is_printed_and_cells_are_masked():
     reporter = Reporter(out, io.StringIO(), live=False, mask=Masker.of(["hunter2"]).mask)
     reporter.table(["release", "user"], [["R1\x1b[2J\t", "x"], ["R2", "hunter2"]], indent="")
     width = len("R1\\x1b[2J\\x09")  # the cell as printed
-    assert out.getvalue().splitlines() == [f"{'release':{width}}  user",
-                                           "R1\\x1b[2J\\x09  x",
-                                           f"{'R2':{width}}  ***"]  # fmt: skip
+    assert out.getvalue().splitlines() == [
+        f"{'release':{width}}  user",
+        "R1\\x1b[2J\\x09  x",
+        f"{'R2':{width}}  ***",
+    ]
 
 
 def test_a_url_password_holding_a_raw_at_sign_is_masked_whole():

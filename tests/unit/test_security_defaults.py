@@ -22,8 +22,11 @@ def test_agent_forwarding_is_off_unless_asked():
     assert host.forward_agent is False
     conn = connect(host, FabricConfig(), KnownHosts())  # builds, does not connect
     assert conn.forward_agent is False
-    faults.record("security", "agent forwarding by default",
-                  outcome="off (the upload uses the same connection)")  # fmt: skip
+    faults.record(
+        "security",
+        "agent forwarding by default",
+        outcome="off (the upload uses the same connection)",
+    )
 
 
 def test_the_upload_has_no_ssh_of_its_own():
@@ -37,13 +40,20 @@ def test_the_upload_has_no_ssh_of_its_own():
 
 def test_every_sudo_we_emit_or_default_to_is_sudo_n():
     texts = [NginxConfig().test, NginxConfig().reload, OpcacheConfig().reload]
-    texts.append(shell.make_writable(Layout("/srv/app"), "R1", ["storage"], "chown",
-                                        http_user="www-data", use_sudo=True))  # fmt: skip
+    texts.append(
+        shell.make_writable(
+            Layout("/srv/app"), "R1", ["storage"], "chown", http_user="www-data", use_sudo=True
+        )
+    )
     for text in texts:
         for m in re.finditer(r"\bsudo\b(\s+\S+)?", text):
             assert m.group(1) and m.group(1).strip() == "-n", text
-    faults.record("security", "sudo in defaults and commands", tries=len(texts),
-                  outcome="always `sudo -n`: fails at once, never a password prompt")
+    faults.record(
+        "security",
+        "sudo in defaults and commands",
+        tries=len(texts),
+        outcome="always `sudo -n`: fails at once, never a password prompt",
+    )
 
 
 def test_a_commands_timeout_exists_by_default():
@@ -61,5 +71,9 @@ def test_secrets_are_masked_in_every_kind_of_line():
     text = out.getvalue() + err.getvalue()
     assert "hunter2" not in text and "T0K" not in text
     assert text.count("***") == 5
-    faults.record("security", "secrets in progress, warning, error and table lines", tries=5,
-                  outcome="masked as ***")
+    faults.record(
+        "security",
+        "secrets in progress, warning, error and table lines",
+        tries=5,
+        outcome="masked as ***",
+    )

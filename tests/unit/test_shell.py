@@ -46,7 +46,7 @@ HOSTILE_DIRS = [
     "-rf --no-preserve-root",
     "a;b&&c|d>e<f*?[x]{y}~!#%",
     "tab\there $HOME \\ back\\'slash",
-    "nest/my app/it's \"q\" $(touch pwned) `touch pwned` ü; touch pwned",
+    'nest/my app/it\'s "q" $(touch pwned) `touch pwned` ü; touch pwned',
 ]
 
 
@@ -54,8 +54,7 @@ HOSTILE_DIRS = [
 
 
 def _env(home: Path) -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8",
-            "HOME": str(home)}  # fmt: skip
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "HOME": str(home)}
 
 
 def sh(script: str, cwd: Path, *, via: str = "sh") -> subprocess.CompletedProcess:
@@ -72,9 +71,17 @@ def sh(script: str, cwd: Path, *, via: str = "sh") -> subprocess.CompletedProces
         fed = shell.script_payload(script).decode()
     else:  # pragma: no cover
         raise AssertionError(via)
-    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=_env(cwd),
-                          input=fed, stdin=None if fed else subprocess.DEVNULL, timeout=60,
-                          check=False)  # fmt: skip
+    return subprocess.run(
+        argv,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=_env(cwd),
+        input=fed,
+        stdin=None if fed else subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
 
 
 def pwned_files(root: Path) -> list[Path]:
@@ -164,8 +171,14 @@ def point_current(lay: Layout, name: str) -> None:
 
 def make_cfg(deploy_path: str, *, token: str = "tok-0123456789abcdef", user: str = "alice"):
     host = HostConfig(name="web1", deploy_path=deploy_path, hostname="web1")
-    run = RunInfo(stage="prod", user=user, local_host="laptop", pid=42,
-                  started="2026-11-22T10:15:00Z", token=token)  # fmt: skip
+    run = RunInfo(
+        stage="prod",
+        user=user,
+        local_host="laptop",
+        pid=42,
+        started="2026-11-22T10:15:00Z",
+        token=token,
+    )
     return Config(host=host, run=run)
 
 
@@ -212,7 +225,7 @@ def test_lock_exact():
 
 def test_unlock_own_exact():
     assert shell.unlock_own(APP, "t1") == (
-        "if grep -qsF -- '\"token\": \"t1\"' /srv/app/.dep/deploy.lock/owner;"
+        'if grep -qsF -- \'"token": "t1"\' /srv/app/.dep/deploy.lock/owner;'
         " then rm -rf -- /srv/app/.dep/deploy.lock; fi"
     )
 
@@ -282,10 +295,14 @@ def test_link_shared_file_structure():
     script = shell.link_shared_file(APP, "R1", "config/.env")
     assert script.endswith("ln -s -- ../../../shared/config/.env /srv/app/releases/R1/config/.env")
     assert f"exit {shell.SHARED_MISSING}" in script
-    assert "'shared file config/.env is missing: create /srv/app/shared/config/.env on the host'" \
+    assert (
+        "'shared file config/.env is missing: create /srv/app/shared/config/.env on the host'"
         in script
-    assert "[ -f /srv/app/releases/R1/config/.env ] && [ ! -L /srv/app/releases/R1/config/.env ]" \
+    )
+    assert (
+        "[ -f /srv/app/releases/R1/config/.env ] && [ ! -L /srv/app/releases/R1/config/.env ]"
         in script
+    )
     assert "touch" not in script  # a missing file is an error, never an empty file
 
 
@@ -309,27 +326,35 @@ def _walk(base: str, rel: str, item: str, change: str) -> str:
 def test_make_writable_chmod_exact():
     dirs = ["storage", "bootstrap/cache"]
     assert shell.make_writable(APP, "R1", dirs, "chmod") == (
-        _walk("/srv/app/releases/R1", "storage", "storage", "chmod -R ug+rwX -- .") + " && "
-        + _walk("/srv/app/releases/R1", "bootstrap/cache", "bootstrap/cache",
-                "chmod -R ug+rwX -- .")
-    )  # fmt: skip
-    assert shell.make_writable(APP, "R1", ["storage"], "chmod", chmod_mode="0775",
-                                  recursive=False) == (
-        _walk("/srv/app/releases/R1", "storage", "storage", "chmod 0775 -- .")
-    )  # fmt: skip
+        _walk("/srv/app/releases/R1", "storage", "storage", "chmod -R ug+rwX -- .")
+        + " && "
+        + _walk(
+            "/srv/app/releases/R1", "bootstrap/cache", "bootstrap/cache", "chmod -R ug+rwX -- ."
+        )
+    )
+    assert shell.make_writable(
+        APP, "R1", ["storage"], "chmod", chmod_mode="0775", recursive=False
+    ) == (_walk("/srv/app/releases/R1", "storage", "storage", "chmod 0775 -- ."))
 
 
 def test_make_writable_below_a_shared_dir_works_in_shared_not_through_the_link():
     """The release's `storage` is our link to shared/storage; a writable dir below it is
     reached from shared/ itself, so every part on the way is checked."""
-    script = shell.make_writable(HOSTILE, "R1", ["storage/logs", "var/cache"], "chmod",
-                                    shared_dirs=["var", "storage", "storage/app"])  # fmt: skip
+    script = shell.make_writable(
+        HOSTILE,
+        "R1",
+        ["storage/logs", "var/cache"],
+        "chmod",
+        shared_dirs=["var", "storage", "storage/app"],
+    )
     assert script == (
-        _walk(HOSTILE.shared, "storage/logs", "storage/logs", "chmod -R ug+rwX -- .") + " && "
+        _walk(HOSTILE.shared, "storage/logs", "storage/logs", "chmod -R ug+rwX -- .")
+        + " && "
         + _walk(HOSTILE.shared, "var/cache", "var/cache", "chmod -R ug+rwX -- .")
-    )  # fmt: skip
-    inside = shell.make_writable(APP, "R1", ["storage/app/public"], "chmod",
-                                    shared_dirs=["storage/app"])  # fmt: skip
+    )
+    inside = shell.make_writable(
+        APP, "R1", ["storage/app/public"], "chmod", shared_dirs=["storage/app"]
+    )
     assert inside.startswith("( cd -P -- /srv/app/shared && ")
     assert "for p in storage app public;" in inside
     # `storagefoo` is not below `storage`.
@@ -339,13 +364,14 @@ def test_make_writable_below_a_shared_dir_works_in_shared_not_through_the_link()
 
 def test_make_writable_chown_structure():
     script = shell.make_writable(APP, "R1", ["storage"], "chown", http_user="www-data")
-    assert script == _walk("/srv/app/releases/R1", "storage", "storage",
-                           "chown -R -P www-data -- .")  # fmt: skip
-    sudo = shell.make_writable(APP, "R1", ["storage"], "chown", http_user="www-data",
-                                  use_sudo=True)  # fmt: skip
+    assert script == _walk(
+        "/srv/app/releases/R1", "storage", "storage", "chown -R -P www-data -- ."
+    )
+    sudo = shell.make_writable(APP, "R1", ["storage"], "chown", http_user="www-data", use_sudo=True)
     assert sudo.endswith("; sudo -n chown -R -P www-data -- . )")
-    flat = shell.make_writable(APP, "R1", ["storage"], "chown", http_user="www-data",
-                                  recursive=False, use_sudo=True)  # fmt: skip
+    flat = shell.make_writable(
+        APP, "R1", ["storage"], "chown", http_user="www-data", recursive=False, use_sudo=True
+    )
     assert "-R" not in flat and "sudo -n chown www-data -- ." in flat
 
 
@@ -353,9 +379,11 @@ def test_make_writable_acl_structure():
     script = shell.make_writable(APP, "R1", ["storage"], "acl", http_user="www-data")
     spec = 'u:www-data:rwX,u:"$(id -un)":rwX'
     assert script == _walk(
-        "/srv/app/releases/R1", "storage", "storage",
+        "/srv/app/releases/R1",
+        "storage",
+        "storage",
         f"setfacl -R -P -m {spec} -- . && setfacl -R -P -d -m {spec} -- .",
-    )  # fmt: skip
+    )
     # `$(id -un)` is the one expansion that happens on the host, on purpose.
     assert "$(id -un)" in _outside_single_quotes(script)
 
@@ -384,8 +412,10 @@ def test_remote_is_a_fixed_line_and_the_script_goes_on_stdin():
     script = shell.switch(HOSTILE, "R1")
     line = shell.remote()
     assert shlex.split(line) == [
-        "sh", "-c", 'IFS= read -r ad_n && ad_s=$(head -c "$ad_n") && eval "$ad_s" </dev/null'
-    ]  # fmt: skip
+        "sh",
+        "-c",
+        'IFS= read -r ad_n && ad_s=$(head -c "$ad_n") && eval "$ad_s" </dev/null',
+    ]
     assert shell.remote(stdin=True) == line.replace(" </dev/null", "")
     data = script.encode()
     assert shell.script_payload(script) == f"{len(data)}\n".encode() + data
@@ -456,27 +486,48 @@ def test_hostile_deploy_path_quotes_each_full_path():
 
 def test_rsync_argv_exact():
     ssh = ["ssh", "-p", "2222", "-o", "UserKnownHostsFile=/k h/kh"]
-    argv = shell.rsync_argv("/src", "web1.example", "/srv/app/releases/R2", ssh=ssh,
-                               exclude=[".git", "node_modules"],
-                               copy_dest="/srv/app/releases/R1")  # fmt: skip
+    argv = shell.rsync_argv(
+        "/src",
+        "web1.example",
+        "/srv/app/releases/R2",
+        ssh=ssh,
+        exclude=[".git", "node_modules"],
+        copy_dest="/srv/app/releases/R1",
+    )
     assert argv == [
-        "rsync", "--archive", "--delete", "--delete-excluded", "-s", "--stats",
-        "--rsh", "ssh -p 2222 -o 'UserKnownHostsFile=/k h/kh'", "--modify-window=-1",
-        "--exclude", ".git", "--exclude", "node_modules",
-        "--copy-dest", "/srv/app/releases/R1",
-        "--", "/src/", "web1.example:/srv/app/releases/R2/",
-    ]  # fmt: skip
+        "rsync",
+        "--archive",
+        "--delete",
+        "--delete-excluded",
+        "-s",
+        "--stats",
+        "--rsh",
+        "ssh -p 2222 -o 'UserKnownHostsFile=/k h/kh'",
+        "--modify-window=-1",
+        "--exclude",
+        ".git",
+        "--exclude",
+        "node_modules",
+        "--copy-dest",
+        "/srv/app/releases/R1",
+        "--",
+        "/src/",
+        "web1.example:/srv/app/releases/R2/",
+    ]
 
 
-@pytest.mark.parametrize(("line", "exact"), [
-    ("rsync  version 3.2.7  protocol version 31", True),
-    ("rsync  version v3.2.3  protocol version 31", True),
-    ("rsync  version 3.10.0  protocol version 32", True),
-    ("rsync  version 3.2.0  protocol version 31", False),
-    ("rsync  version 3.1.3  protocol version 31", False),
-    ("openrsync: protocol version 29", False),
-    ("", False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("line", "exact"),
+    [
+        ("rsync  version 3.2.7  protocol version 31", True),
+        ("rsync  version v3.2.3  protocol version 31", True),
+        ("rsync  version 3.10.0  protocol version 32", True),
+        ("rsync  version 3.2.0  protocol version 31", False),
+        ("rsync  version 3.1.3  protocol version 31", False),
+        ("openrsync: protocol version 29", False),
+        ("", False),
+    ],
+)
 def test_rsync_compares_nanoseconds_only_where_it_can(line, exact):
     assert shell.rsync_exact_times(line) is exact
     argv = shell.rsync_argv("/src", "h", "/dst", ssh=["ssh"], exact_times=exact)
@@ -496,8 +547,7 @@ def test_same_size_same_second_change_is_sent(sandbox):
     (src / "f.php").write_text("version 2")
     os.utime(src / "f.php", ns=(1_000_000_000_900, 1_000_000_000_900))
     for exact in (True, False):
-        argv = shell.rsync_argv(str(src), "h", str(dst), ssh=shell.tunnel_rsh(),
-                                   exact_times=exact)  # fmt: skip
+        argv = shell.rsync_argv(str(src), "h", str(dst), ssh=shell.tunnel_rsh(), exact_times=exact)
         assert tunnel.run_rsync(LocalTransport(), argv, timeout=60).returncode == 0
         assert (dst / "f.php").read_text() == "version 2"
         (dst / "f.php").write_text("version 1")
@@ -518,14 +568,20 @@ def test_rsync_argv_uploads_into_hostile_paths(sandbox):
     (src / "public").mkdir(parents=True)
     (src / "public" / "index.php").write_text("version 2")
     (src / ".git").mkdir()
-    lay = Layout(str(sandbox / "srv" / "my app\"s $(touch pwned)"))
+    lay = Layout(str(sandbox / "srv" / 'my app"s $(touch pwned)'))
     assert sh(shell.setup(lay), sandbox).returncode == 0
     old = make_release(lay, "R1", {"public/index.php": "v1", "public/same.css": "css"})
     (src / "public" / "same.css").write_text("css")
     os.utime(src / "public" / "same.css", (1_000_000, 1_000_000))
     os.utime(old / "public" / "same.css", (1_000_000, 1_000_000))
-    argv = shell.rsync_argv(str(src), "fakehost", lay.upload_cache, ssh=shell.tunnel_rsh(),
-                               exclude=[".git"], copy_dest=lay.release("R1"))  # fmt: skip
+    argv = shell.rsync_argv(
+        str(src),
+        "fakehost",
+        lay.upload_cache,
+        ssh=shell.tunnel_rsh(),
+        exclude=[".git"],
+        copy_dest=lay.release("R1"),
+    )
     res = tunnel.run_rsync(LocalTransport(), argv, timeout=60)
     assert res.returncode == 0, res.stderr
     assert "Number of regular files transferred: 1" in res.stdout  # same.css: copied on the host
@@ -613,8 +669,7 @@ def test_lock_once_then_held(layout, sandbox):
     first = sh(shell.lock(layout, record), sandbox)
     assert first.returncode == 0, first.stderr
     assert Path(layout.lock_info).read_text() == record + "\n"
-    second = sh(shell.lock(layout, owner_record(make_cfg(layout.deploy_path, user="bob"))),
-                sandbox)  # fmt: skip
+    second = sh(shell.lock(layout, owner_record(make_cfg(layout.deploy_path, user="bob"))), sandbox)
     assert second.returncode == shell.LOCK_HELD
     assert second.stdout == record + "\n"
     assert describe_owner(second.stdout) == (
@@ -828,9 +883,11 @@ def test_link_shared_file_seeds_then_keeps_shared(layout, sandbox):
 def test_shared_step_joins_scripts(layout, sandbox):
     """steps/shared.py runs `{ a; } && { b; }`: a missing file stops the whole chain."""
     make_release(layout, "R1", {"storage/x": "x"})
-    scripts = [shell.link_shared_dir(layout, "R1", "storage"),
-               shell.link_shared_file(layout, "R1", ".env"),
-               shell.link_shared_dir(layout, "R1", "cache")]  # fmt: skip
+    scripts = [
+        shell.link_shared_dir(layout, "R1", "storage"),
+        shell.link_shared_file(layout, "R1", ".env"),
+        shell.link_shared_dir(layout, "R1", "cache"),
+    ]
     res = sh(" && ".join(f"{{ {s}; }}" for s in scripts), sandbox)
     assert res.returncode == shell.SHARED_MISSING
     assert os.path.islink(layout.release_item("R1", "storage"))
@@ -850,8 +907,9 @@ def test_make_writable_below_a_shared_dir_changes_shared_and_keeps_the_link(
     for p in (shared, shared / "logs"):
         p.chmod(0o755)
     (shared / "logs" / "app.log").chmod(0o644)
-    script = shell.make_writable(layout, "R1", ["storage"], "chmod", recursive=recursive,
-                                    shared_dirs=["storage"])  # fmt: skip
+    script = shell.make_writable(
+        layout, "R1", ["storage"], "chmod", recursive=recursive, shared_dirs=["storage"]
+    )
     res = sh(script, sandbox)
     assert res.returncode == 0, res.stderr
     assert shared.stat().st_mode & stat.S_IWGRP
@@ -889,16 +947,22 @@ def test_make_writable_refuses_a_link_planted_anywhere_on_the_way(layout, sandbo
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(victim)
     me = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
-    script = shell.make_writable(layout, "R1", ["storage/logs", "storage/framework/cache"],
-                                    mode, http_user="nobody" if mode == "chown" else me,
-                                    shared_dirs=["storage"])  # fmt: skip
+    script = shell.make_writable(
+        layout,
+        "R1",
+        ["storage/logs", "storage/framework/cache"],
+        mode,
+        http_user="nobody" if mode == "chown" else me,
+        shared_dirs=["storage"],
+    )
     res = sh(script, sandbox)
     assert res.returncode == shell.REFUSED
     assert f"{link} is a symbolic link: refusing to follow it" in res.stderr
     assert _modes(victim) == before
     assert os.listdir(victim) == ["authorized_keys"]  # no `cache` made in there
-    acl = subprocess.run(["getfacl", "-p", "--skip-base", str(victim)], capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+    acl = subprocess.run(
+        ["getfacl", "-p", "--skip-base", str(victim)], capture_output=True, text=True, check=True
+    ).stdout
     assert acl == ""
     assert victim.stat().st_uid == os.getuid()
 
@@ -915,26 +979,45 @@ def test_make_writable_never_changes_a_link_swapped_in_during_the_walk(layout, s
     (shared / "logs").mkdir()
     TRIES = 60
     flipper = subprocess.Popen(
-        ["sh", "-c", 'while :; do mv -T logs away; ln -s "$1" logs; rm -f logs; mv -T away logs;'
-         " done", "flip", str(victim)],
-        cwd=shared, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            "sh",
+            "-c",
+            'while :; do mv -T logs away; ln -s "$1" logs; rm -f logs; mv -T away logs; done',
+            "flip",
+            str(victim),
+        ],
+        cwd=shared,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     outcomes: dict[str, int] = {}
     try:
-        script = shell.make_writable(layout, "R1", ["storage/logs"], "chmod",
-                                        chmod_mode="0777", shared_dirs=["storage"])  # fmt: skip
+        script = shell.make_writable(
+            layout, "R1", ["storage/logs"], "chmod", chmod_mode="0777", shared_dirs=["storage"]
+        )
         for _ in range(TRIES):
             res = sh(script, sandbox)
-            key = ("ok" if res.returncode == 0 else "link named" if "symbolic link" in res.stderr
-                   else "moved" if "not where it should be" in res.stderr else "other")
+            key = (
+                "ok"
+                if res.returncode == 0
+                else "link named"
+                if "symbolic link" in res.stderr
+                else "moved"
+                if "not where it should be" in res.stderr
+                else "other"
+            )
             outcomes[key] = outcomes.get(key, 0) + 1
     finally:
         flipper.kill()
         flipper.wait()
     assert _modes(victim) == before, outcomes
-    faults.record("path safety", "writable dir whose part is flipped dir/link during the step",
-                  tries=TRIES, outcome="the linked dir never changed: each run changed the real"
-                  " dir, or failed (naming the link when it saw one)")
+    faults.record(
+        "path safety",
+        "writable dir whose part is flipped dir/link during the step",
+        tries=TRIES,
+        outcome="the linked dir never changed: each run changed the real"
+        " dir, or failed (naming the link when it saw one)",
+    )
 
 
 def test_make_writable_creates_missing_dirs(layout, sandbox):
@@ -951,8 +1034,12 @@ def test_make_writable_acl(sandbox):
     me = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
     res = sh(shell.make_writable(lay, "R1", ["storage"], "acl", http_user=me), sandbox)
     assert res.returncode == 0, res.stderr
-    acl = subprocess.run(["getfacl", "-p", lay.release_item("R1", "storage")],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    acl = subprocess.run(
+        ["getfacl", "-p", lay.release_item("R1", "storage")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert f"user:{me}:rwx" in acl
     assert f"default:user:{me}:rwx" in acl
 
@@ -988,8 +1075,10 @@ def test_read_state_round_trip(layout, sandbox):
     state = parse_state(res.stdout, shell.STATE_MARKERS)
     assert state.current == "R2"
     assert [(r.name, r.state, r.live) for r in state.releases] == [
-        ("R1", "complete", False), ("R2", "live", True), ("R3", "failed", False),
-    ]  # fmt: skip
+        ("R1", "complete", False),
+        ("R2", "live", True),
+        ("R3", "failed", False),
+    ]
     assert state.get("R2").revision == "abc123"
     assert state.get("R1").user == "alice" and state.get("R1").created == "t1"
     assert state.get("R9-planted") is None
@@ -1038,8 +1127,9 @@ def test_read_state_asks_rsync_its_version_only_for_a_deploy(sandbox):
     lay = Layout(str(sandbox / "srv" / "app"))
     assert sh(shell.setup(lay), sandbox).returncode == 0
     local = subprocess.run(["rsync", "--version"], capture_output=True, text=True, check=True)
-    asked = parse_state(sh(shell.read_state(lay, rsync_version=True), sandbox).stdout,
-                        shell.STATE_MARKERS)  # fmt: skip
+    asked = parse_state(
+        sh(shell.read_state(lay, rsync_version=True), sandbox).stdout, shell.STATE_MARKERS
+    )
     assert asked.rsync == local.stdout.split("\n", 1)[0]
     plain = shell.read_state(lay)
     assert "rsync --version" not in plain
@@ -1055,18 +1145,30 @@ def test_sync_release_flushes_the_filesystem_and_falls_back_to_plain_sync(sandbo
     assert not (sandbox / "pwned").exists()
     shim = sandbox / "bin"
     shim.mkdir()
-    env = {**os.environ, "PATH": f"{shim}:{os.environ['PATH']}", "LOG": str(sandbox / "log"),
-           "ANSWER": str(sandbox / "answer")}
+    env = {
+        **os.environ,
+        "PATH": f"{shim}:{os.environ['PATH']}",
+        "LOG": str(sandbox / "log"),
+        "ANSWER": str(sandbox / "answer"),
+    }
 
     def with_sync(answer_to_f: str) -> subprocess.CompletedProcess:
         """Run the part with a `sync` that logs its arguments and fails -f with `answer_to_f`."""
         (sandbox / "answer").write_text(answer_to_f + "\n")
-        (shim / "sync").write_text('#!/bin/sh\necho "sync $*" >> "$LOG"\n'
-                                   'if [ "$1" = -f ]; then cat "$ANSWER" >&2; exit 1; fi\n')
+        (shim / "sync").write_text(
+            '#!/bin/sh\necho "sync $*" >> "$LOG"\n'
+            'if [ "$1" = -f ]; then cat "$ANSWER" >&2; exit 1; fi\n'
+        )
         (shim / "sync").chmod(0o755)
         (sandbox / "log").write_text("")
-        return subprocess.run(["sh", "-c", shell.sync_release(str(release))], env=env,
-                              cwd=sandbox, capture_output=True, text=True, check=False)  # fmt: skip
+        return subprocess.run(
+            ["sh", "-c", shell.sync_release(str(release))],
+            env=env,
+            cwd=sandbox,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
 
     # A `sync` that knows no -f (coreutils < 8.24, old busybox): plain sync instead.
     res = with_sync("sync: invalid option -- 'f'")
@@ -1081,8 +1183,14 @@ def test_sync_release_flushes_the_filesystem_and_falls_back_to_plain_sync(sandbo
 
 def test_remote_closes_stdin(sandbox):
     fed = shell.script_payload("cat; echo done") + b"would block a remote command forever\n"
-    proc = subprocess.run(["sh", "-c", shell.remote()], cwd=sandbox, input=fed,
-                          capture_output=True, timeout=30, check=False)  # fmt: skip
+    proc = subprocess.run(
+        ["sh", "-c", shell.remote()],
+        cwd=sandbox,
+        input=fed,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     assert proc.returncode == 0
     assert proc.stdout == b"done\n"
 
@@ -1092,24 +1200,66 @@ def test_remote_closes_stdin(sandbox):
 NASTY_CHARS = " '\"$()`\\;&|<>*?[]{}~#!-=.\t\r\n\0/%^,:@+üé☃日本\u2028\x85"
 nasty_text = st.text(
     alphabet=st.one_of(st.sampled_from(NASTY_CHARS), st.characters(blacklist_categories=("Cs",))),
-    min_size=0, max_size=24,
-)  # fmt: skip
+    min_size=0,
+    max_size=24,
+)
 names = st.one_of(
-    st.sampled_from(["$(touch pwned)", "`touch pwned`", "it's", 'a"b', "-rf", "--", "..", ".",
-                     "...", " ", "a b", "ü", "R1\n", "a/b", "", "\0", "-", "$HOME", "*"]),
+    st.sampled_from(
+        [
+            "$(touch pwned)",
+            "`touch pwned`",
+            "it's",
+            'a"b',
+            "-rf",
+            "--",
+            "..",
+            ".",
+            "...",
+            " ",
+            "a b",
+            "ü",
+            "R1\n",
+            "a/b",
+            "",
+            "\0",
+            "-",
+            "$HOME",
+            "*",
+        ]
+    ),
     nasty_text,
-)  # fmt: skip
+)
 items = st.one_of(
-    st.sampled_from(["storage", "a/b", "a//b/", "./a", "../x", "a/../b", "/abs", "-rf",
-                     "it's/$(touch pwned)", "`touch pwned`/x", " / ", "ü/☃", "."]),
+    st.sampled_from(
+        [
+            "storage",
+            "a/b",
+            "a//b/",
+            "./a",
+            "../x",
+            "a/../b",
+            "/abs",
+            "-rf",
+            "it's/$(touch pwned)",
+            "`touch pwned`/x",
+            " / ",
+            "ü/☃",
+            ".",
+        ]
+    ),
     nasty_text,
     st.lists(nasty_text, min_size=1, max_size=3).map("/".join),
-)  # fmt: skip
-deploy_dirs = nasty_text.filter(lambda s: s not in ("", ".", "..") and "/" not in s
-                                and "\0" not in s)  # fmt: skip
+)
+deploy_dirs = nasty_text.filter(
+    lambda s: s not in ("", ".", "..") and "/" not in s and "\0" not in s
+)
 
-PROPERTY = settings(max_examples=50, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+PROPERTY = settings(
+    max_examples=50,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 
 def _tree(root: Path) -> set[str]:
@@ -1123,8 +1273,11 @@ def test_switch_property(deploy_dir, name):
         check_release_name(name)
     except ConfigError as exc:
         event("release name refused")
-        assert not name or name in (".", "..") or name.startswith("-") or any(
-            c in name for c in "/\0\n"
+        assert (
+            not name
+            or name in (".", "..")
+            or name.startswith("-")
+            or any(c in name for c in "/\0\n")
         ), exc
         with pytest.raises(ConfigError):
             shell.switch(APP, name)
@@ -1135,9 +1288,15 @@ def test_switch_property(deploy_dir, name):
         Path(lay.releases).mkdir(parents=True)
         Path(lay.release(name)).mkdir()
         before = _tree(root)
-        res = subprocess.run(["sh", "-c", shell.remote()], cwd=root, capture_output=True,
-                             input=shell.script_payload(shell.switch(lay, name)),
-                             timeout=30, env=_env(root), check=False)  # fmt: skip
+        res = subprocess.run(
+            ["sh", "-c", shell.remote()],
+            cwd=root,
+            capture_output=True,
+            input=shell.script_payload(shell.switch(lay, name)),
+            timeout=30,
+            env=_env(root),
+            check=False,
+        )
         assert res.returncode == 0, res.stderr
         assert res.stdout == f"releases/{name}\n".encode()
         assert os.readlink(lay.current) == f"releases/{name}"
@@ -1154,9 +1313,15 @@ def test_link_shared_dir_property(deploy_dir, item):
     except ConfigError:
         event("shared path refused")
         parts = item.strip("/").split("/")
-        assert (not item.strip("/") or item.startswith("/") or "\0" in item or "\n" in item
-                or ".." in parts or not [p for p in parts if p not in ("", ".")]
-                or any(p.startswith("-") for p in parts))  # fmt: skip
+        assert (
+            not item.strip("/")
+            or item.startswith("/")
+            or "\0" in item
+            or "\n" in item
+            or ".." in parts
+            or not [p for p in parts if p not in ("", ".")]
+            or any(p.startswith("-") for p in parts)
+        )
         with pytest.raises(ConfigError):
             shell.link_shared_dir(APP, "R1", item)
         return
@@ -1164,15 +1329,26 @@ def test_link_shared_dir_property(deploy_dir, item):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         lay = Layout(str(root / "srv" / deploy_dir))
-        res = subprocess.run(["sh", "-c", shell.setup(lay)], cwd=root, capture_output=True,
-                             timeout=30, env=_env(root), check=False)  # fmt: skip
+        res = subprocess.run(
+            ["sh", "-c", shell.setup(lay)],
+            cwd=root,
+            capture_output=True,
+            timeout=30,
+            env=_env(root),
+            check=False,
+        )
         assert res.returncode == 0, res.stderr
         rel = Path(lay.release("R1"))
         (rel / clean).mkdir(parents=True)
         (rel / clean / "seed").write_text("seed")
-        res = subprocess.run(["sh", "-c", shell.link_shared_dir(lay, "R1", item)], cwd=root,
-                             capture_output=True, timeout=30, env=_env(root),
-                             check=False)  # fmt: skip
+        res = subprocess.run(
+            ["sh", "-c", shell.link_shared_dir(lay, "R1", item)],
+            cwd=root,
+            capture_output=True,
+            timeout=30,
+            env=_env(root),
+            check=False,
+        )
         assert res.returncode == 0, res.stderr
         link = rel / clean
         depth = clean.count("/") + 2
@@ -1183,8 +1359,14 @@ def test_link_shared_dir_property(deploy_dir, item):
 
 
 def test_rsync_argv_hardlinks_use_link_dest_instead_of_copy_dest():
-    argv = shell.rsync_argv("/src", "h", "/srv/app/releases/R2", ssh=["ssh"],
-                               copy_dest="/srv/app/releases/R1", hardlinks=True)  # fmt: skip
+    argv = shell.rsync_argv(
+        "/src",
+        "h",
+        "/srv/app/releases/R2",
+        ssh=["ssh"],
+        copy_dest="/srv/app/releases/R1",
+        hardlinks=True,
+    )
     assert argv[argv.index("--link-dest") + 1] == "/srv/app/releases/R1"
     assert "--copy-dest" not in argv
 
@@ -1197,8 +1379,9 @@ def test_an_armed_go_live_waits_for_go_on_stdin_just_before_the_rename(tmp_path)
     wrapped = shell.remote(stdin=True)
     assert not wrapped.endswith("</dev/null")
     fed = shell.script_payload(script).decode()
-    nogo = subprocess.run(["sh", "-c", wrapped], input=fed + "stop\n", capture_output=True,
-                          text=True)  # fmt: skip
+    nogo = subprocess.run(
+        ["sh", "-c", wrapped], input=fed + "stop\n", capture_output=True, text=True
+    )
     assert nogo.returncode == 91 and not os.path.lexists(layout.current)
     go = subprocess.run(["sh", "-c", wrapped], input=fed + "go\n", capture_output=True, text=True)
     assert go.returncode == 0, go.stderr
@@ -1212,9 +1395,13 @@ def test_go_live_says_when_nginx_and_the_opcache_reset_start(tmp_path):
     assert sh(shell.setup(layout), tmp_path).returncode == 0
     Path(layout.release("R1"), "public").mkdir(parents=True)
     root_file = str(tmp_path / "root.conf")
-    script = shell.go_live(layout, "R1", log_lines=["x"],
-                              nginx=(root_file, "set $root_dir x;\n", "true", "true"),
-                              opcache="echo reset")  # fmt: skip
+    script = shell.go_live(
+        layout,
+        "R1",
+        log_lines=["x"],
+        nginx=(root_file, "set $root_dir x;\n", "true", "true"),
+        opcache="echo reset",
+    )
     res = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
     started = [ln.removeprefix(shell.START_MARKER) for ln in res.stderr.splitlines()]
@@ -1232,9 +1419,9 @@ def test_compact_log_keeps_exactly_the_lines_of_the_kept_releases_in_order(layou
     assert sh(shell.setup(layout), sandbox).returncode == 0
     lines = [LogEntry(f"R{i % 7}", "complete", f"t{i}").render() for i in range(50)]
     lines.insert(3, '{"release": "R1", "sta')  # torn by a crash
-    lines.append(LogEntry("it's \"q\" ü", "live", "t").render())
+    lines.append(LogEntry('it\'s "q" ü', "live", "t").render())
     Path(layout.log).write_text("\n".join(lines) + "\n")
-    keep = ["R1", "R5", "it's \"q\" ü"]
+    keep = ["R1", "R5", 'it\'s "q" ü']
     res = sh(shell.compact_log(layout, keep), sandbox)
     assert res.returncode == 0, res.stderr
     kept = Path(layout.log).read_text().splitlines()

@@ -39,8 +39,21 @@ def tree(root: Path) -> dict[str, tuple[str, bytes | str]]:
     return out
 
 
-HOSTILE = ["a b", "it's", 'say "hi"', "$(touch pwned)", "`id`", "-rf", "tab\there", "new\nline",
-           "ünï", "back\\slash", "semi;colon", "*", "--delete"]  # fmt: skip
+HOSTILE = [
+    "a b",
+    "it's",
+    'say "hi"',
+    "$(touch pwned)",
+    "`id`",
+    "-rf",
+    "tab\there",
+    "new\nline",
+    "ünï",
+    "back\\slash",
+    "semi;colon",
+    "*",
+    "--delete",
+]
 
 
 def test_a_tree_with_hostile_names_arrives_exactly(tmp_path):
@@ -159,8 +172,13 @@ def test_relay_names_the_command_then_carries_bytes_and_exits_when_the_host_ends
     to_host_r, to_host_w = os.pipe()
     env = {**os.environ, shell.TUNNEL_ENV: shell.tunnel_script(from_host_r, to_host_w)}
     argv = [*shell.tunnel_rsh(), "web1", "rsync", "--server", "a b", "-e.Lsfx"]
-    relay = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-                             pass_fds=(from_host_r, to_host_w))  # fmt: skip
+    relay = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        pass_fds=(from_host_r, to_host_w),
+    )
     os.close(from_host_r)
     os.close(to_host_w)
     header = b""
