@@ -1,22 +1,68 @@
 """Dry run: what a deploy or rollback would do, with nothing changed anywhere.
 
-Each host's Remote records every command that would change something (`Remote.dry`);
-read-only commands (the state) really run. This module makes the run leave no trace
-on this machine either, and prints what was recorded.
+Each host's `DryRemote` records every command that would change something; read-only
+commands (the state) really run. This module also makes the run leave no trace on this
+machine (known_hosts), and prints what was recorded.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from typing import IO, TYPE_CHECKING
+
+from fabric import Connection
 
 from .inventory import HostConfig
+from .remote import Remote, RsyncStats
 from .report import Reporter
-from .runner import Fleet
+
+if TYPE_CHECKING:
+    from .runner import Fleet
+
+
+class DryRemote(Remote):
+    """A host's Remote that records what would change something and runs only what reads.
+
+    Steps are the same in a dry run: they cannot tell this Remote from a real one, so
+    the plan printed is what a real run sends, as sent.
+    """
+
+    def __init__(self, host: HostConfig, conn: Connection) -> None:
+        super().__init__(host, conn)
+        self.recorded: list[tuple[str, str]] = []
+
+    def run(
+        self,
+        script: str,
+        step: str,
+        *,
+        ok: tuple[int, ...] = (0,),
+        stdin: IO[str] | None = None,
+        out: IO[str] | None = None,
+        read_only: bool = False,
+        stand_in: str | None = None,
+    ) -> tuple[int, str]:
+        if read_only:
+            return super().run(script, step, ok=ok, stdin=stdin, out=out, read_only=True)
+        self.recorded.append((step, script))
+        if stand_in is None:
+            return 0, ""
+        return super().run(stand_in, step, ok=ok, read_only=True)
+
+    def rsync(self, argv: list[str], step: str, timeout: float | None = None) -> RsyncStats:
+        """Recorded, and run with `--dry-run`, which changes nothing and counts the files
+        a real run would send."""
+        self.recorded.append((step, shlex.join(argv)))
+        return super().rsync([argv[0], "--dry-run", *argv[1:]], step, timeout)
+
+    def call(self, step: str, what: str, fn: Callable[[], object]) -> None:
+        self.recorded.append((step, f"python: {what}(c, cfg)"))
 
 
 @contextlib.contextmanager
@@ -45,7 +91,7 @@ def print_plan(reporter: Reporter, fleet: Fleet) -> dict[str, list[tuple[str, st
     planned: dict[str, list[tuple[str, str]]] = {}
     for name in fleet.names:
         remote = fleet.peek(name)
-        steps = list(remote.recorded) if remote else []
+        steps = list(remote.recorded) if isinstance(remote, DryRemote) else []
         planned[name] = steps
         reporter.line(f"[{name}] {len(steps)} command(s):")
         for step, text in steps:

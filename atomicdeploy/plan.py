@@ -1,16 +1,118 @@
-"""Pure decisions of a deploy's go-live: what to do when some hosts failed, and what to say.
+"""Pure decisions of a run: its options and outcome, the go-live batches, the rollback
+target, whether there is anything to deploy, and what to do when some hosts failed.
 
-No I/O: the pipeline runs the phases and hands the facts here; these functions answer with
-the actions (which hosts go back, which are unlocked) and the words (each host's result, the
-note, the exit code). Tested as a decision table in tests/unit/test_plan.py.
+No I/O: the run (run.py) does the phases and hands the facts here; these functions answer
+with the actions (which hosts go back, which are unlocked) and the words (each host's result,
+the note, the exit code). Tested as a decision table in tests/unit/test_plan.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
-from .errors import EXIT_FAILED, EXIT_PARTIAL
+from .errors import EXIT_FAILED, EXIT_PARTIAL, AtomicDeployError, ConfigError
+from .releases import GOOD, ROLLED_BACK, HostState, rollback_target
+
+
+@dataclass(frozen=True)
+class Options:
+    stage: str
+    release: str | None = None  # rollback: the release to go back to
+    parallel: int | None = None
+    allow_partial: bool = False  # keep the hosts that went live if others fail at go-live
+    batch: str | None = None  # rolling go-live: "N" hosts or "N%" of the stage per batch
+    canary: int = 0  # go live on this many hosts first, check their health, then the rest
+    switch_only: bool = False  # `fab STAGE switch`: go to `release`, the old one is not "bad"
+    dry_run: bool = False  # record every command that changes something; change nothing
+    force: bool = False  # deploy even if the revision is already live everywhere
+    revision: str = ""  # full commit id the source was exported from (`--revision`)
+    tag: str = ""  # version tag of that commit, appended to the release name
+
+    @property
+    def action(self) -> str:
+        """What a rollback-shaped run is called in messages, logs and webhooks."""
+        return "switch" if self.switch_only else "rollback"
+
+
+@dataclass
+class Outcome:
+    """What happened on each host, for the summary and for tests. Filled by the run's
+    main thread from the values its host threads return."""
+
+    release: dict[str, str] = field(default_factory=dict)
+    previous: dict[str, str | None] = field(default_factory=dict)
+    uploads: dict[str, object] = field(default_factory=dict)
+    removed: dict[str, list[str]] = field(default_factory=dict)
+    switched_at: dict[str, float] = field(default_factory=dict)  # host clock after the rename
+    result: dict[str, str] = field(default_factory=dict)  # per host, for the summary
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    planned: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # dry run
+    unchanged: bool = False  # the revision was already live everywhere: nothing done
+
+    @property
+    def skew(self) -> float | None:
+        """Seconds between the first and the last host's switch, from the hosts' clocks."""
+        times = list(self.switched_at.values())
+        return max(times) - min(times) if len(times) > 1 else (0.0 if times else None)
+
+
+def plan_batches(names: list[str], batch: str | None, canary: int = 0) -> list[list[str]]:
+    """Split the stage into go-live batches: an optional canary batch, then `batch`-sized
+    ones ("3" hosts or "25%" of the stage), else everything at once."""
+    if canary < 0:
+        raise ConfigError(f"--canary must be a positive number of hosts, not {canary}")
+    first, rest = (names[:canary], names[canary:]) if canary else ([], names)
+    size = _batch_size(batch, len(names)) if batch else len(rest) or 1
+    batches = [first] if first else []
+    batches += [rest[i : i + size] for i in range(0, len(rest), size)]
+    return [b for b in batches if b]
+
+
+def _batch_size(batch: str, hosts: int) -> int:
+    text = str(batch).strip()
+    try:
+        if text.endswith("%"):
+            pct = float(text[:-1])
+            if not 0 < pct <= 100:
+                raise ValueError
+            return max(1, math.ceil(hosts * pct / 100))
+        size = int(text)
+        if size < 1:
+            raise ValueError
+        return size
+    except ValueError:
+        raise ConfigError(
+            f"--batch must be a number of hosts or a percentage, not {batch!r}"
+        ) from None
+
+
+def already_live(states: Mapping[str, HostState], revision: str, force: bool) -> bool:
+    """Deployer's check_remote: this revision already live everywhere means nothing to do."""
+    if not revision or force:
+        return False
+    for state in states.values():
+        live = state.get(state.current) if state.current else None
+        if live is None or live.revision != revision:
+            return False
+    return True
+
+
+def rollback_to(state: HostState, wanted: str | None) -> str:
+    """The release a rollback (or switch) takes this host to: `wanted` if it is complete,
+    else the newest complete release older than the live one."""
+    if wanted:
+        info = state.get(wanted)
+        if info is None:
+            raise AtomicDeployError(f"release {wanted} does not exist on this host")
+        if info.state not in (*GOOD, ROLLED_BACK):
+            raise AtomicDeployError(f"release {wanted} is {info.state}, not complete: refusing")
+        return wanted
+    target = rollback_target(list(state.releases), state.current)
+    if target is None:
+        raise AtomicDeployError(f"no complete release older than {state.current} to roll back to")
+    return target
 
 
 @dataclass(frozen=True)

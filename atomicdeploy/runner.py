@@ -18,8 +18,10 @@ from typing import TypeVar
 
 from fabric import Config as FabricConfig
 
+from .connection import KnownHosts, connect
+from .dryrun import DryRemote
 from .inventory import HostConfig
-from .remote import KnownHosts, Remote, connect
+from .remote import Remote
 from .report import Reporter
 
 T = TypeVar("T")
@@ -57,7 +59,8 @@ class Fleet:
             if name not in self._remotes:
                 host = self.hosts[name]
                 conn = connect(host, self._base, self._known_hosts)
-                self._remotes[name] = Remote(host, conn, dry=self.dry)
+                kind = DryRemote if self.dry else Remote
+                self._remotes[name] = kind(host, conn)
                 remote = self._remotes[name]
                 remote.out = lambda line, n=name: self.reporter.line(f"[{n}] {line}")
                 remote.err = lambda line, n=name: self.reporter.error(f"[{n}] {line}")

@@ -8,140 +8,30 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from fabric import Connection
-from invoke import Collection, Context, Exit, Task, task
+from invoke import Collection, Exit, Task, task
 
-from . import gitsource, pipeline, secrets
+from . import gitsource, pipeline
 from . import inventory as inventory_mod
-from .errors import EXIT_INTERRUPTED, EXIT_USAGE, AtomicDeployError, ConfigError, FleetError
+from .errors import EXIT_USAGE, AtomicDeployError, ConfigError, FleetError
 from .hooks import Hooks
-from .inventory import HostConfig, Inventory
-from .layout import check_release_name
+from .inventory import Inventory
 from .report import Reporter
 from .steps.lock import describe_owner
-
-ENV_INVENTORY = "ATOMICDEPLOY_INVENTORY"
-DEFAULT_INVENTORY = "inventory.yml"
-
-
-def default_inventory_path() -> Path:
-    return Path(os.environ.get(ENV_INVENTORY) or DEFAULT_INVENTORY)
-
-
-def _selection(c: Context, stage: str | None, inventory: str | None) -> tuple[Inventory, str]:
-    """Which inventory and stage this task runs on: options first, then the stage task."""
-    if isinstance(c, Connection):
-        raise Exit(
-            "atomicdeploy takes its hosts from the inventory: do not combine it with -H",
-            code=EXIT_USAGE,
-        )
-    chosen = c.config.get("atomicdeploy") or {}
-    path = Path(inventory or chosen.get("inventory") or default_inventory_path())
-    stage = stage or chosen.get("stage")
-    try:
-        inv = inventory_mod.load(path)
-    except AtomicDeployError as exc:
-        raise Exit(str(exc), code=exc.exit_code) from None
-    if not stage:
-        stages = ", ".join(sorted(inv.stages)) or "none defined"
-        raise Exit(
-            f"no stage selected: run e.g. `fab {next(iter(sorted(inv.stages)), 'prod')}"
-            f" deploy` (stages: {stages})",
-            code=EXIT_USAGE,
-        )
-    return inv, stage
-
-
-def _release_option(release: str | None) -> str | None:
-    """`--release` names one directory under releases/: checked before any host is contacted."""
-    if release is None:
-        return None
-    try:
-        return check_release_name(release)
-    except ConfigError as exc:
-        raise Exit(f"--release: {exc.message}", code=EXIT_USAGE) from None
-
-
-def _hooks(c: Context) -> Hooks:
-    """Python hooks given to `namespace(hooks=...)`/`install(...)`, else none."""
-    found = (c.config.get("atomicdeploy") or {}).get("hooks")
-    return found if isinstance(found, Hooks) else Hooks()
-
-
-def _masker(hosts: Sequence[HostConfig]) -> Callable[[str], str]:
-    """Webhook URLs, `secrets:` values and the passwords inside the health-check and opcache
-    URLs become *** in everything we print (any other URL's password too: see Masker.mask)."""
-    values = [v for h in hosts for v in (*h.webhook, *h.secrets.values())]
-    urls = [h.healthcheck.url for h in hosts if h.healthcheck]
-    urls += [h.opcache.url for h in hosts if h.opcache.url]
-    return secrets.Masker.of([*values, *secrets.url_passwords(urls)]).mask
-
-
-def _hosts(inv: Inventory, stage: str) -> tuple[HostConfig, ...]:
-    try:
-        return inv.stage(stage)
-    except AtomicDeployError as exc:
-        raise Exit(str(exc), code=exc.exit_code) from None
-
-
-def _report_failure(reporter: Reporter, exc: AtomicDeployError) -> None:
-    if isinstance(exc, FleetError):
-        for name, err in exc.failures.items():
-            reporter.error(_one_line(name, err))
-    reporter.error(f"atomicdeploy: {exc.message if isinstance(exc, FleetError) else exc}")
-
-
-def _one_line(name: str, err: BaseException) -> str:
-    if isinstance(err, AtomicDeployError):
-        where = f" at step '{err.step}'" if err.step else ""
-        live = "live" if err.live else "not live"
-        return f"[{name}] failed{where} ({live}): {err.message}"
-    return f"[{name}] failed: {type(err).__name__}: {err}"
-
-
-def _guarded(body: Callable[[Reporter], Any], hosts: Sequence[HostConfig] = ()) -> Any:
-    """Run a task body: expected failures become one line per host and an exit code.
-
-    SIGTERM (a cancelled CI job) is handled like Ctrl-C: the pipeline cleans up what
-    it started (or finishes a go-live it began) and we exit 130.
-    """
-    reporter = Reporter(mask=_masker(hosts))
-    old = _sigterm_as_interrupt()
-    try:
-        return body(reporter)
-    except AtomicDeployError as exc:
-        reporter.end_progress()
-        _report_failure(reporter, exc)
-        raise Exit(code=exc.exit_code) from None
-    except KeyboardInterrupt:
-        reporter.end_progress()
-        reporter.error(
-            "atomicdeploy: interrupted; see the lines above for what each host"
-            " was left with (exit 130)"
-        )
-        raise Exit(code=EXIT_INTERRUPTED) from None
-    finally:
-        reporter.end_progress()
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
-
-
-def _sigterm_as_interrupt():
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGTERM, interrupt)
+from .taskbase import (
+    DEFAULT_INVENTORY,
+    ENV_INVENTORY,
+    default_inventory_path,
+    guarded,
+    python_hooks,
+    release_option,
+    selection,
+    stage_hosts,
+)
 
 
 @contextlib.contextmanager
@@ -188,12 +78,11 @@ def deploy(
     dry_run=False,
 ):
     """Build a new release on every host of the stage, then switch them all to it."""
-    inv, stage = _selection(c, stage, inventory)
-    hosts = _hosts(inv, stage)
-    hooks = _hooks(c)
+    inv, stage = selection(c, stage, inventory)
+    hosts = stage_hosts(inv, stage)
+    hooks = python_hooks(c)
 
     def body(reporter: Reporter) -> None:
-        hooks.check()
         src = pipeline.resolve_source(hosts, inv.path.resolve().parent, source)
         opts = pipeline.Options(
             stage=stage,
@@ -204,7 +93,6 @@ def deploy(
             force=force,
             dry_run=dry_run,
         )
-        pipeline.plan_batches([h.name for h in hosts], batch, opts.canary)  # bad input: exit 2
         with _release_source(src, revision, opts) as (upload_dir, opts):
             out = pipeline.deploy(
                 hosts, opts, reporter, source=upload_dir, fabric_config=c.config, hooks=hooks
@@ -214,7 +102,7 @@ def deploy(
             return
         reporter.line(f"deployed {name} to {stage} ({len(hosts)} host(s))")
 
-    _guarded(body, hosts)
+    guarded(body, hosts)
 
 
 @task(
@@ -228,9 +116,9 @@ def deploy(
 )
 def rollback(c, release=None, stage=None, inventory=None, parallel=0, dry_run=False):
     """Switch every host of the stage back to its previous complete release."""
-    release = _release_option(release)
-    inv, stage = _selection(c, stage, inventory)
-    hosts = _hosts(inv, stage)
+    release = release_option(release)
+    inv, stage = selection(c, stage, inventory)
+    hosts = stage_hosts(inv, stage)
 
     def body(reporter: Reporter) -> None:
         opts = pipeline.Options(
@@ -241,7 +129,7 @@ def rollback(c, release=None, stage=None, inventory=None, parallel=0, dry_run=Fa
         if not dry_run:
             reporter.line(f"rolled back {stage} to {', '.join(targets)} ({len(hosts)} host(s))")
 
-    _guarded(body, hosts)
+    guarded(body, hosts)
 
 
 @task(
@@ -256,11 +144,11 @@ def switch(c, release=None, hosts=None, stage=None, inventory=None):
     """Point some hosts at an already-uploaded release (an A/B test: half the hosts on each).
 
     Through the same switch, nginx and opcache steps as a deploy; uploads nothing."""
-    inv, stage = _selection(c, stage, inventory)
+    inv, stage = selection(c, stage, inventory)
     if not release:
         raise Exit("switch needs --release NAME (see `fab STAGE releases`)", code=EXIT_USAGE)
-    release = _release_option(release)
-    chosen = _hosts(inv, stage)
+    release = release_option(release)
+    chosen = stage_hosts(inv, stage)
     if hosts:
         wanted = [h.strip() for h in hosts.split(",") if h.strip()]
         unknown = [h for h in wanted if h not in {x.name for x in chosen}]
@@ -277,14 +165,14 @@ def switch(c, release=None, hosts=None, stage=None, inventory=None):
         pipeline.rollback(chosen, opts, reporter, fabric_config=c.config)
         reporter.line(f"switched {', '.join(x.name for x in chosen)} to {release}")
 
-    _guarded(body, chosen)
+    guarded(body, chosen)
 
 
 @task(help={"stage": "stage to list", "inventory": "inventory file"})
 def releases(c, stage=None, inventory=None):
     """List each host's releases: name, state, revision, time, and which one is live."""
-    inv, stage = _selection(c, stage, inventory)
-    hosts = _hosts(inv, stage)
+    inv, stage = selection(c, stage, inventory)
+    hosts = stage_hosts(inv, stage)
 
     def body(reporter: Reporter) -> None:
         states, failures = pipeline.read_states(
@@ -311,14 +199,14 @@ def releases(c, stage=None, inventory=None):
         if failures:
             raise FleetError(f"could not read {len(failures)} host(s)", failures)
 
-    _guarded(body, hosts)
+    guarded(body, hosts)
 
 
 @task(help={"stage": "stage to unlock", "inventory": "inventory file"})
 def unlock(c, stage=None, inventory=None):
     """Remove the deploy lock on every host of the stage (after a deploy that died)."""
-    inv, stage = _selection(c, stage, inventory)
-    hosts = _hosts(inv, stage)
+    inv, stage = selection(c, stage, inventory)
+    hosts = stage_hosts(inv, stage)
 
     def body(reporter: Reporter) -> None:
         owners, failures = pipeline.force_unlock(
@@ -330,7 +218,7 @@ def unlock(c, stage=None, inventory=None):
         if failures:
             raise FleetError(f"unlock failed on {len(failures)} host(s)", failures)
 
-    _guarded(body, hosts)
+    guarded(body, hosts)
 
 
 @task(help={"stage": "stage to inspect", "inventory": "inventory file"})
@@ -338,8 +226,8 @@ def status(c, stage=None, inventory=None):
     """Per host: live release, revision, lock, and whether nginx serves it (read-only).
 
     Then whether the hosts agree. Reads only; takes no lock."""
-    inv, stage = _selection(c, stage, inventory)
-    hosts = _hosts(inv, stage)
+    inv, stage = selection(c, stage, inventory)
+    hosts = stage_hosts(inv, stage)
 
     def body(reporter: Reporter) -> None:
         found, failures = pipeline.read_status(hosts, reporter, stage=stage, fabric_config=c.config)
@@ -360,7 +248,7 @@ def status(c, stage=None, inventory=None):
         if failures:
             raise FleetError(f"could not read {len(failures)} host(s)", failures)
 
-    _guarded(body, hosts)
+    guarded(body, hosts)
 
 
 @task(
@@ -385,19 +273,22 @@ def tag_release(c, bump="patch", version=None, ref="HEAD", message=None, repo=".
         name = gitsource.tag_release(root, ref=ref, bump=bump, version=version, message=message)
         reporter.line(f"tagged {ref} as {name} (push it: git push origin {name})")
 
-    _guarded(body)
+    guarded(body)
 
 
-def stage_task(name: str, hosts: tuple[str, ...], inventory: Path) -> Task:
-    """`fab NAME ...`: select a stage for the tasks that follow on the command line."""
+def stage_task(name: str, inv: Inventory) -> Task:
+    """`fab NAME ...`: select a stage for the tasks that follow on the command line.
+
+    The inventory read to make the stage tasks is handed to those tasks: one `fab`
+    invocation reads and checks it once."""
 
     def select(c):
         # Keep what install()/namespace() put there (the hooks).
         chosen = dict(c.config.get("atomicdeploy") or {})
-        chosen.update(stage=name, inventory=str(inventory))
+        chosen.update(stage=name, inventory=str(inv.path.resolve()), loaded=inv)
         c.config.atomicdeploy = chosen
 
-    select.__doc__ = f"Select stage {name}: {', '.join(hosts)}."
+    select.__doc__ = f"Select stage {name}: {', '.join(inv.stages[name])}."
     select.__name__ = name
     return Task(select, name=name)
 
@@ -419,7 +310,7 @@ def stage_tasks(inventory: str | os.PathLike[str] | None = None) -> list[Task]:
     except AtomicDeployError as exc:
         print(f"atomicdeploy: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
-    return [stage_task(name, hosts, path.resolve()) for name, hosts in inv.stages.items()]
+    return [stage_task(name, inv) for name in inv.stages]
 
 
 def namespace(

@@ -49,7 +49,7 @@ def build(remote: Remote, cfg: Config, hooks: Hooks | None = None) -> None:
         *around("vendors"),  # the composer recipe runs at after_vendors
         ("nginx", nginx.check_script(cfg)),
         *around("warmup", ("warmup", warmup.script(cfg))),
-        # `once` commands here (migrations) wait for the barrier: see `before_switch_once`.
+        # `once` commands here (migrations) wait for the barrier: see `Deploy.once` in deploying.py.
         *hook.parts(cfg, "before_switch", hooks, once=False),
         ("sync", shell.sync_release(cfg.release_path) if cfg.host.sync_release else None),
         ("log", release.mark_script(cfg, cfg.release, COMPLETE)),
@@ -69,15 +69,3 @@ def after_switch(remote: Remote, cfg: Config, hooks: Hooks) -> None:
 
 def after_cleanup(remote: Remote, cfg: Config, hooks: Hooks) -> None:
     hook.run_plan(remote, cfg, hook.parts(cfg, "after_cleanup", hooks), "hook after_cleanup")
-
-
-def before_switch_once(remote: Remote, cfg: Config) -> None:
-    """The `once` commands of before_switch (e.g. `artisan migrate`), on the first host,
-    after every host has prepared: a database is never migrated for a release that
-    another host then fails to build."""
-    hook.run_plan(
-        remote,
-        cfg,
-        [("hook before_switch (once)", hook.script(cfg, "before_switch", once=True))],
-        "hook before_switch",
-    )

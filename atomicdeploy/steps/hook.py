@@ -92,11 +92,9 @@ def run_plan(remote: Remote, cfg: Config, plan: Sequence[Part], step: str) -> No
 def call(remote: Remote, cfg: Config, name: str, fn: Callable[..., Any], *args: Any) -> None:
     """A Python hook: any exception becomes a failure of this host at this hook.
     In a dry run it is only recorded."""
-    if remote.dry:
-        remote.record(name, f"python: {describe(fn)}(c, cfg)")
-        return
     try:
-        fn(_HookConnection(remote.conn, remote.out, remote.err), cfg, *args)
+        c = _HookConnection(remote.conn, remote.out, remote.err)
+        remote.call(name, describe(fn), lambda: fn(c, cfg, *args))
     except AtomicDeployError:
         raise
     except (Exception, SystemExit) as exc:  # sys.exit() in a hook must not skip our clean-up

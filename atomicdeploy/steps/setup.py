@@ -28,11 +28,10 @@ def begin(remote: Remote, cfg: Config, *, upload: bool) -> HostState:
             ("state", shell.read_state(layout, rsync_version=upload)),
         ]
     )
-    if remote.dry:
-        remote.run(script, "setup")  # recorded: a dry run takes no lock
-        return read_state(remote, cfg, rsync_version=upload)
+    # A dry run takes no lock: it only reads the state.
+    read = shell.read_state(layout, rsync_version=upload)
     try:
-        _, out = remote.run(script, "setup")
+        _, out = remote.run(script, "setup", stand_in=read)
     except RemoteError as exc:
         if exc.exit_status == shell.LOCK_HELD:
             # The held-lock branch prints the owner record on stdout.

@@ -90,8 +90,10 @@ def switch(
     )
     if unlock:
         script = shell.then_unlock(script, layout, cfg.run.token)
+    expected = layout.current_target(release)
     if trigger is None:
-        _, out = remote.run(script, "switch")
+        # A dry run switches nothing: it answers as a switch that went well would.
+        _, out = remote.run(script, "switch", stand_in=shell.say(expected))
     else:
         try:
             with remote.nagle():
@@ -100,8 +102,6 @@ def switch(
                 )
         finally:
             trigger.armed.set()
-    if remote.dry:
-        return Switched((), None)
     warnings, rest, at = [], [], None
     for line in out.splitlines():
         if line.startswith(shell.WARN_MARKER):
@@ -113,7 +113,6 @@ def switch(
                 at = None
         elif line.strip() and line.strip() != shell.ARMED_MARKER:
             rest.append(line.strip())
-    expected = layout.current_target(release)
     live = rest[-1] if rest else ""
     if live != expected:
         raise RemoteError(

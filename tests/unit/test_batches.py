@@ -3,7 +3,7 @@
 import pytest
 
 from atomicdeploy.errors import ConfigError
-from atomicdeploy.pipeline import plan_batches
+from atomicdeploy.plan import plan_batches
 
 NAMES = [f"web{i}" for i in range(1, 11)]
 

@@ -242,7 +242,6 @@ def test_a_failing_hook_stops_the_point_and_names_itself(tmp_path):
 class FakeRemote:
     name = "web1"
     conn = "the connection"
-    dry = False
 
     def out(self, line):
         self.lines.append(("out", line))
@@ -257,6 +256,9 @@ class FakeRemote:
     def run(self, script, step, **kw):
         self.sent.append((step, script))
         return 0, ""
+
+    def call(self, step, what, fn):
+        fn()
 
 
 def test_consecutive_scripts_are_one_round_trip_and_python_hooks_run_between():
