@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO))
 from atomicdeploy import inventory, pipeline  # noqa: E402
 from atomicdeploy.report import Reporter  # noqa: E402
 from atomicdeploy.testing import LocalHosts, write_inventory  # noqa: E402
-from atomicdeploy.testing.load import Load, Sample, judge  # noqa: E402
-from atomicdeploy.testing.web import WebHost  # noqa: E402
+from tests.kit.load import Load, Sample, judge  # noqa: E402
+from tests.kit.web import WebHost  # noqa: E402
 
 
 def set_version(app: Path, version: str) -> None:

@@ -20,11 +20,13 @@ from pathlib import Path
 
 import yaml
 
-from atomicdeploy.testing import LocalHosts
-from atomicdeploy.testing.load import Load, judge
-from atomicdeploy.testing.web import WebHosts
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the web kit is tests/kit, not part of the package
+
+from atomicdeploy.testing import LocalHosts  # noqa: E402
+from tests.kit.load import Load, judge  # noqa: E402
+from tests.kit.web import WebHosts  # noqa: E402
+
 BASE = Path("/tmp/atomicdeploy-demo")
 BUILD = BASE / "build"
 HTTP_PORTS = {"demo1": 8081, "demo2": 8082}

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from atomicdeploy.testing import hosts as kit
-from atomicdeploy.testing import web as webkit
-from atomicdeploy.testing.web import WebHost, WebHosts, children
+from tests.kit import web as webkit
+from tests.kit.web import WebHost, WebHosts, children
 
 pytestmark = pytest.mark.integration
 

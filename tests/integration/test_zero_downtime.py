@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from atomicdeploy.testing.load import Load, judge
-from atomicdeploy.testing.web import WebHosts
 from tests import faults
+from tests.kit.load import Load, judge
+from tests.kit.web import WebHosts
 
 from .conftest import FABFILE, REPO, Project
 

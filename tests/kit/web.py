@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .hosts import (
+from atomicdeploy.testing.hosts import (
     HostGroup,
     LogMark,
     PortTaken,
