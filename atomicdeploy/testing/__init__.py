@@ -1,9 +1,9 @@
-"""A test kit for atomicdeploy and its users: throw-away sshd hosts on 127.0.0.1.
+"""Throw-away sshd hosts on 127.0.0.1, for testing your fabfile and hooks against real SSH.
 
-Used by atomicdeploy's own tests, the demo and the benchmarks; downstream users
-can start the same hosts to test their fabfiles and hooks.
+Each `LocalHost` is OpenSSH's own sshd with its own port, keys and deploy path, stopped by
+PID; `write_inventory` writes an inventory.yml for them.
 """
 
-from .hosts import LocalHost, LocalHosts, write_inventory
+from .hosts import LocalHost, LocalHosts, ProgramMissing, write_inventory
 
-__all__ = ["LocalHost", "LocalHosts", "write_inventory"]
+__all__ = ["LocalHost", "LocalHosts", "ProgramMissing", "write_inventory"]

@@ -22,18 +22,49 @@ from typing import Generic, Self, TypeVar
 
 import yaml
 
-SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/bin/sshd")
+# sshd lives in an sbin directory that a normal user's PATH often lacks; where exactly
+# depends on the system (Debian and Fedora: /usr/sbin, Homebrew and source builds: /usr/local/sbin).
+SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 H = TypeVar("H")
 
 
-def find_sshd() -> str:
-    for path in SSHD_CANDIDATES:
-        if os.access(path, os.X_OK):
-            return path
-    found = shutil.which("sshd")
+class ProgramMissing(RuntimeError):
+    """An OpenSSH program the fake hosts need is not installed (or not where it was said)."""
+
+
+def find_program(name: str, env_var: str, package: str) -> str:
+    """The absolute path of `name`: `$env_var` if set, else found on PATH or in SBIN_DIRS.
+
+    Nothing is hard-coded, so the kit runs wherever OpenSSH is installed; the variable is
+    for an install outside all of these. A missing program fails here, in one line naming
+    what to install, not later as a bare "No such file" from subprocess.
+    """
+    wanted = os.environ.get(env_var)
+    if wanted:
+        found = shutil.which(wanted)
+        if not found:
+            raise ProgramMissing(f"{env_var}={wanted} is not an executable program")
+        return os.path.abspath(found)
+    search = os.pathsep.join([os.environ.get("PATH", os.defpath), *SBIN_DIRS])
+    found = shutil.which(name, path=search)
     if not found:
-        raise RuntimeError("OpenSSH server not found: apt-get install openssh-server")
-    return found
+        raise ProgramMissing(
+            f"{name} not found on PATH or in {', '.join(SBIN_DIRS)}: install {package}"
+            f" (or set {env_var} to its path)"
+        )
+    # sshd re-executes itself for every connection and refuses to run from a relative path.
+    return os.path.abspath(found)
+
+
+def find_sshd() -> str:
+    """OpenSSH's server, which each fake host runs; `ATOMICDEPLOY_SSHD` overrides the search."""
+    return find_program("sshd", "ATOMICDEPLOY_SSHD", "openssh-server")
+
+
+def find_ssh_keygen() -> str:
+    """OpenSSH's key generator, for the hosts' and clients' keys; `ATOMICDEPLOY_SSH_KEYGEN`
+    overrides the search."""
+    return find_program("ssh-keygen", "ATOMICDEPLOY_SSH_KEYGEN", "openssh-client")
 
 
 def free_ports(count: int) -> list[int]:
@@ -62,7 +93,7 @@ def keygen(path: Path) -> None:
     if not path.exists():
         subprocess.run(
             [
-                "ssh-keygen",
+                find_ssh_keygen(),
                 "-q",
                 "-t",
                 "ed25519",
@@ -140,7 +171,9 @@ class LocalHost:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
-    def start(self, sshd: str) -> None:
+    def start(self, sshd: str | None = None) -> None:
+        """Start this host's sshd with `sshd` (found on this machine if not given)."""
+        sshd = sshd or find_sshd()
         self.dir.mkdir(parents=True, exist_ok=True)
         keygen(self.dir / "host_key")
         keygen(self.key)
@@ -205,7 +238,7 @@ class LocalHost:
 
     def restart(self, sshd: str | None = None) -> None:
         self.stop()
-        self.start(sshd or find_sshd())
+        self.start(sshd)
 
 
 def wait_for_ssh(port: int, proc: subprocess.Popen, pid_file: Path, timeout: float = 10.0) -> None:
@@ -307,7 +340,9 @@ class LocalHosts(HostGroup[LocalHost]):
         start_on_a_free_port(lambda: host.start(self._sshd), move, self.chosen_ports)
 
     def start(self) -> LocalHosts:
+        # Both looked up once, before any host starts: a missing one is one error, not N.
         self._sshd = find_sshd()
+        find_ssh_keygen()
         return super().start()
 
 
