@@ -30,8 +30,18 @@ class Config:
     run: RunInfo
     release: str = ""  # the release this run builds or switches to
     previous: str | None = None  # the release that was live on this host before
-    primary: bool = False  # the stage's first host: where `once` hooks run
+    primary: bool = False  # the run's first host: where `once` hooks without roles run
+    # The run's hosts in order, with their roles: where `once` hooks with roles run.
+    peers: tuple[tuple[str, tuple[str, ...]], ...] = ()
     host_rsync: str = ""  # the host's `rsync --version` line, read with the state
+
+    def runs_once(self, roles: tuple[str, ...]) -> bool:
+        """Whether a `once` command for `roles` runs here: on the run's first host that has
+        one of them (no roles: the run's first host)."""
+        if not roles:
+            return self.primary
+        first = next((name for name, have in self.peers if set(have) & set(roles)), None)
+        return first == self.host.name
 
     @property
     def layout(self) -> Layout:

@@ -31,6 +31,8 @@ class Deploy(Run):
         if self.already_live(states):
             return
         name = self.name_release(states)
+        for line in hook.unmatched_once(list(self.cfgs.values())):
+            self.reporter.line(line)
         created = self.prepare()
         self.once(created)
         interrupted = golive.deploy(self, name)
@@ -104,19 +106,19 @@ class Deploy(Run):
         return created
 
     def once(self, created: set[str]) -> None:
-        """before_switch's `once` commands (e.g. `artisan migrate`), on the first host, after
-        every host has prepared: a database is never migrated for a release that another
-        host then fails to build."""
-        primary = next(c for c in self.cfgs.values() if c.primary)
-        script = hook.script(primary, "before_switch", once=True)
-        if not script:
+        """before_switch's `once` commands (e.g. `artisan migrate`), after every host has
+        prepared: a database is never migrated for a release that another host then fails
+        to build. They run on the run's first host (or first host of their roles)."""
+        scripts = {n: hook.script(c, "before_switch", once=True) for n, c in self.cfgs.items()}
+        where = [n for n, text in scripts.items() if text]
+        if not where:
             return
-        plan = [("hook before_switch (once)", script)]
-        _, failures = self.fleet.each(
-            lambda r: hook.run_plan(r, primary, plan, "hook before_switch"),
-            [primary.host.name],
-            phase="once",
-        )
+
+        def once(r: Remote) -> None:
+            plan = [("hook before_switch (once)", scripts[r.name])]
+            hook.run_plan(r, self.cfgs[r.name], plan, "hook before_switch")
+
+        _, failures = self.fleet.each(once, where, phase="once")
         if failures:
             self.abort(self.names, created, "a once hook failed")
             raise fail("before_switch (once)", failures, len(self.cfgs))

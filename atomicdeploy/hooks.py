@@ -16,7 +16,7 @@ and the cleanup hooks run once every host of the stage is live and healthy.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,14 +40,24 @@ HookFn = Callable[..., Any]
 class HookCommand:
     """A shell command from the inventory or a recipe, run in the release directory.
 
-    `once`: only on the stage's first host (Deployer's `once()`), e.g. database
+    `once`: only on the run's first host (Deployer's `once()`), e.g. database
     migrations, which must not run on every web node at the same time.
+    `roles`: only on hosts with one of these roles (none: every host); with `once`, on the
+    run's first host that has one.
     """
 
     run: str
     once: bool = False
+    roles: tuple[str, ...] = ()
     requires: str = ""  # a file of the release; the command is skipped when it is absent
     source: str = "inventory"  # or the recipe's name, for messages
+
+
+def for_roles(only: Iterable[str], roles: Iterable[str]) -> bool:
+    """Whether something limited to the roles `only` (none: no limit) is for a host that has
+    `roles`."""
+    only = tuple(only)
+    return not only or bool(set(only) & set(roles))
 
 
 def unknown_point(point: object) -> str:
@@ -87,21 +97,23 @@ class Hooks:
     """
 
     def __init__(self) -> None:
-        self._at: dict[str, list[HookFn]] = {}
+        self._at: dict[str, list[tuple[HookFn, tuple[str, ...]]]] = {}
         self._problems: list[str] = []
 
-    def before(self, step: str, fn: HookFn | None = None) -> Any:
-        return self._register("before", step, fn)
+    def before(self, step: str, fn: HookFn | None = None, *, roles: Iterable[str] = ()) -> Any:
+        """`fn(c, cfg)` before `step`; with `roles`, only on hosts that have one of them."""
+        return self._register("before", step, fn, roles)
 
-    def after(self, step: str, fn: HookFn | None = None) -> Any:
-        return self._register("after", step, fn)
+    def after(self, step: str, fn: HookFn | None = None, *, roles: Iterable[str] = ()) -> Any:
+        """`fn(c, cfg)` after `step`; with `roles`, only on hosts that have one of them."""
+        return self._register("after", step, fn, roles)
 
     def on_failure(self, fn: HookFn) -> HookFn:
         """`fn(c, cfg, error)` on every host after a failed deploy has been cleaned up."""
-        self._at.setdefault(FAILURE, []).append(fn)
+        self._at.setdefault(FAILURE, []).append((fn, ()))
         return fn
 
-    def _register(self, when: str, step: str, fn: HookFn | None) -> Any:
+    def _register(self, when: str, step: str, fn: HookFn | None, roles: Iterable[str]) -> Any:
         if callable(step):  # `@hooks.after` without a step name
             self._problems.append(
                 f"@hooks.{when} needs a step name, e.g. @hooks.{when}('upload')"
@@ -109,9 +121,11 @@ class Hooks:
             )
             return step
 
+        wanted = (roles,) if isinstance(roles, str) else tuple(roles)
+
         def add(f: HookFn) -> HookFn:
             try:
-                self._at.setdefault(point_name(when, step), []).append(f)
+                self._at.setdefault(point_name(when, step), []).append((f, wanted))
             except ConfigError as exc:
                 self._problems.append(exc.message)
             return f
@@ -122,8 +136,12 @@ class Hooks:
         if self._problems:
             raise ConfigError(self._problems[0])
 
-    def at(self, point: str) -> tuple[HookFn, ...]:
-        return tuple(self._at.get(point, ()))
+    def at(self, point: str, roles: Iterable[str] | None = None) -> tuple[HookFn, ...]:
+        """The functions at `point`; given a host's `roles`, only those meant for it."""
+        entries = self._at.get(point, ())
+        if roles is None:
+            return tuple(fn for fn, _ in entries)
+        return tuple(fn for fn, only in entries if for_roles(only, roles))
 
     def __bool__(self) -> bool:
         return any(self._at.values())

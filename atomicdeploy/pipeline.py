@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+import sys
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -18,12 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+import paramiko
 from fabric import Config as FabricConfig
 
-from . import dryrun, golive
+from . import dryrun, golive, shell
 from .config import Config, RunInfo
+from .connection import KnownHosts, connect, describe_connect_error
 from .deploying import Deploy
-from .errors import AtomicDeployError, ConfigError
+from .errors import AtomicDeployError, ConfigError, RemoteError
 from .hooks import Hooks
 from .inventory import HostConfig
 from .plan import Options, Outcome, plan_batches, rollback_to
@@ -31,7 +34,7 @@ from .remote import Remote
 from .report import Reporter
 from .run import Run, fail, notifier
 from .runner import Fleet
-from .steps import lock, setup, status
+from .steps import command, lock, setup, status
 
 __all__ = ["Options", "Outcome", "deploy", "plan_batches", "rollback"]
 
@@ -90,7 +93,11 @@ def deploy(
     plan_batches([h.name for h in hosts], opts.batch, opts.canary)
     info = run_info(opts.stage, source, opts.revision)
     with dryrun.hosts(hosts, opts.dry_run) as hosts:
-        cfgs = {h.name: Config(host=h, run=info, primary=i == 0) for i, h in enumerate(hosts)}
+        peers = tuple((h.name, h.roles) for h in hosts)
+        cfgs = {
+            h.name: Config(host=h, run=info, primary=i == 0, peers=peers)
+            for i, h in enumerate(hosts)
+        }
         fleet = Fleet(
             hosts, reporter, parallel=opts.parallel, fabric_config=fabric_config, dry=opts.dry_run
         )
@@ -215,3 +222,37 @@ def force_unlock(
 ):
     """Remove every host's lock, whoever holds it; return who held each."""
     return _on_each_host(lock.force_unlock, hosts, reporter, stage, fabric_config)
+
+
+def run_command(
+    hosts: Sequence[HostConfig],
+    reporter: Reporter,
+    cmd: str,
+    *,
+    stage: str,
+    fabric_config: FabricConfig | None = None,
+):
+    """`cmd` in the live release of every host at once; each host's exit status."""
+    return _on_each_host(
+        lambda r, cfg: command.run(r, cfg, cmd), hosts, reporter, stage, fabric_config
+    )
+
+
+def login(host: HostConfig, fabric_config: FabricConfig | None = None) -> int:
+    """An interactive login shell in the host's live release, over the same connection
+    settings as a deploy (ssh_config, port, key, known_hosts); returns its exit status."""
+    conn = connect(host, (fabric_config or FabricConfig()).clone(), KnownHosts())
+    conn.config.timeouts.command = None  # a shell stays open as long as its user wants
+    layout = Config(host=host, run=run_info("")).layout
+    try:
+        result = conn.run(
+            shell.login_shell(layout.current, layout.deploy_path),
+            pty=True,
+            in_stream=sys.stdin,
+            warn=True,
+        )
+        return result.exited
+    except (OSError, paramiko.SSHException) as exc:  # refused, auth, host key, DNS
+        raise RemoteError(describe_connect_error(host, exc), host=host.name, step="ssh") from exc
+    finally:
+        conn.close()

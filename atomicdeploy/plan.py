@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .errors import EXIT_FAILED, EXIT_PARTIAL, AtomicDeployError, ConfigError
+from .inventory import HostConfig
 from .releases import GOOD, ROLLED_BACK, HostState, rollback_target
 
 
@@ -169,3 +170,56 @@ def finish_results(
     """Each host's result once the release is live everywhere."""
     live = "dry run" if dry_run else "live"
     return {n: live + (", hook failed" if n in hook_failed else "") for n in hosts}
+
+
+def _names(option: str | None) -> list[str]:
+    return [n.strip() for n in (option or "").split(",") if n.strip()]
+
+
+def select(
+    hosts: Sequence[HostConfig], stage: str, names: str | None, roles: str | None
+) -> tuple[HostConfig, ...]:
+    """The stage's hosts that `--hosts` and `--roles` pick (both given: a host matches both).
+
+    Checked before any host is contacted: an unknown host or role, or a selection that
+    matches nothing, is one line naming the valid ones."""
+    wanted, roles_wanted = _names(names), _names(roles)
+    known = [h.name for h in hosts]
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise ConfigError(
+            f"--hosts: {', '.join(unknown)} not in stage {stage} (hosts: {', '.join(known)})"
+        )
+    have = list(dict.fromkeys(r for h in hosts for r in h.roles))
+    unknown = [r for r in roles_wanted if r not in have]
+    if unknown:
+        raise ConfigError(
+            f"--roles: no host of stage {stage} has the role {', '.join(unknown)}"
+            f" (roles: {', '.join(have) or 'none'})"
+        )
+    chosen = tuple(
+        h
+        for h in hosts
+        if (not wanted or h.name in wanted)
+        and (not roles_wanted or set(h.roles) & set(roles_wanted))
+    )
+    if not chosen:
+        listed = ", ".join(f"{h.name} [{' '.join(h.roles)}]" for h in hosts)
+        raise ConfigError(
+            f"--hosts {names} --roles {roles}: no host of stage {stage} matches both"
+            f" (hosts: {listed})"
+        )
+    return chosen
+
+
+def split_line(live: Mapping[str, str | None], ran: Sequence[str]) -> str:
+    """Where each host of the stage is after a run on some of them:
+    "web1 on R2; web2, worker1 still on R1" (hosts in the run first)."""
+    groups: dict[tuple[bool, str], list[str]] = {}
+    for host, release in live.items():
+        groups.setdefault((host in ran, release or "no release"), []).append(host)
+    ordered = sorted(groups.items(), key=lambda item: not item[0][0])
+    return "; ".join(
+        f"{', '.join(names)} {'on' if in_run else 'still on'} {release}"
+        for (in_run, release), names in ordered
+    )

@@ -27,12 +27,18 @@ def composer(binary: str, options: str) -> Recipe:
     return {"after_vendors": (HookCommand(run, requires="composer.json", source="composer"),)}
 
 
-def laravel() -> Recipe:
-    """Deployer's laravel recipe: storage link and caches on every host, migrations once."""
+def laravel(workers: bool = False) -> Recipe:
+    """Deployer's laravel recipe: storage link and caches on every host, migrations once;
+    once live, `queue:restart` so queue workers leave the old release's code (on the hosts
+    with the role `worker` when the run has any, else on every host)."""
 
-    def artisan(args: str, once: bool = False) -> HookCommand:
+    def artisan(args: str, once: bool = False, roles: tuple[str, ...] = ()) -> HookCommand:
         return HookCommand(
-            f"php artisan {args} --no-interaction", once=once, requires="artisan", source="laravel"
+            f"php artisan {args} --no-interaction",
+            once=once,
+            roles=roles,
+            requires="artisan",
+            source="laravel",
         )
 
     return {
@@ -43,6 +49,7 @@ def laravel() -> Recipe:
             artisan("view:cache"),
         ),
         "before_switch": (artisan("migrate --force", once=True),),
+        "after_switch": (artisan("queue:restart", roles=("worker",) if workers else ()),),
     }
 
 
@@ -64,8 +71,10 @@ def commands_for(
     *,
     composer_bin: str = "composer",
     composer_options: str = COMPOSER_OPTIONS,
+    workers: bool = False,
 ) -> dict[str, tuple[HookCommand, ...]]:
     """Every recipe's commands by hook point, in the order the recipes are listed.
+    `workers`: some host of the run has the role `worker`.
 
     laravel and symfony need vendors, so they bring composer along if it is not listed.
     """
@@ -77,7 +86,7 @@ def commands_for(
         if name == "composer":
             parts = composer(composer_bin, composer_options)
         elif name == "laravel":
-            parts = laravel()
+            parts = laravel(workers)
         elif name == "symfony":
             parts = symfony()
         else:

@@ -15,7 +15,7 @@ from fabric import Connection
 from invoke import Context, Exit
 
 from . import inventory as inventory_mod
-from . import secrets
+from . import pipeline, plan, secrets
 from .errors import EXIT_INTERRUPTED, EXIT_USAGE, AtomicDeployError, ConfigError, FleetError
 from .hooks import Hooks
 from .inventory import HostConfig, Inventory
@@ -138,3 +138,38 @@ def _sigterm_as_interrupt():
         raise KeyboardInterrupt
 
     return signal.signal(signal.SIGTERM, interrupt)
+
+
+HOSTS_HELP = "comma-separated host names of the stage (default: every host)"
+ROLES_HELP = "comma-separated roles: only the stage's hosts with one of them"
+
+
+def chosen_hosts(
+    inv: Inventory, stage: str, hosts: str | None, roles: str | None
+) -> tuple[HostConfig, ...]:
+    """The stage's hosts picked by `--hosts`/`--roles`: bad names stop here, exit 2, before
+    any host is contacted."""
+    try:
+        return plan.select(stage_hosts(inv, stage), stage, hosts, roles)
+    except ConfigError as exc:
+        raise Exit(exc.message, code=EXIT_USAGE) from None
+
+
+def say_split(
+    c: Context,
+    reporter: Reporter,
+    inv: Inventory,
+    stage: str,
+    live: dict[str, str],
+) -> None:
+    """After a run on part of the stage: where every host of the stage is now, read from
+    the hosts left out (read-only), if they are not all on the same release."""
+    others = tuple(h for h in stage_hosts(inv, stage) if h.name not in live)
+    if not others:
+        return
+    states, failures = pipeline.read_states(others, reporter, stage=stage, fabric_config=c.config)
+    for name, exc in failures.items():
+        reporter.warn(name, f"could not read which release is live: {exc}")
+    where: dict[str, str | None] = {**live, **{n: st.current for n, st in states.items()}}
+    if len(set(where.values())) > 1:
+        reporter.line(f"stage {stage} is split on purpose: {plan.split_line(where, list(live))}")

@@ -15,22 +15,26 @@ from pathlib import Path
 
 from invoke import Collection, Exit, Task, task
 
-from . import gitsource, pipeline
+from . import gitsource, pipeline, plan
 from . import inventory as inventory_mod
 from .errors import EXIT_USAGE, AtomicDeployError, ConfigError, FleetError
 from .hooks import Hooks
+from .hosttasks import run_command, ssh
 from .inventory import Inventory
 from .report import Reporter
 from .steps.lock import describe_owner
 from .taskbase import (
     DEFAULT_INVENTORY,
     ENV_INVENTORY,
+    HOSTS_HELP,
+    ROLES_HELP,
+    chosen_hosts,
     default_inventory_path,
     guarded,
     python_hooks,
     release_option,
+    say_split,
     selection,
-    stage_hosts,
 )
 
 
@@ -62,6 +66,8 @@ def _release_source(
         " with `git archive`, recorded in the log and a REVISION file",
         "force": "deploy even if that revision is already live on every host",
         "dry_run": "print every remote command and transfer the deploy would make; change nothing",
+        "hosts": HOSTS_HELP,
+        "roles": ROLES_HELP,
     }
 )
 def deploy(
@@ -76,14 +82,17 @@ def deploy(
     revision=None,
     force=False,
     dry_run=False,
+    hosts=None,
+    roles=None,
 ):
-    """Build a new release on every host of the stage, then switch them all to it."""
+    """Build a new release on every host of the stage (or of --hosts/--roles), then switch
+    them all to it."""
     inv, stage = selection(c, stage, inventory)
-    hosts = stage_hosts(inv, stage)
+    chosen = chosen_hosts(inv, stage, hosts, roles)
     hooks = python_hooks(c)
 
     def body(reporter: Reporter) -> None:
-        src = pipeline.resolve_source(hosts, inv.path.resolve().parent, source)
+        src = pipeline.resolve_source(chosen, inv.path.resolve().parent, source)
         opts = pipeline.Options(
             stage=stage,
             parallel=parallel or None,
@@ -95,14 +104,15 @@ def deploy(
         )
         with _release_source(src, revision, opts) as (upload_dir, opts):
             out = pipeline.deploy(
-                hosts, opts, reporter, source=upload_dir, fabric_config=c.config, hooks=hooks
+                chosen, opts, reporter, source=upload_dir, fabric_config=c.config, hooks=hooks
             )
         name = next(iter(out.release.values()))
         if out.unchanged or dry_run:
             return
-        reporter.line(f"deployed {name} to {stage} ({len(hosts)} host(s))")
+        reporter.line(f"deployed {name} to {stage} ({len(chosen)} host(s))")
+        say_split(c, reporter, inv, stage, dict(out.release))
 
-    guarded(body, hosts)
+    guarded(body, chosen)
 
 
 @task(
@@ -112,35 +122,42 @@ def deploy(
         "inventory": f"inventory file (default: ${ENV_INVENTORY} or {DEFAULT_INVENTORY})",
         "parallel": "hosts worked on at once",
         "dry_run": "print every remote command the rollback would make; change nothing",
+        "hosts": HOSTS_HELP,
+        "roles": ROLES_HELP,
     }
 )
-def rollback(c, release=None, stage=None, inventory=None, parallel=0, dry_run=False):
-    """Switch every host of the stage back to its previous complete release."""
+def rollback(
+    c, release=None, stage=None, inventory=None, parallel=0, dry_run=False, hosts=None, roles=None
+):
+    """Switch every host of the stage (or of --hosts/--roles) back to its previous complete
+    release."""
     release = release_option(release)
     inv, stage = selection(c, stage, inventory)
-    hosts = stage_hosts(inv, stage)
+    chosen = chosen_hosts(inv, stage, hosts, roles)
 
     def body(reporter: Reporter) -> None:
         opts = pipeline.Options(
             stage=stage, release=release, parallel=parallel or None, dry_run=dry_run
         )
-        out = pipeline.rollback(hosts, opts, reporter, fabric_config=c.config)
+        out = pipeline.rollback(chosen, opts, reporter, fabric_config=c.config)
         targets = sorted(set(out.release.values()))
         if not dry_run:
-            reporter.line(f"rolled back {stage} to {', '.join(targets)} ({len(hosts)} host(s))")
+            reporter.line(f"rolled back {stage} to {', '.join(targets)} ({len(chosen)} host(s))")
+            say_split(c, reporter, inv, stage, dict(out.release))
 
-    guarded(body, hosts)
+    guarded(body, chosen)
 
 
 @task(
     help={
         "release": "release to point the hosts at (already uploaded; nothing is uploaded)",
-        "hosts": "comma-separated host names (default: every host of the stage)",
+        "hosts": HOSTS_HELP,
+        "roles": ROLES_HELP,
         "stage": "stage, instead of `fab STAGE switch`",
         "inventory": "inventory file",
     }
 )
-def switch(c, release=None, hosts=None, stage=None, inventory=None):
+def switch(c, release=None, hosts=None, stage=None, inventory=None, roles=None):
     """Point some hosts at an already-uploaded release (an A/B test: half the hosts on each).
 
     Through the same switch, nginx and opcache steps as a deploy; uploads nothing."""
@@ -148,31 +165,29 @@ def switch(c, release=None, hosts=None, stage=None, inventory=None):
     if not release:
         raise Exit("switch needs --release NAME (see `fab STAGE releases`)", code=EXIT_USAGE)
     release = release_option(release)
-    chosen = stage_hosts(inv, stage)
-    if hosts:
-        wanted = [h.strip() for h in hosts.split(",") if h.strip()]
-        unknown = [h for h in wanted if h not in {x.name for x in chosen}]
-        if unknown:
-            raise Exit(
-                f"--hosts: {', '.join(unknown)} not in stage {stage}"
-                f" ({', '.join(x.name for x in chosen)})",
-                code=EXIT_USAGE,
-            )
-        chosen = tuple(x for x in chosen if x.name in wanted)
+    chosen = chosen_hosts(inv, stage, hosts, roles)
 
     def body(reporter: Reporter) -> None:
         opts = pipeline.Options(stage=stage, release=release, switch_only=True)
         pipeline.rollback(chosen, opts, reporter, fabric_config=c.config)
         reporter.line(f"switched {', '.join(x.name for x in chosen)} to {release}")
+        say_split(c, reporter, inv, stage, {x.name: release for x in chosen})
 
     guarded(body, chosen)
 
 
-@task(help={"stage": "stage to list", "inventory": "inventory file"})
-def releases(c, stage=None, inventory=None):
+@task(
+    help={
+        "stage": "stage to list",
+        "inventory": "inventory file",
+        "hosts": HOSTS_HELP,
+        "roles": ROLES_HELP,
+    }
+)
+def releases(c, stage=None, inventory=None, hosts=None, roles=None):
     """List each host's releases: name, state, revision, time, and which one is live."""
     inv, stage = selection(c, stage, inventory)
-    hosts = stage_hosts(inv, stage)
+    hosts = chosen_hosts(inv, stage, hosts, roles)
 
     def body(reporter: Reporter) -> None:
         states, failures = pipeline.read_states(
@@ -202,11 +217,18 @@ def releases(c, stage=None, inventory=None):
     guarded(body, hosts)
 
 
-@task(help={"stage": "stage to unlock", "inventory": "inventory file"})
-def unlock(c, stage=None, inventory=None):
+@task(
+    help={
+        "stage": "stage to unlock",
+        "inventory": "inventory file",
+        "hosts": HOSTS_HELP,
+        "roles": ROLES_HELP,
+    }
+)
+def unlock(c, stage=None, inventory=None, hosts=None, roles=None):
     """Remove the deploy lock on every host of the stage (after a deploy that died)."""
     inv, stage = selection(c, stage, inventory)
-    hosts = stage_hosts(inv, stage)
+    hosts = chosen_hosts(inv, stage, hosts, roles)
 
     def body(reporter: Reporter) -> None:
         owners, failures = pipeline.force_unlock(
@@ -221,13 +243,20 @@ def unlock(c, stage=None, inventory=None):
     guarded(body, hosts)
 
 
-@task(help={"stage": "stage to inspect", "inventory": "inventory file"})
-def status(c, stage=None, inventory=None):
+@task(
+    help={
+        "stage": "stage to inspect",
+        "inventory": "inventory file",
+        "hosts": HOSTS_HELP,
+        "roles": ROLES_HELP,
+    }
+)
+def status(c, stage=None, inventory=None, hosts=None, roles=None):
     """Per host: live release, revision, lock, and whether nginx serves it (read-only).
 
     Then whether the hosts agree. Reads only; takes no lock."""
     inv, stage = selection(c, stage, inventory)
-    hosts = stage_hosts(inv, stage)
+    hosts = chosen_hosts(inv, stage, hosts, roles)
 
     def body(reporter: Reporter) -> None:
         found, failures = pipeline.read_status(hosts, reporter, stage=stage, fabric_config=c.config)
@@ -241,6 +270,8 @@ def status(c, stage=None, inventory=None):
         live = {(st.state.current, st.revision) for st in found.values()}
         if len(live) > 1:
             reporter.line(f"hosts disagree: {len(live)} different live releases")
+            where = {name: st.state.current for name, st in found.items()}
+            reporter.line(plan.split_line(where, list(where)))
         elif found:
             reporter.line("all hosts serve the same release")
         if any(st.nginx == "points elsewhere" for st in found.values()):
@@ -293,7 +324,7 @@ def stage_task(name: str, inv: Inventory) -> Task:
     return Task(select, name=name)
 
 
-TASKS = (deploy, rollback, switch, releases, status, unlock, tag_release)
+TASKS = (deploy, rollback, switch, releases, status, unlock, ssh, run_command, tag_release)
 
 
 def stage_tasks(inventory: str | os.PathLike[str] | None = None) -> list[Task]:

@@ -61,6 +61,18 @@ def _str_list(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+_ROLE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _roles(value: Any) -> tuple[str, ...]:
+    """Role names a host has (`roles: [web, worker]`), for selection and per-role hooks."""
+    names = _str_list(value)
+    for n in names:
+        if not _ROLE.fullmatch(n):
+            raise ValueError(f"has {n!r}: a role name is letters, digits, '-' or '_'")
+    return tuple(dict.fromkeys(names))
+
+
 def _rel_paths(value: Any) -> tuple[str, ...]:
     items = _str_list(value)
     try:
@@ -288,14 +300,20 @@ def _hooks(value: Any) -> Mapping[str, tuple[HookCommand, ...]]:
 
 def _hook_command(point: str, cmd: Any) -> HookCommand:
     """One entry of a hook point: a string, or `{run: ..., once: ...}`."""
-    flag = False
+    flag, roles = False, ()
     if isinstance(cmd, dict):
-        unknown = set(cmd) - {"run", "once"}
+        unknown = set(cmd) - {"run", "once", "roles"}
         if unknown or not isinstance(cmd.get("run"), str):
-            raise ValueError(f".{point}: a command map needs 'run' (a string) and may have 'once'")
+            raise ValueError(
+                f".{point}: a command map needs 'run' (a string) and may have 'once' and 'roles'"
+            )
         flag = cmd.get("once", False)
         if not isinstance(flag, bool):
             raise ValueError(f".{point}: once must be true or false")
+        try:
+            roles = _roles(cmd.get("roles") or [])
+        except ValueError as exc:
+            raise ValueError(f".{point}: roles {exc}") from None
         cmd = cmd["run"]
     elif not isinstance(cmd, str):
         raise ValueError(f".{point}: each command must be a string, not {_type_name(cmd)}")
@@ -303,7 +321,7 @@ def _hook_command(point: str, cmd: Any) -> HookCommand:
         raise ValueError(f".{point}: empty command")
     if point == FAILURE and flag:
         raise ValueError(f".{point}: once is not supported here")
-    return HookCommand(cmd, once=flag)
+    return HookCommand(cmd, once=flag, roles=roles)
 
 
 def _recipes(value: Any) -> tuple[str, ...]:

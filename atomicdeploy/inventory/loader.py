@@ -15,13 +15,21 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError, did_you_mean
-from .checks import _type_name
+from .checks import OpcacheConfig, _type_name
 from .refs import _resolve_refs
 from .schema import KEYS, HostConfig, Inventory
 
 MAX_INVENTORY_BYTES = 1_000_000
 
 
+# Steps a host can turn off that `config:` turns on for the stage (`nginx: false` on a
+# queue worker with no web server): the value that means "not on this host".
+STEPS_OFF: dict[str, Any] = {
+    "nginx": None,
+    "opcache": OpcacheConfig(strategy="none"),
+    "warmup": (),
+    "healthcheck": None,
+}
 _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -170,6 +178,9 @@ def _host_config(label: str, name: str, raw: dict[str, Any]) -> HostConfig:
     for key, spec in KEYS.items():
         if key not in resolved or resolved[key] is None:
             values[key] = spec.default
+            continue
+        if resolved[key] is False and key in STEPS_OFF:
+            values[key] = STEPS_OFF[key]
             continue
         try:
             values[key] = spec.check(resolved[key])

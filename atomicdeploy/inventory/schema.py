@@ -28,6 +28,7 @@ from .checks import (
     _opcache,
     _recipes,
     _rel_paths,
+    _roles,
     _str,
     _str_list,
     _str_map,
@@ -105,6 +106,9 @@ class HostConfig:
         _int(1, 86400), 900, "seconds a remote command (or a stalled upload) may take"
     )
     forward_agent: bool = key(_bool, False, "forward your SSH agent to the host")
+    roles: tuple[str, ...] = key(
+        _roles, (), "role names (`[web, worker]`): --roles selects by them, hooks run by them"
+    )
     labels: Mapping[str, str] = key(
         _str_map, None, "labels; labels.stage makes the stage task", factory=dict
     )

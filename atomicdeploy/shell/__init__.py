@@ -71,6 +71,8 @@ from .tree import (  # noqa: F401
 )
 from .user import (  # noqa: F401
     hook,
+    in_current,
+    login_shell,
 )
 from .web import (  # noqa: F401
     NGINX_SAFE_PATH,

@@ -28,3 +28,18 @@ def hook(cwd: str, command: str, *, requires: str = "", env: Sequence[tuple[str,
     if requires:
         run = f"if [ -f {q(requires)} ]; then {run}; fi"
     return f"cd -- {q(cwd)} && {run}"
+
+
+def in_current(current: str, command: str) -> str:
+    """`fab STAGE run`: the user's command in the live release, its stderr with its stdout
+    (one stream, in order), stdin closed; the exit status is the command's."""
+    return f"cd -- {q(current)} && ( eval {q(command)} ) 2>&1 </dev/null"
+
+
+def login_shell(current: str, deploy_path: str) -> str:
+    """`fab STAGE ssh`: an interactive login shell in the live release (in the deploy path
+    if nothing is live yet)."""
+    return (
+        f"cd -- {q(current)} 2>/dev/null || cd -- {q(deploy_path)} 2>/dev/null;"
+        ' exec "${SHELL:-/bin/sh}" -l'
+    )

@@ -16,7 +16,7 @@ from invoke.exceptions import UnexpectedExit
 from .. import shell
 from ..config import Config
 from ..errors import AtomicDeployError
-from ..hooks import FAILURE, HookCommand, Hooks, describe
+from ..hooks import FAILURE, POINTS, HookCommand, Hooks, describe, for_roles
 from ..recipes import commands_for
 from ..remote import Remote
 
@@ -26,17 +26,43 @@ Part = tuple[str, "str | Callable[..., Any] | None"]
 def shell_commands(cfg: Config, point: str, once: bool | None = None) -> tuple[HookCommand, ...]:
     """Recipes' commands first, then the inventory's, for this host.
 
-    `once` commands only on the primary host; `once=True`/`False` selects only those /
-    only the others (before_switch runs its `once` commands after the barrier).
+    Commands with `roles` only on hosts with one of them; `once` commands only on the
+    run's first (matching) host; `once=True`/`False` selects only those / only the others
+    (before_switch runs its `once` commands after the barrier).
     """
+    return tuple(
+        c
+        for c in _commands(cfg, point)
+        if (once is None or c.once == once)
+        and (cfg.runs_once(c.roles) if c.once else for_roles(c.roles, cfg.host.roles))
+    )
+
+
+def _commands(cfg: Config, point: str) -> tuple[HookCommand, ...]:
     host = cfg.host
     recipes = commands_for(
-        host.recipes, composer_bin=host.composer, composer_options=host.composer_options
+        host.recipes,
+        composer_bin=host.composer,
+        composer_options=host.composer_options,
+        workers=any("worker" in roles for _, roles in cfg.peers),
     )
-    cmds = recipes.get(point, ()) + tuple(host.hooks.get(point, ()))
-    return tuple(
-        c for c in cmds if (cfg.primary or not c.once) and (once is None or c.once == once)
-    )
+    return recipes.get(point, ()) + tuple(host.hooks.get(point, ()))
+
+
+def unmatched_once(cfgs: Sequence[Config]) -> list[str]:
+    """A line for each `once` command whose roles no host of the run has: it is skipped,
+    which is not an error (a deploy of the web hosts alone skips the workers' once)."""
+    lines: list[str] = []
+    for cfg in cfgs:
+        for point in POINTS:
+            for c in _commands(cfg, point):
+                if c.once and c.roles and not any(for_roles(c.roles, r) for _, r in cfg.peers):
+                    roles = ", ".join(c.roles)
+                    lines.append(
+                        f"hook {point}: {c.run!r} (once, roles: {roles}) matches no host"
+                        " of this run: skipped"
+                    )
+    return list(dict.fromkeys(lines))
 
 
 def env(cfg: Config) -> list[tuple[str, str]]:
@@ -67,7 +93,7 @@ def script(cfg: Config, point: str, once: bool | None = None) -> str | None:
 def parts(cfg: Config, point: str, hooks: Hooks, once: bool | None = None) -> list[Part]:
     """A hook point as plan parts: its shell script, then its Python functions."""
     out: list[Part] = [(f"hook {point}", script(cfg, point, once))]
-    out += [(f"hook {point} {describe(fn)}", fn) for fn in hooks.at(point)]
+    out += [(f"hook {point} {describe(fn)}", fn) for fn in hooks.at(point, cfg.host.roles)]
     return out
 
 

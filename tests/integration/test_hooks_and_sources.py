@@ -184,6 +184,7 @@ def test_laravel_recipe_caches_everywhere_and_migrates_on_the_first_host_only(pr
         ]
         if h == "web1":
             expected.append("migrate --force --no-interaction")
+        expected.append("queue:restart --no-interaction")  # once live; no host is a worker
         assert log == expected
 
 

@@ -167,6 +167,10 @@ def test_laravel_brings_composer_and_migrates_once_before_the_switch():
     (migrate,) = got["before_switch"]
     assert migrate.once and migrate.requires == "artisan"
     assert migrate.run == "php artisan migrate --force --no-interaction"
+    (restart,) = got["after_switch"]
+    assert restart.run == "php artisan queue:restart --no-interaction" and not restart.roles
+    (restart,) = commands_for(["laravel"], workers=True)["after_switch"]
+    assert restart.roles == ("worker",)
 
 
 def test_symfony_warms_its_cache_after_vendors():

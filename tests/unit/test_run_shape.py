@@ -6,16 +6,20 @@ use, and the inventory test stops at bad input, before any host would be contact
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 from invoke import Program
 
 import atomicdeploy.inventory as inventory_mod
-from atomicdeploy import plan, tasks
+from atomicdeploy import plan, shell, tasks
+from atomicdeploy.config import Config, RunInfo
 from atomicdeploy.dryrun import DryRemote
-from atomicdeploy.errors import AtomicDeployError
+from atomicdeploy.errors import AtomicDeployError, ConfigError
+from atomicdeploy.hooks import Hooks
 from atomicdeploy.inventory import HostConfig
+from atomicdeploy.inventory.loader import parse
 from atomicdeploy.releases import COMPLETE, FAILED, LIVE, ROLLED_BACK, HostState, ReleaseInfo
 
 R1, R2, R3 = "20261201T000000Z", "20261202T000000Z", "20261203T000000Z"
@@ -140,3 +144,121 @@ def test_one_fab_call_reads_the_inventory_once(tmp_path: Path, monkeypatch):
         program.run(["fab", "test", "deploy", "--batch", "none", "--source", str(tmp_path)])
     assert exit_.value.code == 2
     assert reads == [inv]
+
+
+# --- roles and host selection ----------------------------------------------------------------
+
+
+def hosts_with_roles() -> tuple[HostConfig, ...]:
+    def h(name: str, *roles: str) -> HostConfig:
+        return HostConfig(name=name, deploy_path="/srv/app", hostname=name, roles=roles)
+
+    return (h("web1", "web"), h("web2", "web"), h("worker1", "worker"), h("cron1"))
+
+
+SELECT = [
+    ("everything", None, None, ["web1", "web2", "worker1", "cron1"]),
+    ("one host", "web2", None, ["web2"]),
+    ("two hosts, stage order", "worker1, web1", None, ["web1", "worker1"]),
+    ("a role", None, "web", ["web1", "web2"]),
+    ("two roles", None, "worker,web", ["web1", "web2", "worker1"]),
+    ("both: a host must match both", "web1,worker1", "web", ["web1"]),
+    ("unknown host", "web9", None, "--hosts: web9 not in stage prod (hosts: web1, web2,"),
+    ("unknown role", None, "db", "no host of stage prod has the role db (roles: web, worker)"),
+    ("nothing matches", "cron1", "web", "no host of stage prod matches both"),
+]
+
+
+@pytest.mark.parametrize(
+    "names,roles,expected", [c[1:] for c in SELECT], ids=[c[0] for c in SELECT]
+)
+def test_select(names, roles, expected):
+    if isinstance(expected, list):
+        chosen = plan.select(hosts_with_roles(), "prod", names, roles)
+        assert [h.name for h in chosen] == expected
+    else:
+        with pytest.raises(ConfigError) as err:
+            plan.select(hosts_with_roles(), "prod", names, roles)
+        assert expected in err.value.message
+
+
+def test_split_line_names_the_run_first_then_the_rest():
+    live = {"web1": R2, "web2": R1, "worker1": R1, "cron1": None}
+    line = plan.split_line(live, ["web1"])
+    assert line == f"web1 on {R2}; web2, worker1 still on {R1}; cron1 still on no release"
+
+
+def test_once_with_roles_runs_on_the_first_host_of_those_roles():
+    peers = (("web1", ("web",)), ("worker1", ("worker",)), ("worker2", ("worker",)))
+    run = RunInfo(stage="p", user="u", local_host="l", pid=1, started="t", token="x")
+
+    def cfg(name: str, primary: bool = False) -> Config:
+        host = HostConfig(name=name, deploy_path="/srv/app", hostname=name)
+        return Config(host=host, run=run, primary=primary, peers=peers)
+
+    assert cfg("web1", primary=True).runs_once(())
+    assert not cfg("worker1").runs_once(())
+    assert cfg("worker1").runs_once(("worker",)) and not cfg("worker2").runs_once(("worker",))
+    assert cfg("web1").runs_once(("worker", "web"))  # one host for both roles
+    assert not any(cfg(n).runs_once(("db",)) for n, _ in peers)
+
+
+def test_python_hooks_with_roles_run_only_on_those_hosts():
+    hooks = Hooks()
+
+    def restart(c, cfg): ...
+
+    def everywhere(c, cfg): ...
+
+    hooks.after("switch", restart, roles=["worker"])
+    hooks.after("switch", everywhere)
+    assert hooks.at("after_switch", ("worker",)) == (restart, everywhere)
+    assert hooks.at("after_switch", ("web",)) == (everywhere,)
+    assert hooks.at("after_switch") == (restart, everywhere)
+
+
+def test_a_host_turns_off_steps_the_stage_turns_on():
+    inv = parse(
+        "config:\n"
+        "  deploy_path: /srv/app\n"
+        "  nginx: {test: 'true'}\n"
+        "  opcache: {socket: /run/php.sock}\n"
+        "  warmup: [/]\n"
+        "  healthcheck: {url: 'http://127.0.0.1/'}\n"
+        "hosts:\n"
+        "  web1: {roles: [web]}\n"
+        "  worker1: {roles: [worker], nginx: false, opcache: false, warmup: false,"
+        " healthcheck: false}\n"
+    )
+    web, worker = inv.hosts
+    assert web.nginx and web.opcache.strategy == "fcgi" and web.warmup and web.healthcheck
+    assert worker.nginx is None and worker.opcache.strategy == "none"
+    assert worker.warmup == () and worker.healthcheck is None
+    assert worker.roles == ("worker",)
+
+
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("roles: [web, 'no space']", "roles has 'no space': a role name is letters, digits"),
+        ("roles: web", "roles must be a list of strings"),
+        ("hooks: {after_switch: [{run: x, roles: [a b]}]}", ".after_switch: roles has 'a b'"),
+        ("hooks: {after_switch: [{run: x, role: [a]}]}", "may have 'once' and 'roles'"),
+    ],
+)
+def test_bad_roles_are_one_line(text, words):
+    with pytest.raises(ConfigError) as err:
+        parse(f"config:\n  deploy_path: /srv/app\nhosts:\n  web1: {{{text}}}\n")
+    assert words in err.value.message
+
+
+def test_run_and_ssh_commands_are_quoted():
+    cmd = "echo $HOME; exit 3 # 'x'"
+    got = shell.in_current("/srv/my app/current", cmd)
+    quoted = "'echo $HOME; exit 3 # '\"'\"'x'\"'\"''"
+    assert got == f"cd -- '/srv/my app/current' && ( eval {quoted} ) 2>&1 </dev/null"
+    out = subprocess.run(["sh", "-c", got.replace("/srv/my app/current", "/")], capture_output=True)
+    assert out.returncode == 3
+    assert shell.login_shell("/s/current", "/s") == (
+        'cd -- /s/current 2>/dev/null || cd -- /s 2>/dev/null; exec "${SHELL:-/bin/sh}" -l'
+    )
