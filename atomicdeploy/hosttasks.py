@@ -13,7 +13,7 @@ from .taskbase import HOSTS_HELP, ROLES_HELP, chosen_hosts, guarded, selection
 
 @task(
     help={
-        "host": "host to log in to (default: the stage's first host, or of --roles)",
+        "host": "host to log in to (default: the first host of the stage, or of the roles given)",
         "roles": ROLES_HELP,
         "stage": "stage, instead of `fab STAGE ssh`",
         "inventory": "inventory file",
