@@ -95,6 +95,38 @@ def test_a_role_selection_skips_a_once_hook_of_another_role_with_a_line(project)
     assert f"migrated-{r2}" not in marks(project, "web1")
     listed = project.ok("test", "releases", "--roles", "worker")
     assert "web3:" in listed.stdout and "web1:" not in listed.stdout
+    back = project.ok("test", "rollback", "--roles", "worker")
+    assert {project.current(n) for n in ("web1", "web2", WORKER)} == {f"releases/{r1}"}
+    assert "rolled back test to" in back.stdout and "(1 host(s))" in back.stdout
+
+
+PY_ROLES = """
+from atomicdeploy import Hooks, namespace
+
+hooks = Hooks()
+
+
+@hooks.after("switch", roles=["worker"])
+def restart_workers(c, cfg):
+    c.run(f"touch {cfg.host.deploy_path}/py-worker-{cfg.release}")
+
+
+@hooks.after("upload")
+def everywhere(c, cfg):
+    c.run(f"touch {cfg.host.deploy_path}/py-every-{cfg.release}")
+
+
+ns = namespace(hooks=hooks)
+"""
+
+
+def test_python_hooks_run_by_role(project):
+    with_roles(project)
+    project.config.pop("hooks")
+    (project.dir / "fabfile.py").write_text(PY_ROLES)
+    r1 = release_of(project.ok("test", "deploy"))
+    assert marks(project, "web1") == marks(project, "web2") == {f"py-every-{r1}"}
+    assert marks(project, WORKER) == {f"py-every-{r1}", f"py-worker-{r1}"}
 
 
 @pytest.mark.parametrize(
@@ -105,10 +137,12 @@ def test_a_role_selection_skips_a_once_hook_of_another_role_with_a_line(project)
         (("--hosts", "web1", "--roles", "worker"), "no host of stage test matches both"),
     ],
 )
-@pytest.mark.parametrize("task", ["deploy", "rollback", "status", "releases", "unlock", "run"])
+@pytest.mark.parametrize(
+    "task", ["deploy", "rollback", "switch", "status", "releases", "unlock", "run"]
+)
 def test_a_bad_selection_is_exit_2_before_any_connection(project, task, args, words):
     with_roles(project)
-    extra = ("--cmd", "true") if task == "run" else ()
+    extra = {"run": ("--cmd", "true"), "switch": ("--release", "20261201T000000Z")}.get(task, ())
     proc = project.fab("test", task, *args, *extra)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert words in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
