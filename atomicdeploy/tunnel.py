@@ -12,7 +12,6 @@ every other command, by construction.
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 import threading
 from dataclasses import dataclass, field
@@ -68,7 +67,7 @@ class _Relay:
                 return  # rsync stopped on its own (a bad argument): its stderr says why
             try:
                 channel = self.transport.open_session()
-                channel.exec_command(shlex.join(args))
+                channel.exec_command(shell.server_command(args))
             except (OSError, EOFError, paramiko.SSHException) as exc:
                 self.error = exc
                 # rsync waits for the host's answer, which will never come.

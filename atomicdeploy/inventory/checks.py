@@ -274,6 +274,9 @@ def _url_paths(value: Any) -> tuple[str, ...]:
 
 
 def _public_dir(value: Any) -> str:
+    """A directory of the release, or "" for the release itself (`.` or `""`)."""
+    if _str(value).strip() in ("", ".", "./"):
+        return ""
     try:
         return check_relative_path(_str(value), "public_dir")
     except ConfigError as exc:

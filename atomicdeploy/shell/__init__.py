@@ -43,6 +43,7 @@ from .rsync import (  # noqa: F401
     TUNNEL_ENV,
     rsync_argv,
     rsync_exact_times,
+    server_command,
     tunnel_rsh,
     tunnel_script,
 )

@@ -18,6 +18,12 @@ def tunnel_rsh() -> list[str]:
     return ["sh", "-c", f'eval "${TUNNEL_ENV}"', "atomicdeploy-tunnel"]
 
 
+def server_command(args: list[str]) -> str:
+    """The command line the host runs for the rsync server our tunnel carries: the words
+    rsync asked for, each quoted (a path with spaces or `$(...)` stays one word)."""
+    return shlex.join(args)
+
+
 def tunnel_script(from_host: int, to_host: int) -> str:
     """What rsync runs as its remote shell: a relay, run locally, with no login of its own.
 

@@ -16,8 +16,11 @@ from ..errors import ConfigError
 
 
 def public_path(cfg: Config, release: str) -> str:
+    """The directory nginx serves: `public_dir` of the release, or the release itself
+    (`public_dir: "."`, for apps with index.php at the top of their tree)."""
     assert cfg.host.nginx is not None
-    return posixpath.join(cfg.layout.release(release), cfg.host.nginx.public_dir)
+    base, public = cfg.layout.release(release), cfg.host.nginx.public_dir
+    return posixpath.join(base, public) if public else base
 
 
 def include_text(cfg: Config, release: str) -> str:

@@ -11,15 +11,17 @@ import posixpath
 
 from .. import shell
 from ..config import Config
+from . import nginx
 
 
 def script(cfg: Config) -> str | None:
     host = cfg.host
     if not host.warmup:
         return None
-    public = posixpath.join(
-        cfg.layout.release(cfg.release), host.nginx.public_dir if host.nginx else "public"
-    )
+    if host.nginx:
+        public = nginx.public_path(cfg, cfg.release)
+    else:
+        public = posixpath.join(cfg.layout.release(cfg.release), "public")
     parts = []
     for uri in host.warmup:
         path = uri.partition("?")[0]
