@@ -262,3 +262,20 @@ def test_run_and_ssh_commands_are_quoted():
     assert shell.login_shell("/s/current", "/s") == (
         'cd -- /s/current 2>/dev/null || cd -- /s 2>/dev/null; exec "${SHELL:-/bin/sh}" -l'
     )
+
+
+def test_a_recording_remote_shows_what_a_hook_plan_would_send():
+    from atomicdeploy.steps import hook
+    from atomicdeploy.testing import RecordingRemote
+
+    host = HostConfig(name="web1", hostname="web1", deploy_path="/srv/app")
+    run = RunInfo(stage="p", user="u", local_host="l", pid=1, started="t", token="x")
+    cfg = Config(host=host, run=run, release=R1, primary=True)
+    remote = RecordingRemote(host, answers={"build": "ok"})
+
+    def notify(c, cfg): ...
+
+    hook.run_plan(remote, cfg, [("a", "echo a"), ("py", notify), ("b", "echo b")], "build")
+    assert [step for step, _ in remote.sent] == ["build", "py", "build"]
+    assert remote.sent[1][0] == "py" and remote.sent[1][1].endswith("notify(c, cfg)")
+    assert "echo a" in remote.sent[0][1]
