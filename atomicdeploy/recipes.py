@@ -27,14 +27,14 @@ def composer(binary: str, options: str) -> Recipe:
     return {"after_vendors": (HookCommand(run, requires="composer.json", source="composer"),)}
 
 
-def laravel(workers: bool = False) -> Recipe:
+def laravel(workers: bool = False, php: str = "php") -> Recipe:
     """Deployer's laravel recipe: storage link and caches on every host, migrations once;
     once live, `queue:restart` so queue workers leave the old release's code (on the hosts
     with the role `worker` when the run has any, else on every host)."""
 
     def artisan(args: str, once: bool = False, roles: tuple[str, ...] = ()) -> HookCommand:
         return HookCommand(
-            f"php artisan {args} --no-interaction",
+            f"{php} artisan {args} --no-interaction",
             once=once,
             roles=roles,
             requires="artisan",
@@ -53,12 +53,12 @@ def laravel(workers: bool = False) -> Recipe:
     }
 
 
-def symfony() -> Recipe:
+def symfony(php: str = "php") -> Recipe:
     """Deployer's symfony recipe: a warm cache in the release before it goes live."""
 
     def console(args: str) -> HookCommand:
         return HookCommand(
-            f"php bin/console {args} --no-interaction --env=prod",
+            f"{php} bin/console {args} --no-interaction --env=prod",
             requires="bin/console",
             source="symfony",
         )
@@ -72,6 +72,7 @@ def commands_for(
     composer_bin: str = "composer",
     composer_options: str = COMPOSER_OPTIONS,
     workers: bool = False,
+    php: str = "php",
 ) -> dict[str, tuple[HookCommand, ...]]:
     """Every recipe's commands by hook point, in the order the recipes are listed.
     `workers`: some host of the run has the role `worker`.
@@ -86,9 +87,9 @@ def commands_for(
         if name == "composer":
             parts = composer(composer_bin, composer_options)
         elif name == "laravel":
-            parts = laravel(workers)
+            parts = laravel(workers, php)
         elif name == "symfony":
-            parts = symfony()
+            parts = symfony(php)
         else:
             raise ValueError(f"unknown recipe {name!r} (valid: {', '.join(RECIPES)})")
         for point, cmds in parts.items():

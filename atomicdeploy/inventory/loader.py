@@ -177,13 +177,13 @@ def _host_config(label: str, name: str, raw: dict[str, Any]) -> HostConfig:
     values: dict[str, Any] = {}
     for key, spec in KEYS.items():
         if key not in resolved or resolved[key] is None:
-            values[key] = spec.default
+            values[spec.field] = spec.default
             continue
         if resolved[key] is False and key in STEPS_OFF:
-            values[key] = STEPS_OFF[key]
+            values[spec.field] = STEPS_OFF[key]
             continue
         try:
-            values[key] = spec.check(resolved[key])
+            values[spec.field] = spec.check(resolved[key])
         except ValueError as exc:
             raise ConfigError(f"{where}: {key} {exc}") from None
     _check_together(where, values)

@@ -10,7 +10,22 @@ from typing import Any
 from ..errors import ConfigError
 from .quoting import quoted_refs
 
-_REF = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_REF = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:/[A-Za-z_][A-Za-z0-9_]*)?)\s*\}\}")
+
+# Placeholders known only while a deploy runs (Deployer's names): left in place here and
+# filled in, shell-quoted, when a hook command is sent (steps/hook.py).
+RUNTIME = ("release_path", "release_name", "previous_release", "current_path")
+# Commands, pasted as written (like `composer`): `{{bin/php}} artisan migrate`.
+COMMANDS = {"bin/php": "php", "bin/composer": "composer"}
+PLACEHOLDERS = (
+    "release_path",
+    "release_name",
+    "previous_release",
+    "deploy_path",
+    "current_path",
+    "bin/php",
+    "bin/composer",
+)
 
 
 # Values that are shell text: there a `{{key}}` stands for one word and is pasted
@@ -65,7 +80,7 @@ def _resolve_refs(where: str, name: str, raw: dict[str, Any]) -> dict[str, Any]:
     YAML aliases share one object: a recursive alias (`&x [*x]`) is refused, and an
     alias bomb or a `{{key}}` bomb stops at a size limit instead of filling memory.
     """
-    expander = _Expander(where, {"alias": name, "hostname": name, **raw})
+    expander = _Expander(where, {"alias": name, "hostname": name, **COMMANDS, **raw})
     if raw.get("hostname") is None:
         expander.scope["hostname"] = name
     return {key: expander.expand(value, (key,), (), (key,)) for key, value in raw.items()}
@@ -86,10 +101,15 @@ class _Expander:
             raise ConfigError(
                 f"{where}: {{{{{key}}}}} refers to itself ({' -> '.join((*chain, key))})"
             )
+        if key in RUNTIME:
+            return f"{{{{{key}}}}}"
         if key not in self.cache:
             value = self.scope.get(key)
             if value is None:
-                raise ConfigError(f"{where}: {{{{{key}}}}} refers to a key that is not set")
+                raise ConfigError(
+                    f"{where}: {{{{{key}}}}} refers to a key that is not set"
+                    f" (placeholders: {', '.join(PLACEHOLDERS)}, or any key of the host)"
+                )
             if isinstance(value, bool) or not isinstance(value, str | int):
                 raise ConfigError(f"{where}: {{{{{key}}}}} must refer to a string or number")
             self.cache[key] = self.expand(str(value), (*chain, key))
@@ -123,11 +143,24 @@ class _Expander:
         shell_text = bool(keys) and _is_shell_text(keys)
         if shell_text:
             _refuse_quoted(self.where, value, keys, lambda key: self.scalar(key, chain))
-        paste = shlex.quote if shell_text else str
-        out = _REF.sub(lambda m: paste(self.scalar(m.group(1), chain)), value)
+        out = _REF.sub(lambda m: self._paste(m, chain, shell_text), value)
         if "{{" in value and len(out) > MAX_VALUE_CHARS:
             raise ConfigError(
                 f"{self.where}: a value is longer than {MAX_VALUE_CHARS}"
                 " characters once {{key}} references are expanded"
             )
         return out
+
+    def _paste(self, m: re.Match[str], chain: tuple[str, ...], shell_text: bool) -> str:
+        """One `{{key}}`: shell-quoted in shell text (a command key as written), a runtime
+        placeholder left for the deploy to fill in."""
+        key = m.group(1)
+        if key in RUNTIME:
+            if not shell_text:
+                raise ConfigError(
+                    f"{self.where}: {{{{{key}}}}} is known only while a deploy runs:"
+                    " use it in hook or build commands"
+                )
+            return m.group(0)
+        value = self.scalar(key, chain)
+        return shlex.quote(value) if shell_text and key not in COMMANDS else value

@@ -48,11 +48,13 @@ def key(
     *,
     factory: Callable[[], Any] | None = None,
     secret: bool = False,
+    name: str = "",
 ) -> Any:
     """A HostConfig field that is also an inventory key: its check and help ride in the
     field's metadata. `_REQUIRED` fields have no default (the loader fills or refuses them);
-    `secret` ones are kept out of reprs."""
-    meta = {"check": check, "help": help}
+    `secret` ones are kept out of reprs; `name` is the key's name in the inventory when it
+    is not the field's (Deployer's `bin/php` is the field `bin_php`)."""
+    meta = {"check": check, "help": help, "name": name}
     if factory is not None:
         return field(default_factory=factory, metadata=meta, repr=not secret)
     if default is _REQUIRED:
@@ -133,6 +135,10 @@ class HostConfig:
     )
     composer: str = key(_str, "composer", "composer command on the host, for the composer recipe")
     composer_options: str = key(_str, COMPOSER_OPTIONS, "arguments of the composer recipe")
+    bin_php: str = key(_str, "php", "PHP binary on the host: {{bin/php}}, recipes", name="bin/php")
+    bin_composer: str = key(
+        _str, "composer", "composer binary on the host: {{bin/composer}}", name="bin/composer"
+    )
     webhook: tuple[str, ...] = key(
         _urls, (), "Slack-compatible webhook URL(s): start, success, failure of a run", secret=True
     )
@@ -154,6 +160,7 @@ class Key:
     check: Callable[[Any], Any]
     default: Any
     help: str
+    field: str  # HostConfig's field for this key
 
 
 def _default(f: Field[Any]) -> Any:
@@ -166,7 +173,7 @@ def _default(f: Field[Any]) -> Any:
 
 # The contract: every key an inventory may set, at `config:` or per host.
 KEYS: dict[str, Key] = {
-    f.name: Key(f.metadata["check"], _default(f), f.metadata["help"])
+    f.metadata["name"] or f.name: Key(f.metadata["check"], _default(f), f.metadata["help"], f.name)
     for f in fields(HostConfig)
     if f.metadata
 }

@@ -8,6 +8,8 @@ between them with the host's Connection and the frozen config.
 from __future__ import annotations
 
 import io
+import re
+import shlex
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,9 +44,10 @@ def _commands(cfg: Config, point: str) -> tuple[HookCommand, ...]:
     host = cfg.host
     recipes = commands_for(
         host.recipes,
-        composer_bin=host.composer,
+        composer_bin=host.composer if host.composer != "composer" else host.bin_composer,
         composer_options=host.composer_options,
         workers=any("worker" in roles for _, roles in cfg.peers),
+        php=host.bin_php,
     )
     return recipes.get(point, ()) + tuple(host.hooks.get(point, ()))
 
@@ -63,6 +66,23 @@ def unmatched_once(cfgs: Sequence[Config]) -> list[str]:
                         " of this run: skipped"
                     )
     return list(dict.fromkeys(lines))
+
+
+_RUNTIME_REF = re.compile(
+    r"\{\{\s*(release_path|release_name|previous_release|current_path)\s*\}\}"
+)
+
+
+def placeholders(cfg: Config, text: str) -> str:
+    """Deployer's `{{release_path}}`-style placeholders of this run, each pasted shell-quoted
+    (one word, whatever the path holds); the inventory's own keys were filled in at load."""
+    values = {
+        "release_path": cfg.release_path if cfg.release else "",
+        "release_name": cfg.release,
+        "previous_release": cfg.previous or "",
+        "current_path": cfg.layout.current,
+    }
+    return _RUNTIME_REF.sub(lambda m: shlex.quote(values[m.group(1)]), text)
 
 
 def env(cfg: Config) -> list[tuple[str, str]]:
@@ -86,7 +106,7 @@ def script(cfg: Config, point: str, once: bool | None = None) -> str | None:
         return None
     cwd = cfg.host.deploy_path if point in ("before_release", FAILURE) else cfg.release_path
     return shell.each_or_exit(
-        [shell.hook(cwd, c.run, requires=c.requires, env=env(cfg)) for c in cmds]
+        [shell.hook(cwd, placeholders(cfg, c.run), requires=c.requires, env=env(cfg)) for c in cmds]
     )
 
 

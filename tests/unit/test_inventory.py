@@ -156,7 +156,7 @@ def test_host_overrides_replace_lists_and_null_means_default():
 
 
 def test_every_key_has_a_hostconfig_field_and_help():
-    assert {f.name for f in fields(HostConfig)} == {"name", *KEYS}
+    assert {f.name for f in fields(HostConfig)} == {"name", *(k.field for k in KEYS.values())}
     assert all(spec.help for spec in KEYS.values())
 
 
@@ -336,7 +336,11 @@ def test_user_name_with_trailing_newline_is_refused():
 
 def test_missing_reference():
     exc = bad(host('deploy_path: "/srv/{{missing}}"'))
-    assert str(exc) == "inventory.yml: host web1: {{missing}} refers to a key that is not set"
+    assert str(exc) == (
+        "inventory.yml: host web1: {{missing}} refers to a key that is not set (placeholders:"
+        " release_path, release_name, previous_release, deploy_path, current_path, bin/php,"
+        " bin/composer, or any key of the host)"
+    )
 
 
 def test_self_reference_cycles():
