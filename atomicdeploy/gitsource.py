@@ -139,7 +139,7 @@ def _extraction_filter(prefix: str) -> Callable[[tarfile.TarInfo, str], tarfile.
     return keep
 
 
-def archive(repo: Path, commit: str, subdir: str, dest: Path) -> None:
+def archive(repo: Path, commit: str, subdir: str, dest: Path, *, bare: bool = False) -> None:
     """Write the tree of `commit` (only `subdir`, "" for all) into the empty directory `dest`.
 
     Uses `git archive <commit> -- <subdir>` rather than `<commit>:<subdir>`: archiving a
@@ -149,7 +149,8 @@ def archive(repo: Path, commit: str, subdir: str, dest: Path) -> None:
     regular files (the executable bit) and symlinks are preserved. Finally `REVISION` holds
     the full commit id, so a release on a host says what it was built from.
     """
-    root = repo_root(repo)  # git archive in a subdirectory would archive only that directory
+    # git archive in a subdirectory would archive only that directory; a bare mirror has none.
+    root = repo if bare else repo_root(repo)
     commit = resolve(root, commit)
     prefix = _clean_subdir(subdir)
     if prefix:

@@ -73,9 +73,11 @@ def commands_for(
     composer_options: str = COMPOSER_OPTIONS,
     workers: bool = False,
     php: str = "php",
+    built: bool = False,
 ) -> dict[str, tuple[HookCommand, ...]]:
     """Every recipe's commands by hook point, in the order the recipes are listed.
-    `workers`: some host of the run has the role `worker`.
+    `workers`: some host of the run has the role `worker`. `built`: the release was built
+    on the controller (`build:`), vendors included, so composer does not run on the hosts.
 
     laravel and symfony need vendors, so they bring composer along if it is not listed.
     """
@@ -85,7 +87,7 @@ def commands_for(
     out: dict[str, tuple[HookCommand, ...]] = {}
     for name in wanted:
         if name == "composer":
-            parts = composer(composer_bin, composer_options)
+            parts = {} if built else composer(composer_bin, composer_options)
         elif name == "laravel":
             parts = laravel(workers, php)
         elif name == "symfony":

@@ -78,6 +78,7 @@ def _masker(hosts: Sequence[HostConfig]) -> Callable[[str], str]:
     values = [v for h in hosts for v in (*h.webhook, *h.secrets.values())]
     urls = [h.healthcheck.url for h in hosts if h.healthcheck]
     urls += [h.opcache.url for h in hosts if h.opcache.url]
+    urls += [h.repository for h in hosts if h.repository]
     return secrets.Masker.of([*values, *secrets.url_passwords(urls)]).mask
 
 

@@ -6,16 +6,14 @@ turns an expected failure into one line and an exit code (never a traceback).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 from invoke import Collection, Exit, Task, task
 
-from . import gitsource, pipeline, plan
+from . import gitsource, pipeline, plan, sources
 from . import inventory as inventory_mod
 from .errors import EXIT_USAGE, AtomicDeployError, ConfigError, FleetError
 from .hooks import Hooks
@@ -38,23 +36,13 @@ from .taskbase import (
 )
 
 
-@contextlib.contextmanager
-def _release_source(
-    src: str, revision: str | None, opts: pipeline.Options
-) -> Iterator[tuple[str, pipeline.Options]]:
-    """The directory to upload: `src` itself, or with --revision a temporary export of that
-    commit (removed afterwards), with the commit and its version tag in the options."""
-    if not revision:
-        yield src, opts
-        return
-    with gitsource.exported(Path(src), Path(src), revision) as (commit, tree):
-        tag = gitsource.tag_of(gitsource.repo_root(Path(src)), commit) or ""
-        yield str(tree), replace(opts, revision=commit, tag=tag)
-
-
 @task(
     help={
-        "source": "local directory to upload (default: the inventory's `source`)",
+        "source": "local directory to upload (default: the inventory's `source`; with"
+        " `repository:`, a directory of the commit)",
+        "branch": "branch of `repository:` to deploy (default: the inventory's `branch`, else"
+        " the remote's default branch)",
+        "rebuild": "run `build:` again even if this commit was built with the same commands",
         "stage": "stage to deploy, instead of `fab STAGE deploy`",
         "inventory": f"inventory file (default: ${ENV_INVENTORY} or {DEFAULT_INVENTORY})",
         "parallel": "hosts worked on at once (default: the inventory's `parallel`)",
@@ -62,8 +50,8 @@ def _release_source(
         " (default: switch them back, so the stage is never split)",
         "batch": "rolling go-live: N hosts (or N%) at a time, health check between batches",
         "canary": "go live on this many hosts first; the rest only if their health check passes",
-        "revision": "git ref (branch, tag, commit) to deploy: exported from the local repository"
-        " with `git archive`, recorded in the log and a REVISION file",
+        "revision": "git ref (branch, tag, commit) to deploy: exported from `repository:` (else"
+        " the local repository) with `git archive`, recorded in the log and a REVISION file",
         "force": "deploy even if that revision is already live on every host",
         "dry_run": "print every remote command and transfer the deploy would make; change nothing",
         "hosts": HOSTS_HELP,
@@ -84,6 +72,8 @@ def deploy(
     dry_run=False,
     hosts=None,
     roles=None,
+    branch=None,
+    rebuild=False,
 ):
     """Build a new release on every host of the stage (or of --hosts/--roles), then switch
     them all to it."""
@@ -92,7 +82,6 @@ def deploy(
     hooks = python_hooks(c)
 
     def body(reporter: Reporter) -> None:
-        src = pipeline.resolve_source(chosen, inv.path.resolve().parent, source)
         opts = pipeline.Options(
             stage=stage,
             parallel=parallel or None,
@@ -102,9 +91,15 @@ def deploy(
             force=force,
             dry_run=dry_run,
         )
-        with _release_source(src, revision, opts) as (upload_dir, opts):
+        plan.plan_batches([h.name for h in chosen], batch, opts.canary)  # before any build
+        choice = sources.Choice(source, revision, branch, rebuild)
+        where = inv.path.resolve().parent
+        with sources.release_tree(
+            chosen, where, choice, pipeline.resolve_source, reporter.line
+        ) as tree:
+            opts = replace(opts, revision=tree.revision, tag=tree.tag)
             out = pipeline.deploy(
-                chosen, opts, reporter, source=upload_dir, fabric_config=c.config, hooks=hooks
+                chosen, opts, reporter, source=tree.path, fabric_config=c.config, hooks=hooks
             )
         name = next(iter(out.release.values()))
         if out.unchanged or dry_run:

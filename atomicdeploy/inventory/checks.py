@@ -73,6 +73,22 @@ def _roles(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _repository(value: Any) -> str:
+    value = _str(value)
+    if value.startswith("-") or any(c.isspace() or not c.isprintable() for c in value):
+        shown = redact_url_passwords(value)[:60]
+        raise ValueError(f"{shown!r} must not start with '-' or hold spaces")
+    return value
+
+
+def _commands(value: Any) -> tuple[str, ...]:
+    """Shell commands (`build:`): a string or a list of them, none empty."""
+    commands = (value,) if isinstance(value, str) else _str_list(value)
+    if any(not c.strip() or "\0" in c for c in commands):
+        raise ValueError("has an empty command")
+    return tuple(commands)
+
+
 def _rel_paths(value: Any) -> tuple[str, ...]:
     items = _str_list(value)
     try:

@@ -46,7 +46,7 @@ def _is_shell_text(keys: tuple[str, ...]) -> bool:
     commands (not their `once`/`roles`) and the command settings in _SHELL_TEXT."""
     if keys[0] == "hooks":
         return keys[-1] not in ("once", "roles")
-    return keys in _SHELL_TEXT
+    return keys[0] == "build" or keys in _SHELL_TEXT
 
 
 def _refuse_quoted(

@@ -20,6 +20,7 @@ from .checks import (
     _address,
     _bool,
     _choice,
+    _commands,
     _deploy_path,
     _healthcheck,
     _hooks,
@@ -28,6 +29,7 @@ from .checks import (
     _opcache,
     _recipes,
     _rel_paths,
+    _repository,
     _roles,
     _str,
     _str_list,
@@ -72,7 +74,19 @@ class HostConfig:
         _address, _REQUIRED, "address or ssh_config alias (default: the host's name)"
     )
     application: str = key(_str, "", "name of the application, for messages")
-    source: str = key(_str, ".", "local directory uploaded as each release")
+    source: str = key(
+        _str, ".", "local directory uploaded as each release (with repository: one of the commit)"
+    )
+    repository: str = key(
+        _repository,
+        "",
+        "git URL, user@host:path or local path the release is exported from",
+        secret=True,
+    )
+    branch: str = key(_str, "", "branch to deploy from repository (default: the remote's default)")
+    build: tuple[str, ...] = key(
+        _commands, (), "commands run once on this machine in the exported tree before any host"
+    )
     exclude: tuple[str, ...] = key(_str_list, (".git",), "rsync patterns left out of the upload")
     upload_hardlinks: bool = key(_bool, False, "hardlink unchanged files from the live release")
     sync_release: bool = key(_bool, True, "flush the release to disk before it can go live")

@@ -48,6 +48,7 @@ def _commands(cfg: Config, point: str) -> tuple[HookCommand, ...]:
         composer_options=host.composer_options,
         workers=any("worker" in roles for _, roles in cfg.peers),
         php=host.bin_php,
+        built=bool(host.build),
     )
     return recipes.get(point, ()) + tuple(host.hooks.get(point, ()))
 

@@ -51,8 +51,12 @@ def upload(remote: Remote, cfg: Config) -> RsyncStats:
         copy_dest=copy_dest,
         hardlinks=hardlinks,
         timeout=cfg.host.command_timeout,
+        # A tree exported from git has the commit's time on every file (whole seconds):
+        # two commits made within one second would look unchanged to the quick check, so
+        # such a tree is compared by content.
         exact_times=shell.rsync_exact_times(cfg.host_rsync)
-        and shell.rsync_exact_times(local_rsync_version()),
+        and shell.rsync_exact_times(local_rsync_version())
+        and not cfg.run.revision,
     )
     stats = remote.rsync(argv, "upload")
     if not hardlinks:
