@@ -111,7 +111,7 @@ class Project:
 
 
 def write_app(app: Path, version: str, *, extra_files: int = 0) -> None:
-    """A tiny PHP app whose files each carry the version (seed 004's Email/Notification)."""
+    """A tiny PHP app whose files each carry the version."""
     (app / "public").mkdir(parents=True, exist_ok=True)
     (app / "src").mkdir(exist_ok=True)
     (app / "storage" / "logs").mkdir(parents=True, exist_ok=True)

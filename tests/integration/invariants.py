@@ -1,4 +1,4 @@
-"""The invariants every fault test checks on every host (issue 6).
+"""The invariants every fault test checks on every host.
 
 `current` points to an existing release whose last logged state is live or complete;
 no lock is left; what the test put in `shared/` is still there. The next deploy

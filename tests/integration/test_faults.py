@@ -1,4 +1,4 @@
-"""Faults on real sshd hosts (issue 6): a command that hangs, SSH killed mid-upload, a full
+"""Faults on real sshd hosts: a command that hangs, SSH killed mid-upload, a full
 disk, interrupts after go-live. After each, on every host: `current` on a complete release,
 no lock left, shared/ intact, and the next deploy succeeds. Each is counted in the report."""
 

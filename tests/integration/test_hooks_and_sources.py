@@ -1,4 +1,4 @@
-"""Issue 5 on real sshd hosts: hooks (inventory and Python), recipes, --revision from git,
+"""On real sshd hosts: hooks (inventory and Python), recipes, --revision from git,
 check_remote and --force, tag-release, --dry-run, status, webhooks and masked secrets."""
 
 from __future__ import annotations

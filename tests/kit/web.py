@@ -61,6 +61,7 @@ class WebHost:
     mode: str = "include"
     fpm_children: int = 4
     nginx_workers: int = 2
+    extra: str = ""  # more lines for the server block (e.g. `deny` rules)
     # A port the kit chose may be chosen again if another process took it meanwhile.
     chosen_port: bool = False
     _procs: list[subprocess.Popen] = field(default_factory=list, repr=False)
@@ -318,6 +319,7 @@ http {{
         listen 127.0.0.1:{self.port};
         {root}
         index index.php;
+        {self.extra}
         location / {{ try_files $uri /index.php$is_args$args; }}
         location ~ \\.php$ {{
             include {FASTCGI_PARAMS};
@@ -371,6 +373,7 @@ class WebHosts(HostGroup[WebHost]):
         mode: str = "include",
         names: list[str] | None = None,
         ports: list[int] | None = None,
+        extra: str = "",
     ) -> None:
         names = names or [f"web{i + 1}" for i in range(len(deploy_paths))]
         chosen = not ports
@@ -383,6 +386,7 @@ class WebHosts(HostGroup[WebHost]):
                 mode=mode,
                 port=ports[i],
                 chosen_port=chosen,
+                extra=extra,
             )
             for i, (n, p) in enumerate(zip(names, deploy_paths, strict=True))
         ]

@@ -1,4 +1,4 @@
-"""Security defaults (issue 6): host keys, no agent forwarding, `sudo -n` only, masked secrets."""
+"""Security defaults: host keys, no agent forwarding, `sudo -n` only, masked secrets."""
 
 from __future__ import annotations
 

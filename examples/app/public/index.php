@@ -1,5 +1,5 @@
 <?php
-// The example app: two classes in two files, like seed 004's Email/Notification pair.
+// The example app: two classes in two files, like a real app's Email/Notification pair.
 // If a request ever ran one file from one release and the other from another, it would
 // fail loudly instead of quietly mixing versions.
 require __DIR__ . '/../src/Email.php';
