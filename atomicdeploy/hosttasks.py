@@ -1,13 +1,21 @@
-"""Tasks that reach into the live release for the user: `ssh` (Deployer's `dep ssh`) and
-`run` (Deployer's `dep run`), through the same connection settings as a deploy."""
+"""Tasks beside the deploy: `ssh` and `run` reach into the live release (Deployer's
+`dep ssh` and `dep run`) through the same connection settings as a deploy; `config` prints
+what a stage's hosts will be deployed with (Deployer's `dep config`)."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
 from invoke import Exit, task
 
 from . import pipeline
 from .errors import EXIT_USAGE, AtomicDeployError, FleetError
+from .inventory import KEYS, HostConfig
 from .report import Reporter
+from .secrets import redact_url_passwords
 from .taskbase import HOSTS_HELP, ROLES_HELP, chosen_hosts, guarded, selection
 
 
@@ -70,4 +78,54 @@ def run_command(c, cmd=None, hosts=None, roles=None, stage=None, inventory=None)
     guarded(body, chosen)
 
 
-__all__ = ["run_command", "ssh"]
+def _plain(value: Any) -> Any:
+    """A setting as YAML writes it: maps, lists and scalars."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def effective(host: HostConfig) -> dict[str, Any]:
+    """Every inventory key of `host` with the value a deploy uses (recipe defaults and
+    defaults included); secrets, webhooks and URL passwords as ***."""
+    out: dict[str, Any] = {}
+    for name, spec in KEYS.items():
+        value = _plain(getattr(host, spec.field))
+        if name == "secrets":
+            value = {k: "***" for k in value}
+        elif name == "webhook":
+            value = ["***" for _ in value]
+        elif name == "repository":
+            value = redact_url_passwords(value)
+        out[name] = value
+    return out
+
+
+@task(
+    help={
+        "hosts": HOSTS_HELP,
+        "roles": ROLES_HELP,
+        "stage": "stage, instead of `fab STAGE config`",
+        "inventory": "inventory file",
+    }
+)
+def config(c, hosts=None, roles=None, stage=None, inventory=None):
+    """Print the configuration each host of the stage is deployed with (secrets masked)."""
+    inv, stage = selection(c, stage, inventory)
+    chosen = chosen_hosts(inv, stage, hosts, roles)
+
+    def body(reporter: Reporter) -> None:
+        text = yaml.safe_dump(
+            {h.name: effective(h) for h in chosen}, sort_keys=False, allow_unicode=True
+        )
+        for line in text.splitlines():
+            reporter.line(line)
+
+    guarded(body, chosen)
+
+
+__all__ = ["config", "run_command", "ssh"]

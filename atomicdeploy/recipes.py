@@ -20,6 +20,41 @@ COMPOSER_OPTIONS = (
 
 Recipe = Mapping[str, tuple[HookCommand, ...]]
 
+# The settings Deployer 7's recipes set (recipe/laravel.php, recipe/symfony.php): used for a
+# host that lists the recipe and does not set the key itself, at `config:` or on the host.
+DEFAULTS: Mapping[str, Mapping[str, list[str]]] = {
+    "laravel": {
+        "shared_dirs": ["storage"],
+        "shared_files": [".env"],
+        "writable_dirs": [
+            "bootstrap/cache",
+            "storage",
+            "storage/app",
+            "storage/app/public",
+            "storage/framework",
+            "storage/framework/cache",
+            "storage/framework/sessions",
+            "storage/framework/views",
+            "storage/logs",
+        ],
+    },
+    "symfony": {
+        "shared_dirs": ["var/log"],
+        "shared_files": [".env.local"],
+        "writable_dirs": ["var"],
+    },
+}
+
+
+def with_defaults(raw: Mapping[str, object]) -> dict[str, object]:
+    """A host's keys with the defaults of the recipes it lists filled in where unset."""
+    out = dict(raw)
+    recipes = raw.get("recipes")
+    for name in recipes if isinstance(recipes, list) else ():
+        for key, value in DEFAULTS.get(name, {}).items() if isinstance(name, str) else ():
+            out.setdefault(key, list(value))
+    return out
+
 
 def composer(binary: str, options: str) -> Recipe:
     """Deployer's deploy:vendors: install the release's own vendors on the host."""
@@ -47,6 +82,7 @@ def laravel(workers: bool = False, php: str = "php") -> Recipe:
             artisan("config:cache"),
             artisan("route:cache"),
             artisan("view:cache"),
+            artisan("event:cache"),
         ),
         "before_switch": (artisan("migrate --force", once=True),),
         "after_switch": (artisan("queue:restart", roles=("worker",) if workers else ()),),

@@ -17,7 +17,7 @@ from . import gitsource, pipeline, plan, sources
 from . import inventory as inventory_mod
 from .errors import EXIT_USAGE, AtomicDeployError, ConfigError, FleetError
 from .hooks import Hooks
-from .hosttasks import run_command, ssh
+from .hosttasks import config, run_command, ssh
 from .inventory import Inventory
 from .report import Reporter
 from .steps.lock import describe_owner
@@ -319,7 +319,18 @@ def stage_task(name: str, inv: Inventory) -> Task:
     return Task(select, name=name)
 
 
-TASKS = (deploy, rollback, switch, releases, status, unlock, ssh, run_command, tag_release)
+TASKS = (
+    deploy,
+    rollback,
+    switch,
+    releases,
+    status,
+    unlock,
+    ssh,
+    run_command,
+    config,
+    tag_release,
+)
 
 
 def stage_tasks(inventory: str | os.PathLike[str] | None = None) -> list[Task]:

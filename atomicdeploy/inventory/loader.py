@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError, did_you_mean
+from ..recipes import with_defaults
 from .checks import OpcacheConfig, _type_name
 from .refs import _resolve_refs
 from .schema import KEYS, HostConfig, Inventory
@@ -98,7 +99,7 @@ def parse(text: str, path: Path = Path("inventory.yml")) -> Inventory:
         if not isinstance(overrides, dict):
             raise ConfigError(f"{label}: host {name}: must be a map, not {_type_name(overrides)}")
         _check_keys(label, f"host {name}", overrides)
-        configs.append(_host_config(label, name, {**defaults, **overrides}))
+        configs.append(_host_config(label, name, with_defaults({**defaults, **overrides})))
     for host in configs:
         if "stage" in host.labels and not host.labels["stage"].strip():
             raise ConfigError(f"{label}: host {host.name}: labels.stage is empty")

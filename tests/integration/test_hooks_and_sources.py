@@ -181,6 +181,7 @@ def test_laravel_recipe_caches_everywhere_and_migrates_on_the_first_host_only(pr
             "config:cache --no-interaction",
             "route:cache --no-interaction",
             "view:cache --no-interaction",
+            "event:cache --no-interaction",
         ]
         if h == "web1":
             expected.append("migrate --force --no-interaction")

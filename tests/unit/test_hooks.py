@@ -162,7 +162,7 @@ def test_laravel_brings_composer_and_migrates_once_before_the_switch():
     got = commands_for(["laravel"], composer_bin="/usr/local/bin/composer")
     runs = [c.run for c in got["after_vendors"]]
     assert runs[0].startswith("/usr/local/bin/composer install")
-    caches = ("storage:link", "config:cache", "route:cache", "view:cache")
+    caches = ("storage:link", "config:cache", "route:cache", "view:cache", "event:cache")
     assert runs[1:] == [f"php artisan {a} --no-interaction" for a in caches]
     (migrate,) = got["before_switch"]
     assert migrate.once and migrate.requires == "artisan"

@@ -85,3 +85,34 @@ def test_public_dir_dot_serves_the_release_itself():
         assert "/srv/app/releases/20261203T000000Z/index.php" in warmup.script(cfg)
     with pytest.raises(ConfigError, match="must not contain"):
         config("  nginx: {public_dir: '../x'}\n")
+
+
+def test_recipes_bring_deployers_defaults_unless_the_inventory_sets_them():
+    laravel = config("  recipes: [laravel]\n").host
+    assert laravel.shared_dirs == ("storage",) and laravel.shared_files == (".env",)
+    assert "bootstrap/cache" in laravel.writable_dirs and "storage/logs" in laravel.writable_dirs
+    mine = config("  recipes: [symfony]\n  shared_dirs: [var/sessions]\n").host
+    assert mine.shared_dirs == ("var/sessions",)  # the inventory's own wins
+    assert mine.shared_files == (".env.local",) and mine.writable_dirs == ("var",)
+
+
+def test_the_config_task_prints_the_effective_settings_with_secrets_masked(tmp_path, capsys):
+    from invoke import Program
+
+    from atomicdeploy import tasks
+
+    inv = tmp_path / "inventory.yml"
+    inv.write_text(
+        "config:\n  deploy_path: /srv/app\n  recipes: [laravel]\n"
+        "  repository: 'https://u:pw123@example.com/x.git'\n"
+        "  secrets: {token: abc123}\n  webhook: https://hooks.example.com/T/B/X\n"
+        "hosts:\n  web1: {labels: {stage: prod}, roles: [web]}\n"
+        "  web2: {labels: {stage: prod}, bin/php: php8.2}\n"
+    )
+    program = Program(namespace=tasks.namespace(inv), name="fab", binary="fab")
+    program.run(["fab", "prod", "config", "--hosts", "web2"], exit=False)
+    out = capsys.readouterr().out
+    assert "web2:\n" in out and "web1:" not in out
+    assert "bin/php: php8.2" in out and "- bootstrap/cache" in out
+    assert "https://u:***@example.com/x.git" in out and "token: '***'" in out
+    assert not any(s in out for s in ("pw123", "abc123", "hooks.example.com"))
