@@ -164,3 +164,27 @@ def test_a_build_of_a_plain_directory_never_changes_the_users_files(project, tmp
     project.ok("test", "deploy")
     assert not (project.app / "made.txt").exists()
     assert project.served("web1", "made.txt") == "made\n"
+
+
+def test_placeholders_expand_with_hostile_paths_on_real_hosts(project, tmp_path):
+    odd = "it's a $(touch pwned) `x` dir"
+    for h in project.hosts:
+        project.overrides[h.name] = {"deploy_path": str(project.srv / h.name / odd / "app")}
+    project.config["hooks"] = {
+        "after_switch": [
+            "printf '%s\\n' {{release_path}} {{release_name}} {{previous_release}}"
+            " {{current_path}} {{deploy_path}} > {{deploy_path}}/seen.txt"
+        ]
+    }
+    first = re.search(r"deployed (\S+) to", project.ok("test", "deploy").stdout).group(1)
+    second = re.search(r"deployed (\S+) to", project.ok("test", "deploy").stdout).group(1)
+    for h in project.hosts:
+        base = project.deploy_path(h.name)
+        assert (base / "seen.txt").read_text().splitlines() == [
+            f"{base}/releases/{second}",
+            second,
+            first,
+            f"{base}/current",
+            str(base),
+        ]
+    assert not list(tmp_path.rglob("pwned")) and not (project.dir / "pwned").exists()
