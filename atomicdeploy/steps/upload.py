@@ -52,11 +52,13 @@ def upload(remote: Remote, cfg: Config) -> RsyncStats:
         hardlinks=hardlinks,
         timeout=cfg.host.command_timeout,
         # A tree exported from git has the commit's time on every file (whole seconds):
-        # two commits made within one second would look unchanged to the quick check, so
-        # such a tree is compared by content.
+        # two commits made within one second would look unchanged to the quick check. A
+        # built tree is new on every build, so every file of it would look changed. Both
+        # are compared by content instead.
         exact_times=shell.rsync_exact_times(cfg.host_rsync)
         and shell.rsync_exact_times(local_rsync_version())
-        and not cfg.run.revision,
+        and not cfg.run.revision
+        and not cfg.host.build,
     )
     stats = remote.rsync(argv, "upload")
     if not hardlinks:
