@@ -39,7 +39,7 @@ DEFAULTS: Mapping[str, Mapping[str, list[str]]] = {
         ],
     },
     "symfony": {
-        "shared_dirs": ["var/log"],
+        "shared_dirs": ["var/log", "var/sessions"],
         "shared_files": [".env.local"],
         "writable_dirs": ["var"],
     },

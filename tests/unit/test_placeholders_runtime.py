@@ -94,6 +94,7 @@ def test_recipes_bring_deployers_defaults_unless_the_inventory_sets_them():
     mine = config("  recipes: [symfony]\n  shared_dirs: [var/sessions]\n").host
     assert mine.shared_dirs == ("var/sessions",)  # the inventory's own wins
     assert mine.shared_files == (".env.local",) and mine.writable_dirs == ("var",)
+    assert config("  recipes: [symfony]\n").host.shared_dirs == ("var/log", "var/sessions")
 
 
 def test_the_config_task_prints_the_effective_settings_with_secrets_masked(tmp_path, capsys):
