@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+from .adopt import Foreign, order
+from .adopt import parse as parse_foreign
 
 BUILDING = "building"
 COMPLETE = "complete"
@@ -101,8 +104,15 @@ class ReleaseInfo:
         return self.state in GOOD
 
 
-def fold(names_on_disk: Iterable[str], entries: Iterable[LogEntry], current: str | None):
-    """Join the directories on a host with their logged states, oldest first."""
+def fold(
+    names_on_disk: Iterable[str],
+    entries: Iterable[LogEntry],
+    current: str | None,
+    foreign: Foreign | None = None,
+):
+    """Join the directories on a host with their logged states, oldest first. A directory
+    our log never saw that another tool made (`foreign`) is taken over as complete."""
+    foreign = foreign or Foreign()
     last: dict[str, LogEntry] = {}
     first: dict[str, LogEntry] = {}
     revision: dict[str, str] = {}
@@ -112,8 +122,11 @@ def fold(names_on_disk: Iterable[str], entries: Iterable[LogEntry], current: str
         if entry.revision:
             revision[entry.release] = entry.revision
     infos = []
-    for name in sorted(set(names_on_disk)):
+    for name in sorted(set(names_on_disk), key=order):
         entry = last.get(name)
+        if entry is None and foreign.adopts(name):
+            infos.append(_adopted(name, current, foreign))
+            continue
         state = entry.state if entry else "unknown"
         if state == LIVE and name != current:
             state = COMPLETE  # was live once, superseded since
@@ -132,9 +145,20 @@ def fold(names_on_disk: Iterable[str], entries: Iterable[LogEntry], current: str
     return infos
 
 
+def _adopted(name: str, current: str | None, foreign: Foreign) -> ReleaseInfo:
+    """Another tool's release: complete, or rolled back from if it marked it bad."""
+    info = foreign.info(name)
+    state = ROLLED_BACK if name in foreign.bad else LIVE if name == current else COMPLETE
+    return ReleaseInfo(name, state, info.revision, info.user, info.created, name == current)
+
+
 def rollback_target(infos: list[ReleaseInfo], current: str | None) -> str | None:
     """The newest good release older than the live one (Deployer skips bad ones too)."""
-    older = [i for i in infos if i.good and not i.live and (current is None or i.name < current)]
+    older = [
+        i
+        for i in infos
+        if i.good and not i.live and (current is None or order(i.name) < order(current))
+    ]
     return older[-1].name if older else None
 
 
@@ -165,12 +189,13 @@ class HostState:
     lock_owner: str | None  # raw owner record, if a lock is held
     entries: tuple[LogEntry, ...] = ()
     rsync: str = ""  # first line of the host's `rsync --version`, if it has rsync
+    foreign: Foreign = field(default_factory=Foreign)  # another tool's history on its host
 
     def get(self, name: str) -> ReleaseInfo | None:
         return next((r for r in self.releases if r.name == name), None)
 
 
-def parse_state(text: str, markers: tuple[str, str, str, str, str]) -> HostState:
+def parse_state(text: str, markers: tuple[str, ...]) -> HostState:
     sections: dict[str, list[str]] = {m: [] for m in markers}
     where: str | None = None
     # Split on "\n" only: `find` ends each name with it, and a name holding "\r", "\x1e" or
@@ -180,16 +205,18 @@ def parse_state(text: str, markers: tuple[str, str, str, str, str]) -> HostState
             where = line
         elif where is not None:
             sections[where].append(line)
-    cur, rel, log, lock, rsync = markers
+    cur, rel, log, lock, rsync, other = markers
     target = next((ln for ln in sections[cur] if ln.strip()), "")
     current = target.rstrip("/").rsplit("/", 1)[-1] if target else None
     entries = parse_log("\n".join(sections[log]))
     names = [n for n in sections[rel] if n and n not in (".", "..")]
     owner = "\n".join(sections[lock]).strip() or None
+    foreign = parse_foreign(sections[other])
     return HostState(
         current=current,
-        releases=tuple(fold(names, entries, current)),
+        releases=tuple(fold(names, entries, current, foreign)),
         lock_owner=owner,
         entries=tuple(entries),
         rsync=next((ln.strip() for ln in sections[rsync] if ln.strip()), ""),
+        foreign=foreign,
     )

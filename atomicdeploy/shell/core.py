@@ -31,7 +31,14 @@ SHARED_MISSING = 77
 REFUSED = 78
 
 
-STATE_MARKERS = ("@@ad:current@@", "@@ad:releases@@", "@@ad:log@@", "@@ad:lock@@", "@@ad:rsync@@")
+STATE_MARKERS = (
+    "@@ad:current@@",
+    "@@ad:releases@@",
+    "@@ad:log@@",
+    "@@ad:lock@@",
+    "@@ad:rsync@@",
+    "@@ad:foreign@@",
+)
 
 
 STEP_MARKER = "@@ad:step="

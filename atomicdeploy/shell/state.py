@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import posixpath
 import shlex
 from collections.abc import Sequence
 
@@ -32,7 +33,7 @@ def read_state(layout: Layout, *, rsync_version: bool = False) -> str:
     """One round trip: live target, release dirs, releases log, lock owner, and (for a
     deploy, whose upload depends on it) the host's rsync version; the marker is always
     printed, so every answer has the same five parts."""
-    cur, rel, log, lock, rsync = STATE_MARKERS
+    cur, rel, log, lock, rsync, foreign = STATE_MARKERS
     return "; ".join(
         [
             f"echo {q(cur)}",
@@ -52,8 +53,25 @@ def read_state(layout: Layout, *, rsync_version: bool = False) -> str:
             f"cat -- {q(layout.lock_info)} 2>/dev/null; echo",
             f"echo {q(rsync)}",
             *(["rsync --version 2>/dev/null | head -n 1"] if rsync_version else []),
-            "true",
+            f"echo {q(foreign)}",
+            _foreign(layout),
         ]
+    )
+
+
+def _foreign(layout: Layout) -> str:
+    """What Deployer, Capistrano or ansistrano left (see adopt.py), read, never written:
+    their logs' tails, the releases Deployer marked bad, and their REVISION files. Lines
+    holding a newline name are dropped (`grep -v`), as in the release list."""
+    dep = posixpath.join(layout.deploy_path, ".dep", "releases_log")
+    cap = posixpath.join(layout.deploy_path, "revisions.log")
+    return (
+        f"tail -n 1000 -- {q(dep)} 2>/dev/null | sed 's/^/D /';"
+        f" tail -n 1000 -- {q(cap)} 2>/dev/null | sed 's/^/C /';"
+        f" find {q(layout.releases)} -mindepth 2 -maxdepth 2 -name BAD_RELEASE"
+        f" ! -path {_WITH_NEWLINE} -printf 'B %P\\n' 2>/dev/null;"
+        f" grep -s -m 1 -H '' {q(layout.releases)}/[0-9]*/REVISION 2>/dev/null"
+        " | sed 's/^/R /'; true"
     )
 
 
@@ -66,14 +84,24 @@ def read_status(layout: Layout, root_file: str | None) -> str:
 
 
 def lock(layout: Layout, owner_json: str) -> str:
-    """Take the lock with mkdir, which is atomic: two deploys can never both succeed."""
+    """Take the lock with mkdir, which is atomic: two deploys can never both succeed.
+
+    Deployer locks the same path with a file holding its user's name: while a Deployer
+    deploy holds it, ours stops, naming that user; while ours holds it (a directory),
+    Deployer's `echo user > .dep/deploy.lock` fails, and its deploy stops."""
     return (
         f"if mkdir -- {q(layout.lock)} 2>/dev/null; then"
         f" printf '%s\\n' {q(owner_json)} > {q(layout.lock_info)};"
         f" elif [ -d {q(layout.lock)} ]; then cat -- {q(layout.lock_info)} 2>/dev/null;"
         f" exit {LOCK_HELD};"
+        f" elif [ -f {q(layout.lock)} ]; then {_deployer_owner(layout)}; exit {LOCK_HELD};"
         f" else mkdir -- {q(layout.lock)}; fi"
     )
+
+
+def _deployer_owner(layout: Layout) -> str:
+    """Who holds Deployer's lock: the user its file names."""
+    return f"printf 'Deployer (user %s)\\n' \"$(head -c 200 -- {q(layout.lock)} | head -n 1)\""
 
 
 def unlock_own(layout: Layout, token: str) -> str:
@@ -93,7 +121,11 @@ def _token_field(token: str) -> str:
 
 def force_unlock(layout: Layout) -> str:
     """`fab STAGE unlock`: print who held the lock, then remove it."""
-    return f"cat -- {q(layout.lock_info)} 2>/dev/null; rm -rf -- {q(layout.lock)}"
+    return (
+        f"cat -- {q(layout.lock_info)} 2>/dev/null ||"
+        f" {{ [ -f {q(layout.lock)} ] && {_deployer_owner(layout)}; }};"
+        f" rm -rf -- {q(layout.lock)}"
+    )
 
 
 def then_unlock(script: str, layout: Layout, token: str) -> str:

@@ -21,7 +21,7 @@ def victims_after_go_live(state: HostState, cfg: Config) -> tuple[list[str], lis
     """
     names = [r.name for r in state.releases] + [cfg.release]
     entries = [*state.entries, LogEntry(release=cfg.release, state=LIVE, time="")]
-    infos = fold(names, entries, cfg.release)
+    infos = fold(names, entries, cfg.release, state.foreign)
     victims = cleanup_victims(infos, cfg.host.keep_releases, cfg.release)
     odd = [n for n in victims if not is_release_name(n)]
     return [n for n in victims if n not in odd], odd

@@ -327,7 +327,7 @@ def test_cleanup_invariants(rows, keep, current_at):
 
 # --- parse_state ------------------------------------------------------------------------------
 
-MARKERS = ("@@c@@", "@@r@@", "@@l@@", "@@k@@", "@@v@@")
+MARKERS = ("@@c@@", "@@r@@", "@@l@@", "@@k@@", "@@v@@", "@@f@@")
 
 
 def test_parse_state_sections():
@@ -389,5 +389,6 @@ def test_a_release_directory_named_with_a_newline_is_not_listed(tmp_path):
         ["sh", "-c", shell.read_state(lay)], capture_output=True, check=True
     ).stdout.decode()
     state = parse_state(out, shell.STATE_MARKERS)
-    assert [r.name for r in state.releases] == ["20261122T000000Z", "R\x1b[2J\r"]
+    # A name of no known kind sorts first, as the oldest.
+    assert [r.name for r in state.releases] == ["R\x1b[2J\r", "20261122T000000Z"]
     assert state.lock_owner is None

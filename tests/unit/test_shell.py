@@ -219,6 +219,10 @@ def test_lock_exact():
         " printf '%s\\n' '{\"token\": \"t1\"}' > /srv/app/.dep/deploy.lock/owner;"
         " elif [ -d /srv/app/.dep/deploy.lock ]; then"
         " cat -- /srv/app/.dep/deploy.lock/owner 2>/dev/null; exit 75;"
+        " elif [ -f /srv/app/.dep/deploy.lock ]; then"
+        " printf 'Deployer (user %s)\\n'"
+        ' "$(head -c 200 -- /srv/app/.dep/deploy.lock | head -n 1)";'
+        " exit 75;"
         " else mkdir -- /srv/app/.dep/deploy.lock; fi"
     )
 
@@ -232,7 +236,11 @@ def test_unlock_own_exact():
 
 def test_force_unlock_exact():
     assert shell.force_unlock(APP) == (
-        "cat -- /srv/app/.dep/deploy.lock/owner 2>/dev/null; rm -rf -- /srv/app/.dep/deploy.lock"
+        "cat -- /srv/app/.dep/deploy.lock/owner 2>/dev/null ||"
+        " { [ -f /srv/app/.dep/deploy.lock ] &&"
+        " printf 'Deployer (user %s)\\n'"
+        ' "$(head -c 200 -- /srv/app/.dep/deploy.lock | head -n 1)"; };'
+        " rm -rf -- /srv/app/.dep/deploy.lock"
     )
 
 

@@ -1,0 +1,127 @@
+"""Hosts laid out by Deployer, Capistrano or ansistrano: their releases read as ours (no
+hosts: the state answer is parsed as `shell.read_state` prints it)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from atomicdeploy import adopt, shell
+from atomicdeploy.config import Config, RunInfo
+from atomicdeploy.inventory import HostConfig
+from atomicdeploy.releases import (
+    COMPLETE,
+    LIVE,
+    ROLLED_BACK,
+    LogEntry,
+    cleanup_victims,
+    fold,
+    parse_state,
+    rollback_target,
+)
+from atomicdeploy.steps import cleanup
+
+M = shell.STATE_MARKERS
+
+
+def answer(current: str, names: list[str], foreign: list[str], log: list[str] = ()) -> str:
+    cur, rel, lg, lock, rsync, other = M
+    return "\n".join([cur, current, rel, *names, lg, *log, lock, "", rsync, other, *foreign, ""])
+
+
+def deployer_line(name: str, user: str = "alice") -> str:
+    data = {
+        "created_at": f"2026-01-0{name}T10:00:00+0000",
+        "release_name": name,
+        "user": user,
+        "target": "main",
+    }
+    return "D " + json.dumps(data)
+
+
+def test_a_deployer_host_its_releases_complete_bad_ones_not_targets():
+    text = answer(
+        "releases/3",
+        ["1", "2", "3", "10"],
+        [deployer_line(n) for n in ("1", "2", "3", "10")]
+        + ["B 10/BAD_RELEASE", "R /srv/app/releases/2/REVISION:" + "ab" * 20],
+    )
+    state = parse_state(text, M)
+    by = {r.name: r for r in state.releases}
+    assert [r.name for r in state.releases] == ["1", "2", "3", "10"]  # as integers
+    assert by["3"].state == LIVE and by["1"].state == COMPLETE
+    assert by["10"].state == ROLLED_BACK  # BAD_RELEASE
+    assert by["2"].revision == "ab" * 20 and by["1"].user == "alice"
+    assert by["1"].created == "2026-01-01T10:00:00+0000"
+    assert rollback_target(list(state.releases), "3") == "2"
+
+
+def test_a_capistrano_host_absolute_current_and_its_revisions_log():
+    names = ["20260101000000", "20260102000000", "20260103000000"]
+    log = [
+        f"C Branch main (at {c * 40}) deployed as release {n} by bob"
+        for c, n in zip("abc", names, strict=True)
+    ]
+    state = parse_state(answer(f"/srv/app/releases/{names[2]}", names, log), M)
+    by = {r.name: r for r in state.releases}
+    assert state.current == names[2] and by[names[2]].state == LIVE
+    assert by[names[0]].revision == "a" * 40 and by[names[0]].user == "bob"
+    assert by[names[1]].created == "2026-01-02T00:00:00Z"
+    assert rollback_target(list(state.releases), names[2]) == names[1]
+
+
+def test_ansistrano_names_without_any_log_are_adopted_but_not_other_strangers():
+    state = parse_state(
+        answer(
+            "releases/20260102000000Z",
+            ["20260101000000Z", "20260102000000Z", "mine", "20260101T000000Z"],
+            [],
+        ),
+        M,
+    )
+    by = {r.name: r.state for r in state.releases}
+    assert by["20260101000000Z"] == COMPLETE and by["20260102000000Z"] == LIVE
+    assert by["mine"] == "unknown"  # somebody else's: left alone
+    assert by["20260101T000000Z"] == "unknown"  # our kind of name, never logged by us
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        [
+            "1",
+            "2",
+            "9",
+            "10",
+            "20260101000000",
+            "20260101T120000Z",
+            "20260102000000Z",
+            "20260102T000000Z.01",
+            "20260103T000000Z-v1.2.0",
+        ],
+    ],
+)
+def test_names_of_every_kind_sort_by_age(names):
+    assert sorted(reversed(names), key=adopt.order) == names
+
+
+def test_cleanup_counts_adopted_releases_by_age_keeping_live_and_rollback_target():
+    run = RunInfo(stage="p", user="u", local_host="l", pid=1, started="t", token="x")
+    host = HostConfig(name="web1", hostname="web1", deploy_path="/srv/app", keep_releases=2)
+    cfg = Config(host=host, run=run, release="20261203T000000Z", previous="5")
+    foreign = adopt.parse([deployer_line(str(n)) for n in range(1, 6)])
+    infos = fold([str(n) for n in range(1, 6)], [], "5", foreign)
+    state = parse_state(
+        answer(
+            "releases/5",
+            [str(n) for n in range(1, 6)],
+            [deployer_line(str(n)) for n in range(1, 6)],
+        ),
+        M,
+    )
+    assert [i.state for i in infos] == [COMPLETE] * 4 + [LIVE]
+    victims, odd = cleanup.victims_after_go_live(state, cfg)
+    assert victims == ["1", "2", "3", "4"] and not odd  # keeps 5 (rollback target), the new
+    assert cleanup_victims(infos, 2, "5") == ["1", "2", "3"]
+    assert LogEntry  # our log is not needed for any of this
