@@ -17,6 +17,7 @@ import yaml
 from ..errors import ConfigError, did_you_mean
 from ..recipes import with_defaults
 from .checks import OpcacheConfig, _type_name
+from .hints import MEANT, TOP_LEVEL_HINTS
 from .refs import _resolve_refs
 from .schema import KEYS, HostConfig, Inventory
 
@@ -86,24 +87,52 @@ def load(path: str | os.PathLike[str]) -> Inventory:
 
 
 def parse(text: str, path: Path = Path("inventory.yml")) -> Inventory:
+    """Every problem in the file at once, one line each (a ConfigError holding them all):
+    one run shows what to fix, instead of one mistake per run."""
     label = path.name
-    defaults, hosts = _top_level(_read_yaml(text, label), label)
-    _check_keys(label, "config", defaults)
+    errors: list[str] = []
+    defaults, hosts = _top_level(_read_yaml(text, label), label, errors)
+    errors += _unknown_keys(label, "config", defaults)
     configs = []
     for name, overrides in hosts.items():
-        if not isinstance(name, str) or not _HOST_NAME.fullmatch(name):
-            raise ConfigError(
-                f"{label}: host {name!r}: a host name must be letters, digits, '.', '_' or '-'"
-            )
-        overrides = overrides if overrides is not None else {}
-        if not isinstance(overrides, dict):
-            raise ConfigError(f"{label}: host {name}: must be a map, not {_type_name(overrides)}")
-        _check_keys(label, f"host {name}", overrides)
-        configs.append(_host_config(label, name, with_defaults({**defaults, **overrides})))
-    for host in configs:
-        if "stage" in host.labels and not host.labels["stage"].strip():
-            raise ConfigError(f"{label}: host {host.name}: labels.stage is empty")
+        try:
+            configs.append(_host(label, name, overrides, defaults, errors))
+        except ConfigError as exc:
+            errors.append(exc.message)
+    if errors:
+        raise ConfigError(_listed(label, list(dict.fromkeys(errors))))
     return Inventory(path=path, hosts=tuple(configs))
+
+
+MAX_ERRORS = 30  # lines; a generated file gone wrong must not print ten thousand
+
+
+def _listed(label: str, errors: list[str]) -> str:
+    if len(errors) > MAX_ERRORS:
+        more = len(errors) - MAX_ERRORS
+        errors = [*errors[:MAX_ERRORS], f"{label}: ... and {more} more problem(s)"]
+    return "\n".join(errors)
+
+
+def _host(
+    label: str, name: Any, overrides: Any, defaults: dict[str, Any], errors: list[str]
+) -> HostConfig:
+    if not isinstance(name, str) or not _HOST_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{label}: host {name!r}: a host name must be letters, digits, '.', '_' or '-'"
+        )
+    overrides = overrides if overrides is not None else {}
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{label}: host {name}: must be a map, not {_type_name(overrides)}")
+    unknown = _unknown_keys(label, f"host {name}", overrides)
+    if unknown:
+        errors += unknown
+        overrides = {k: v for k, v in overrides.items() if k in KEYS}
+    config = {k: v for k, v in defaults.items() if k in KEYS}
+    host = _host_config(label, name, with_defaults({**config, **overrides}), set(overrides), errors)
+    if "stage" in host.labels and not host.labels["stage"].strip():
+        raise ConfigError(f"{label}: host {host.name}: labels.stage is empty")
+    return host
 
 
 def _read_yaml(text: str, label: str) -> Any:
@@ -126,22 +155,25 @@ def _read_yaml(text: str, label: str) -> Any:
         raise ConfigError(f"{label}: invalid YAML: a value cannot be read ({reason})") from None
 
 
-def _top_level(data: Any, label: str) -> tuple[dict[str, Any], dict[Any, Any]]:
-    """(`config:` defaults, `hosts:`), checked for shape."""
+def _top_level(data: Any, label: str, errors: list[str]) -> tuple[dict[str, Any], dict[Any, Any]]:
+    """(`config:` defaults, `hosts:`), checked for shape; unknown top-level keys join
+    `errors` (Deployer's deploy.yaml has `import:`, `tasks:`, `after:`...)."""
     if data is None:
         raise ConfigError(f"{label}: the file is empty: it needs a 'hosts:' map")
     if not isinstance(data, dict):
         raise ConfigError(f"{label}: the top level must be a map with 'config:' and 'hosts:'")
     for key in data:
         if key not in ("config", "hosts"):
-            raise ConfigError(f"{label}: unknown top-level key {key!r} (valid: config, hosts)")
+            hint = TOP_LEVEL_HINTS.get(key, "")
+            errors.append(f"{label}: unknown top-level key {key!r} (valid: config, hosts){hint}")
     defaults = data.get("config")
     defaults = {} if defaults is None else defaults  # `config:` left empty
     if not isinstance(defaults, dict):
         raise ConfigError(f"{label}: config: must be a map, not {_type_name(defaults)}")
     hosts = data.get("hosts")
     if not isinstance(hosts, dict) or not hosts:
-        raise ConfigError(f"{label}: 'hosts:' must be a map with at least one host")
+        errors.append(f"{label}: 'hosts:' must be a map with at least one host")
+        raise ConfigError(_listed(label, errors))
     return defaults, hosts
 
 
@@ -166,16 +198,33 @@ def _section_at(text: str, line: int) -> str:
     return ""
 
 
-def _check_keys(label: str, where: str, values: dict) -> None:
-    for key in values:
-        if key not in KEYS:
-            raise ConfigError(f"{label}: {where}: unknown key {key!r}{did_you_mean(key, KEYS)}")
+def _unknown_keys(label: str, where: str, values: dict) -> list[str]:
+    return [
+        f"{label}: {where}: unknown key {key!r}{_hint(key)}" for key in values if key not in KEYS
+    ]
 
 
-def _host_config(label: str, name: str, raw: dict[str, Any]) -> HostConfig:
+def _hint(key: Any) -> str:
+    """What a Deployer or Capistrano user meant by a key we do not have: its meaning first,
+    then the closest spelling."""
+    if isinstance(key, str) and key in MEANT:
+        return MEANT[key]
+    return did_you_mean(key, KEYS)
+
+
+def _host_config(
+    label: str,
+    name: str,
+    raw: dict[str, Any],
+    own: set[str] | None = None,
+    errors: list[str] | None = None,
+) -> HostConfig:
+    """One host's config from its keys and `config:`'s. A bad value is reported where it
+    was written: under the host if the host set it (`own`), else once under `config:`."""
     where = f"{label}: host {name}"
     resolved = _resolve_refs(where, name, raw)
     values: dict[str, Any] = {}
+    bad: list[str] = []
     for key, spec in KEYS.items():
         if key not in resolved or resolved[key] is None:
             values[spec.field] = spec.default
@@ -186,7 +235,12 @@ def _host_config(label: str, name: str, raw: dict[str, Any]) -> HostConfig:
         try:
             values[spec.field] = spec.check(resolved[key])
         except ValueError as exc:
-            raise ConfigError(f"{where}: {key} {exc}") from None
+            written = where if own is None or key in own else f"{label}: config"
+            bad.append(f"{written}: {key} {exc}")
+    if bad and errors is not None:
+        errors += bad[1:]
+    if bad:
+        raise ConfigError(bad[0])
     _check_together(where, values)
     values["hostname"] = values["hostname"] or name
     nginx = values["nginx"]

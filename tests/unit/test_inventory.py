@@ -51,8 +51,8 @@ def bad(text: str, path: Path = Path("inventory.yml")) -> ConfigError:
         parse(textwrap.dedent(text), path)
     exc = info.value
     assert exc.exit_code == EXIT_USAGE == 2
-    assert "\n" not in str(exc), f"not one line: {str(exc)!r}"
-    assert str(exc).startswith(f"{path.name}: ")
+    lines = str(exc).split("\n")  # every problem at once, one line each
+    assert all(line.startswith(f"{path.name}: ") for line in lines), str(exc)
     return exc
 
 
@@ -169,7 +169,10 @@ def test_unknown_key_with_hint():
         "inventory.yml: host web1: unknown key 'keep_release' (did you mean 'keep_releases'?)"
     )
     exc = bad("config:\n  deploy_paht: /srv/app\nhosts:\n  web1:\n")
-    assert "config" in str(exc) and "'deploy_paht'" in str(exc) and "'deploy_path'" in str(exc)
+    assert str(exc) == (
+        "inventory.yml: config: unknown key 'deploy_paht' (did you mean 'deploy_path'?)\n"
+        "inventory.yml: host web1: deploy_path is missing (set it under config: or the host)"
+    )
     exc = bad(host("deploy_path: /srv/app\nzzzzzz: 1"))
     assert "unknown key 'zzzzzz'" in str(exc) and "did you mean" not in str(exc)
 
@@ -224,9 +227,30 @@ def test_hostnames_that_are_addresses_or_aliases_are_kept(address):
     assert web1.hostname == address
 
 
-def test_wrong_type_in_config_names_the_host_it_breaks():
-    exc = bad("config:\n  keep_releases: '5'\nhosts:\n  web1: {deploy_path: /srv/app}\n")
-    assert "host web1" in str(exc) and "keep_releases" in str(exc)
+def test_a_wrong_value_is_reported_where_it_was_written_once():
+    exc = bad(
+        "config:\n  keep_releases: '5'\nhosts:\n  web1: {deploy_path: /srv/app}\n"
+        "  web2: {deploy_path: /srv/app}\n  web3: {deploy_path: /srv/app, port: x}\n"
+    )
+    assert str(exc) == (
+        "inventory.yml: config: keep_releases must be an integer, not a string\n"
+        "inventory.yml: host web3: port must be an integer, not a string"
+    )
+
+
+def test_every_error_at_once_with_hints_by_meaning():
+    exc = bad(
+        "import: recipe/laravel.php\nconfig:\n  deploy_path: /srv/app\n  become: root\n"
+        "hosts:\n  web1: {user: deploy, keep_releases: x}\n  web2: {linked_dirs: [a]}\n"
+    )
+    lines = str(exc).split("\n")
+    assert lines[0].startswith("inventory.yml: unknown top-level key 'import'")
+    assert "recipes: [laravel]" in lines[0]
+    assert "config: unknown key 'become' (atomicdeploy runs every command as" in lines[1]
+    assert "host web1: unknown key 'user' (did you mean 'remote_user'?" in lines[2]
+    assert "host web1: keep_releases must be an integer" in lines[3]
+    assert "host web2: unknown key 'linked_dirs' (did you mean 'shared_dirs'?" in lines[4]
+    assert len(lines) == 5
 
 
 @pytest.mark.parametrize(
@@ -311,7 +335,10 @@ def test_top_level_must_be_a_map():
 
 def test_unknown_top_level_key():
     exc = bad("config: {}\nhost:\n  web1: {deploy_path: /a}\n")
-    assert str(exc) == "inventory.yml: unknown top-level key 'host' (valid: config, hosts)"
+    assert str(exc) == (
+        "inventory.yml: unknown top-level key 'host' (valid: config, hosts)\n"
+        "inventory.yml: 'hosts:' must be a map with at least one host"
+    )
 
 
 def test_hosts_and_config_shapes():
