@@ -19,7 +19,7 @@ from ..recipes import RECIPES
 from ..secrets import redact_url_passwords
 from ..shell import nginx_set_only
 
-WRITABLE_MODES = ("chmod", "acl", "chown", "skip")
+WRITABLE_MODES = ("chmod", "acl", "chown", "chgrp", "sticky", "skip")
 
 
 _USER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
@@ -47,6 +47,13 @@ def _int(lo: int, hi: int) -> Callable[[Any], int]:
         return value
 
     return check
+
+
+def _keep(value: Any) -> int:
+    """Releases cleanup keeps: 1 to 1000, or -1 to keep them all (as in Deployer)."""
+    if value == -1 and not isinstance(value, bool):
+        return -1
+    return _int(1, 1000)(value)
 
 
 def _bool(value: Any) -> bool:

@@ -34,7 +34,6 @@ MEANT: dict[str, str] = {
     "repo_url": " (did you mean 'repository'? Capistrano's repo_url)",
     "writable_chmod_recursive": " (did you mean 'writable_recursive'?)",
     "clear_paths": " (use exclude: to leave paths out of the upload)",
-    "http_group": " (set writable_mode: chgrp or sticky together with http_group)",
 }
 
 TOP_LEVEL_HINTS: dict[str, str] = {

@@ -257,11 +257,11 @@ def _check_together(where: str, values: dict[str, Any]) -> None:
     """The checks that need several keys at once."""
     if values["deploy_path"] is None:
         raise ConfigError(f"{where}: deploy_path is missing (set it under config: or the host)")
-    needs_user = values["writable_mode"] in ("acl", "chown") and values["writable_dirs"]
-    if needs_user and not values["http_user"]:
-        raise ConfigError(
-            f"{where}: http_user is required with writable_mode {values['writable_mode']}"
-        )
+    mode = values["writable_mode"] if values["writable_dirs"] else "skip"
+    if mode in ("acl", "chown") and not values["http_user"]:
+        raise ConfigError(f"{where}: http_user is required with writable_mode {mode}")
+    if mode in ("chgrp", "sticky") and not values["http_group"]:
+        raise ConfigError(f"{where}: http_group is required with writable_mode {mode}")
     for item in values["shared_dirs"] + values["shared_files"]:
         others = [o for o in values["shared_dirs"] if o != item and item.startswith(o + "/")]
         if others:

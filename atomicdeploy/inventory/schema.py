@@ -25,6 +25,7 @@ from .checks import (
     _healthcheck,
     _hooks,
     _int,
+    _keep,
     _nginx,
     _opcache,
     _recipes,
@@ -90,7 +91,7 @@ class HostConfig:
     exclude: tuple[str, ...] = key(_str_list, (".git",), "rsync patterns left out of the upload")
     upload_hardlinks: bool = key(_bool, False, "hardlink unchanged files from the live release")
     sync_release: bool = key(_bool, True, "flush the release to disk before it can go live")
-    keep_releases: int = key(_int(1, 1000), 5, "complete releases kept by cleanup")
+    keep_releases: int = key(_keep, 5, "complete releases kept by cleanup (-1: all)")
     shared_dirs: tuple[str, ...] = key(
         _rel_paths, (), "directories linked from shared/ into each release"
     )
@@ -104,10 +105,13 @@ class HostConfig:
     writable_dirs: tuple[str, ...] = key(
         _rel_paths, (), "directories made writable for the web server"
     )
-    writable_mode: str = key(_choice(*WRITABLE_MODES), "chmod", "chmod, acl, chown or skip")
+    writable_mode: str = key(
+        _choice(*WRITABLE_MODES), "chmod", "chmod, acl, chown, chgrp, sticky or skip"
+    )
     writable_chmod_mode: str = key(_str, "ug+rwX", "mode given to chmod in chmod mode")
     writable_recursive: bool = key(_bool, True, "apply the writable mode recursively")
     http_user: str = key(_user, "", "web server user, for acl and chown modes")
+    http_group: str = key(_user, "", "web server group, for chgrp and sticky modes")
     writable_use_sudo: bool = key(_bool, False, "run chown through `sudo -n` (never a prompt)")
     parallel: int = key(_int(1, 1000), 10, "hosts worked on at the same time")
     port: int | None = key(_int(1, 65535), None, "SSH port (default: from ssh_config, else 22)")

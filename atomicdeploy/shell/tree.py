@@ -134,6 +134,7 @@ def make_writable(
     shared_dirs: Sequence[str] = (),
     chmod_mode: str = "ug+rwX",
     http_user: str = "",
+    http_group: str = "",
     recursive: bool = True,
     use_sudo: bool = False,
 ) -> str | None:
@@ -151,7 +152,8 @@ def make_writable(
     """
     if mode == "skip" or not dirs:
         return None
-    change = _writable_change(mode, chmod_mode, http_user, recursive, use_sudo)
+    owner = http_group if mode in ("chgrp", "sticky") else http_user
+    change = _writable_change(mode, chmod_mode, owner, recursive, use_sudo)
     parts = []
     for item in dirs:
         base, rel = _writable_home(layout, name, item, shared_dirs)
@@ -162,21 +164,40 @@ def make_writable(
 def _writable_change(
     mode: str, chmod_mode: str, http_user: str, recursive: bool, use_sudo: bool
 ) -> str:
-    """The command that changes `.`: its walk never follows a link (chmod never does)."""
+    """The command that changes `.`: its walk never follows a link (chmod never does).
+    For chgrp and sticky, `http_user` is the web server's group."""
     rec = ["-R"] if recursive else []
     physical = ["-R", "-P"] if recursive else []
+    # `sudo -n` fails at once instead of prompting for a password nobody can type.
+    sudo = ["sudo", "-n"] if use_sudo else []
     if mode == "chmod":
         return shlex.join(["chmod", *rec, chmod_mode, "--", "."])
     if mode == "chown":
-        # `sudo -n` fails at once instead of prompting for a password nobody can type.
-        sudo = ["sudo", "-n"] if use_sudo else []
         return shlex.join([*sudo, "chown", *physical, http_user, "--", "."])
+    if mode in ("chgrp", "sticky"):
+        return _group_writable(mode, http_user, rec, physical, sudo)
     if mode == "acl":
         # The deploy user keeps access too; `$(id -un)` is expanded on the host on purpose.
         spec = q(f"u:{http_user}:rwX,u:") + '"$(id -un)"' + q(":rwX")
         flags = shlex.join(["setfacl", *physical])
         return f"{flags} -m {spec} -- . && {flags} -d -m {spec} -- ."
     raise ValueError(f"unknown writable mode {mode!r}")  # validated by the inventory
+
+
+def _group_writable(
+    mode: str, group: str, rec: list[str], physical: list[str], sudo: list[str]
+) -> str:
+    """Deployer's chgrp and sticky modes: the web server's group owns the dirs and may
+    write; `sticky` also sets setgid on directories, so files made later get that group."""
+    parts = [
+        shlex.join([*sudo, "chgrp", *physical, group, "--", "."]),
+        shlex.join([*sudo, "chmod", *rec, "g+rwX", "--", "."]),
+    ]
+    if mode == "sticky":
+        depth = [] if rec else ["-maxdepth", "0"]
+        find = ["find", ".", *depth, "-type", "d", "-exec", *sudo, "chmod", "g+s", "--", "{}", "+"]
+        parts.append(shlex.join(find))
+    return " && ".join(parts)
 
 
 def _writable_home(

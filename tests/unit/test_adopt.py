@@ -125,3 +125,59 @@ def test_cleanup_counts_adopted_releases_by_age_keeping_live_and_rollback_target
     assert victims == ["1", "2", "3", "4"] and not odd  # keeps 5 (rollback target), the new
     assert cleanup_victims(infos, 2, "5") == ["1", "2", "3"]
     assert LogEntry  # our log is not needed for any of this
+
+
+# --- values Deployer users write --------------------------------------------------------------
+
+
+def _parse(extra: str):
+    from atomicdeploy.inventory.loader import parse
+
+    return parse(f"config:\n  deploy_path: /srv/app\n{extra}hosts:\n  web1: {{}}\n").hosts[0]
+
+
+def test_keep_releases_minus_one_keeps_every_complete_release():
+    host = _parse("  keep_releases: -1\n")
+    assert host.keep_releases == -1
+    infos = fold(
+        [str(n) for n in range(1, 9)],
+        [],
+        "8",
+        adopt.Foreign(releases={str(n): adopt.Adopted() for n in range(1, 9)}),
+    )
+    assert cleanup_victims(infos, host.keep_releases, "8") == []
+
+
+@pytest.mark.parametrize("mode", ["chgrp", "sticky"])
+def test_chgrp_and_sticky_modes_give_the_web_servers_group_the_dirs(tmp_path, mode):
+    import grp
+    import os
+    import subprocess
+
+    from atomicdeploy.layout import Layout
+
+    group = grp.getgrgid(os.getgid()).gr_name if os.getuid() else "daemon"
+    host = _parse(
+        f"  writable_dirs: [storage/logs]\n  writable_mode: {mode}\n  http_group: {group}\n"
+    )
+    release = tmp_path / "releases" / "R1"
+    (release / "storage" / "logs" / "sub").mkdir(parents=True)
+    (release / "storage" / "logs" / "a.log").write_text("x")
+    script = shell.make_writable(
+        Layout(str(tmp_path)),
+        "R1",
+        host.writable_dirs,
+        host.writable_mode,
+        http_group=host.http_group,
+    )
+    subprocess.run(["sh", "-c", script], check=True)
+    logs = release / "storage" / "logs"
+    for path in (logs, logs / "sub", logs / "a.log"):
+        st = path.stat()
+        assert grp.getgrgid(st.st_gid).gr_name == group
+        assert st.st_mode & 0o060 == 0o060  # group may read and write
+    setgid = bool(logs.stat().st_mode & 0o2000)
+    assert setgid == (mode == "sticky")
+    assert not (logs / "a.log").stat().st_mode & 0o2000  # never on files
+    with pytest.raises(Exception, match="http_group is required"):
+        _parse(f"  writable_dirs: [x]\n  writable_mode: {mode}\n")

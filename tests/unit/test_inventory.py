@@ -189,7 +189,7 @@ def test_unknown_key_with_hint():
         ("shared_files: [.env, 3]", "shared_files", "must be a list of strings"),
         ("labels: [stage, prod]", "labels", "must be a map of names to strings"),
         ("labels: {stage: true}", "labels", "must be a map of names to strings"),
-        ("writable_mode: sudo", "writable_mode", "must be one of chmod, acl, chown, skip"),
+        ("writable_mode: sudo", "writable_mode", "must be one of chmod, acl, chown, chgrp"),
         ("writable_recursive: yes please", "writable_recursive", "must be true or false"),
         ("forward_agent: 1", "forward_agent", "must be true or false"),
         ("remote_user: 'bad user'", "remote_user", "not a valid user name"),
