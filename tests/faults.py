@@ -1,8 +1,9 @@
 """The fault report: every fault and bad input the suite tries, with counts.
 
 Tests call `record(...)`; at the end of the run the table is printed, written to
-`.pytest_cache/fault-report.md`, and, with ATOMICDEPLOY_FAULT_REPORT=README.md, put
-into the README between its fault-report markers (how the README table is made).
+`.pytest_cache/fault-report.md`, and, with ATOMICDEPLOY_FAULT_REPORT=docs/faults.md (a path
+relative to the repository), put into that file between its fault-report markers (how the
+table in docs/faults.md is made).
 """
 
 from __future__ import annotations
@@ -64,10 +65,11 @@ def has_rows() -> bool:
     return bool(_rows)
 
 
-def write_into(readme: Path, text: str) -> None:
-    content = readme.read_text()
+def write_into(doc: Path, text: str) -> None:
+    """Replace what is between the markers of `doc` (docs/faults.md) by `text`."""
+    content = doc.read_text()
     if START not in content or END not in content:
-        raise SystemExit(f"{readme}: no {START} ... {END} markers")
+        raise SystemExit(f"{doc}: no {START} ... {END} markers")
     head, rest = content.split(START, 1)
     _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{START}\n{text}{END}{tail}")
+    doc.write_text(f"{head}{START}\n{text}{END}{tail}")
