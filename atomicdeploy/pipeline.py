@@ -22,7 +22,7 @@ from typing import TypeVar
 import paramiko
 from fabric import Config as FabricConfig
 
-from . import dryrun, golive, shell
+from . import dryrun, golive, homes, shell
 from .config import Config, RunInfo
 from .connection import KnownHosts, connect, describe_connect_error
 from .deploying import Deploy
@@ -93,6 +93,7 @@ def deploy(
     plan_batches([h.name for h in hosts], opts.batch, opts.canary)
     info = run_info(opts.stage, source, opts.revision)
     with dryrun.hosts(hosts, opts.dry_run) as hosts:
+        hosts = homes.resolve(hosts, reporter, fabric_config)
         peers = tuple((h.name, h.roles) for h in hosts)
         cfgs = {
             h.name: Config(host=h, run=info, primary=i == 0, peers=peers)
@@ -137,6 +138,7 @@ def rollback(
     with the same webhook notifications as a deploy."""
     info = run_info(opts.stage)
     with dryrun.hosts(hosts, opts.dry_run) as hosts:
+        hosts = homes.resolve(hosts, reporter, fabric_config)
         fleet = Fleet(
             hosts, reporter, parallel=opts.parallel, fabric_config=fabric_config, dry=opts.dry_run
         )
@@ -184,6 +186,7 @@ def _on_each_host(
 ):
     """One step on every host, without the lock: for the read-only and repair tasks."""
     run = run_info(stage)
+    hosts = homes.resolve(hosts, reporter, fabric_config)
     fleet = Fleet(hosts, reporter, fabric_config=fabric_config)
     try:
         return fleet.each(lambda r: step(r, Config(host=fleet.hosts[r.name], run=run)), wide=True)
@@ -241,6 +244,7 @@ def run_command(
 def login(host: HostConfig, fabric_config: FabricConfig | None = None) -> int:
     """An interactive login shell in the host's live release, over the same connection
     settings as a deploy (ssh_config, port, key, known_hosts); returns its exit status."""
+    (host,) = homes.resolve([host], Reporter(), fabric_config)
     conn = connect(host, (fabric_config or FabricConfig()).clone(), KnownHosts())
     conn.config.timeouts.command = None  # a shell stays open as long as its user wants
     layout = Config(host=host, run=run_info("")).layout

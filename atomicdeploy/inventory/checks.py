@@ -178,9 +178,14 @@ def _http_url(value: Any) -> str:
 
 
 def _deploy_path(value: Any) -> str:
+    """An absolute path, or `~/path` (the SSH user's home, found on the host when a run
+    starts: see homes.py)."""
     value = _str(value)
+    if value.startswith("~/") and value.strip("/") != "~":
+        rest = _deploy_path(value[1:])
+        return "~" + rest
     if not value.startswith("/"):
-        raise ValueError(f"must be an absolute path, not {value!r}")
+        raise ValueError(f"must be an absolute path or ~/path, not {value!r}")
     if "\0" in value or "\n" in value:
         raise ValueError("must not contain NUL or newline characters")
     norm = posixpath.normpath(value)

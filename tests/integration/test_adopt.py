@@ -240,3 +240,24 @@ def test_the_switch_from_a_capistrano_layout_under_load(old_site):
     assert verdict.requests > 100, verdict
     assert (verdict.failed, verdict.mixed, verdict.stale_after_return) == (0, 0, 0), verdict
     assert os.readlink(site.deploy_path("web1") / "current") == f"releases/{CAPISTRANO[-1]}"
+
+
+def test_a_home_relative_deploy_path_is_found_on_the_host(project):
+    """Deployer users write `deploy_path: ~/app`: the SSH user's home, asked on the host."""
+    import uuid
+
+    where = f"atomicdeploy-test-{uuid.uuid4().hex[:8]}"
+    home = Path(os.path.expanduser("~"))
+    project.config.update(deploy_path=f"~/{where}/{{{{alias}}}}", writable_dirs=[])
+    for h in project.hosts:
+        project.overrides.setdefault(h.name, {})["deploy_path"] = f"~/{where}/{h.name}"
+    try:
+        first = release_of(project.ok("test", "deploy"))
+        for h in project.hosts:
+            assert os.readlink(home / where / h.name / "current") == f"releases/{first}"
+        assert first in project.ok("test", "releases").stdout
+        project.ok("test", "deploy")
+        project.ok("test", "rollback")
+        assert os.readlink(home / where / "web2" / "current") == f"releases/{first}"
+    finally:
+        shutil.rmtree(home / where, ignore_errors=True)

@@ -181,3 +181,25 @@ def test_chgrp_and_sticky_modes_give_the_web_servers_group_the_dirs(tmp_path, mo
     assert not (logs / "a.log").stat().st_mode & 0o2000  # never on files
     with pytest.raises(Exception, match="http_group is required"):
         _parse(f"  writable_dirs: [x]\n  writable_mode: {mode}\n")
+
+
+def test_a_home_relative_deploy_path_is_checked_and_made_absolute():
+    from atomicdeploy import homes
+    from atomicdeploy.errors import ConfigError
+    from atomicdeploy.inventory.loader import parse
+
+    def with_path(path: str):
+        text = f"config:\n  deploy_path: '{path}'\n  nginx: {{test: 'true'}}\nhosts:\n  w: {{}}\n"
+        return parse(text).hosts[0]
+
+    host = with_path("~/apps/shop")
+    assert host.deploy_path == "~/apps/shop"
+    assert host.nginx.root_file == "~/apps/shop/root_dir.nginx.conf"
+    done = homes._resolved(host, "/home/deploy\n")
+    assert done.deploy_path == "/home/deploy/apps/shop"
+    assert done.nginx.root_file == "/home/deploy/apps/shop/root_dir.nginx.conf"
+    for bad in ("~", "~/", "~/../etc", "~root/x"):
+        with pytest.raises(ConfigError):
+            with_path(bad)
+    with pytest.raises(ConfigError, match="no absolute path"):
+        homes._resolved(host, "relative")

@@ -257,7 +257,7 @@ def test_every_error_at_once_with_hints_by_meaning():
     ("value", "why"),
     [
         ("srv/app", "must be an absolute path"),
-        ("'~/app'", "must be an absolute path"),
+        ("'~app'", "must be an absolute path or ~/path"),
         ("/", "must not be / itself"),
         ("//", "must not be / itself"),
         ("/./", "must not be / itself"),
