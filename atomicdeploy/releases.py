@@ -190,6 +190,7 @@ class HostState:
     entries: tuple[LogEntry, ...] = ()
     rsync: str = ""  # first line of the host's `rsync --version`, if it has rsync
     foreign: Foreign = field(default_factory=Foreign)  # another tool's history on its host
+    deploy_path: str = ""  # as the run found it (a `~/` path made absolute)
 
     def get(self, name: str) -> ReleaseInfo | None:
         return next((r for r in self.releases if r.name == name), None)

@@ -188,8 +188,11 @@ def releases(c, stage=None, inventory=None, hosts=None, roles=None):
         states, failures = pipeline.read_states(
             hosts, reporter, stage=stage, fabric_config=c.config
         )
+        homed = {h.name for h in hosts if h.deploy_path.startswith("~/")}
         for name, state in states.items():
             reporter.line(f"{name}:")
+            if name in homed:
+                reporter.line(f"  deploy_path: {state.deploy_path}")
             rows = [
                 (
                     r.name + (" *" if r.live else ""),

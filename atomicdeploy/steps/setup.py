@@ -5,6 +5,8 @@ Done in one round trip: setup, lock and read state are one script.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .. import shell
 from ..config import Config
 from ..errors import LockHeld, RemoteError
@@ -49,4 +51,4 @@ def read_state(remote: Remote, cfg: Config, *, rsync_version: bool = False) -> H
     """Live release, release directories with their logged states, and the lock owner."""
     script = shell.read_state(cfg.layout, rsync_version=rsync_version)
     _, out = remote.run(script, "state", read_only=True)
-    return parse_state(out, shell.STATE_MARKERS)
+    return replace(parse_state(out, shell.STATE_MARKERS), deploy_path=cfg.host.deploy_path)

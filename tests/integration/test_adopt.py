@@ -255,7 +255,8 @@ def test_a_home_relative_deploy_path_is_found_on_the_host(project):
         first = release_of(project.ok("test", "deploy"))
         for h in project.hosts:
             assert os.readlink(home / where / h.name / "current") == f"releases/{first}"
-        assert first in project.ok("test", "releases").stdout
+        listed = project.ok("test", "releases").stdout
+        assert first in listed and f"  deploy_path: {home / where / 'web1'}" in listed
         project.ok("test", "deploy")
         project.ok("test", "rollback")
         assert os.readlink(home / where / "web2" / "current") == f"releases/{first}"
