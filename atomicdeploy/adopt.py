@@ -2,8 +2,9 @@
 
 Teams do not start on empty servers. Such a host has `releases/<name>` and a `current` link
 like ours, and each tool keeps its own history: Deployer `.dep/releases_log` (JSON lines
-`{created_at, release_name, user, target}`; names are integers) and a `BAD_RELEASE` file in a
-release it rolled back from; Capistrano `revisions.log` ("Branch B (at SHA) deployed as release
+`{created_at, release_name, user, target}`; names are integers; Deployer 6 kept
+`.dep/releases`, lines `YYYYMMDDHHMMSS,name`) and a `BAD_RELEASE` file in a release it rolled
+back from; Capistrano `revisions.log` ("Branch B (at SHA) deployed as release
 T by USER"; names are 14-digit UTC timestamps); ansistrano only the timestamp names. A
 release of theirs becomes a complete release of ours, with its time, user and revision from
 that history, so the first deploy can be rolled back and cleanup counts it. Their files are
@@ -80,7 +81,8 @@ def _time_of(name: str) -> str:
 
 
 def parse(lines: list[str]) -> Foreign:
-    """The `read_state` section: `D <releases_log line>`, `C <revisions.log line>`,
+    """The `read_state` section: `D <releases_log line>`, `S <Deployer 6 releases line>`,
+    `C <revisions.log line>`,
     `B <name>/BAD_RELEASE`, `R releases/<name>/REVISION:<content>`."""
     releases: dict[str, Adopted] = {}
     bad: set[str] = set()
@@ -89,6 +91,8 @@ def parse(lines: list[str]) -> Foreign:
         kind, _, rest = line.partition(" ")
         if kind == "D":
             _deployer(rest, releases)
+        elif kind == "S":
+            _deployer6(rest, releases)
         elif kind == "C":
             _capistrano(rest, releases)
         elif kind == "B" and rest.endswith("/BAD_RELEASE"):
@@ -108,6 +112,13 @@ def _deployer(line: str, releases: dict[str, Adopted]) -> None:
         return
     if _DEPLOYER.fullmatch(name) or _TIMESTAMP.fullmatch(name):
         releases[name] = Adopted(str(data.get("created_at", "")), str(data.get("user", "")))
+
+
+def _deployer6(line: str, releases: dict[str, Adopted]) -> None:
+    """Deployer 6's `.dep/releases`: `20190102100000,3` (its time, then the name)."""
+    when, _, name = line.strip().partition(",")
+    if _DEPLOYER.fullmatch(name) and name not in releases:
+        releases[name] = Adopted(_time_of(when))
 
 
 def _capistrano(line: str, releases: dict[str, Adopted]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-# Exit codes, documented in the README.
+# Exit codes, documented in the README and docs/operations.md.
 EXIT_FAILED = 1  # failed before go-live: nothing changed on any host
 EXIT_USAGE = 2  # bad inventory, bad option, no stage: nothing was contacted
 EXIT_PARTIAL = 3  # some hosts are live on the new release, others are not

@@ -228,7 +228,7 @@ class NginxConfig:
 
 @dataclass(frozen=True)
 class OpcacheConfig:
-    # Default: `fcgi` when a socket is set, else `none` (see README: measured, and why).
+    # Default: `fcgi` when a socket is set, else `none` (docs/nginx-php-fpm.md: measured, and why).
     strategy: str = "none"
     socket: str = ""  # php-fpm's socket path or host:port
     cachetool: str = "cachetool"  # binary (or `php /path/cachetool.phar`)

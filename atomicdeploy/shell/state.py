@@ -64,9 +64,11 @@ def _foreign(layout: Layout) -> str:
     their logs' tails, the releases Deployer marked bad, and their REVISION files. Lines
     holding a newline name are dropped (`grep -v`), as in the release list."""
     dep = posixpath.join(layout.deploy_path, ".dep", "releases_log")
+    dep6 = posixpath.join(layout.deploy_path, ".dep", "releases")
     cap = posixpath.join(layout.deploy_path, "revisions.log")
     return (
         f"tail -n 1000 -- {q(dep)} 2>/dev/null | sed 's/^/D /';"
+        f" tail -n 1000 -- {q(dep6)} 2>/dev/null | sed 's/^/S /';"
         f" tail -n 1000 -- {q(cap)} 2>/dev/null | sed 's/^/C /';"
         f" find {q(layout.releases)} -mindepth 2 -maxdepth 2 -name BAD_RELEASE"
         f" ! -path {_WITH_NEWLINE} -printf 'B %P\\n' 2>/dev/null;"

@@ -2,7 +2,7 @@
 
 With absolute release paths the new release's scripts have new opcache keys, so
 a reset is not needed for correctness; it frees the memory the old release's
-scripts hold. See the README for the measured trade-off of each strategy.
+scripts hold. docs/nginx-php-fpm.md gives the measured trade-off of each strategy.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ def release_of(proc) -> str:
     return re.search(r"deployed (\S+) to", proc.stdout).group(1)
 
 
-def deployer_host(path: Path, app_writer) -> None:
+def deployer_host(path: Path, app_writer, version: int = 7) -> None:
     """Deployer 7 after three deploys, release 2 marked bad (as `dep rollback` marks the
     release it leaves)."""
     (path / ".dep").mkdir(parents=True)
@@ -58,7 +58,11 @@ def deployer_host(path: Path, app_writer) -> None:
                 }
             )
         )
-    (path / ".dep" / "releases_log").write_text("\n".join(log) + "\n")
+    if version == 7:
+        (path / ".dep" / "releases_log").write_text("\n".join(log) + "\n")
+    else:  # Deployer 6: `.dep/releases`, "time,name" lines
+        lines = [f"2019010{n}100000,{n}" for n in DEPLOYER]
+        (path / ".dep" / "releases").write_text("\n".join(lines) + "\n")
     (path / ".dep" / "latest_release").write_text("3")
     (path / "releases" / "2" / "BAD_RELEASE").write_text("2026-01-03T09:00:00+0000,alice\n")
     (path / "current").symlink_to("releases/3")
@@ -262,3 +266,14 @@ def test_a_home_relative_deploy_path_is_found_on_the_host(project):
         assert os.readlink(home / where / "web2" / "current") == f"releases/{first}"
     finally:
         shutil.rmtree(home / where, ignore_errors=True)
+
+
+def test_a_deployer_6_host_is_taken_over(taken):
+    p = taken
+    for h in p.hosts:
+        deployer_host(p.deploy_path(h.name), lambda d, v: write_app(d, v), version=6)
+    listed = p.ok("test", "releases").stdout
+    assert re.search(r"\n\s+1\s+complete\s+1{40}\s+2019-01-01T10:00:00Z", listed), listed
+    p.ok("test", "deploy")
+    p.ok("test", "rollback")
+    assert {p.current(h.name) for h in p.hosts} == {"releases/3"}

@@ -203,3 +203,10 @@ def test_a_home_relative_deploy_path_is_checked_and_made_absolute():
             with_path(bad)
     with pytest.raises(ConfigError, match="no absolute path"):
         homes._resolved(host, "relative")
+
+
+def test_a_deployer_6_host_its_dep_releases_file():
+    text = answer("releases/2", ["1", "2"], ["S 20190101100000,1", "S 20190102100000,2"])
+    by = {r.name: r for r in parse_state(text, M).releases}
+    assert by["1"].state == COMPLETE and by["2"].state == LIVE
+    assert by["1"].created == "2019-01-01T10:00:00Z"
