@@ -23,6 +23,7 @@ from fabric.runners import Remote as FabricRunner
 
 from .errors import ConfigError
 from .inventory import HostConfig
+from .keepalive import Keepalive
 
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
@@ -138,8 +139,30 @@ class _Connection(Connection):
     interactive sessions. A gateway (ProxyCommand) keeps Fabric's own socket.
     """
 
+    alive: tuple[int, int] = (0, 0)  # server_alive_interval, server_alive_count_max
+    keepalive: Keepalive | None = None
+
     def open(self):  # type: ignore[no-untyped-def]
-        if self.is_connected or self.gateway or "sock" in self.connect_kwargs:
+        if self.is_connected:
+            return super().open()
+        result = self._open()
+        interval, count = self.alive
+        if interval and self.transport is not None and self.keepalive is None:
+            self.keepalive = Keepalive(self.transport, interval, count).start()
+        return result
+
+    @property
+    def silent(self) -> float | None:
+        """Seconds the host did not answer, if the keepalive gave up on it."""
+        return self.keepalive.silent if self.keepalive else None
+
+    def close(self) -> None:
+        if self.keepalive is not None:
+            self.keepalive.stop()
+        super().close()
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        if self.gateway or "sock" in self.connect_kwargs:
             return super().open()
         # As paramiko would connect, plus the option; paramiko's own error for a
         # refused connection, which describe_connect_error knows.
@@ -245,6 +268,7 @@ def connect(host: HostConfig, base: FabricConfig, known_hosts: KnownHosts) -> Co
         forward_agent=host.forward_agent,
         connect_kwargs=kwargs,
     )
+    conn.alive = (host.server_alive_interval, host.server_alive_count_max)
     _check_host_keys(conn, host, known_hosts)
     conn.gateway = _checked_gateway(conn.gateway, host, known_hosts)
     return conn

@@ -103,10 +103,13 @@ class Remote:
                 command=script,
             ) from exc
         except Exception as exc:  # connection-level: refused, auth, host key, DNS
-            raise RemoteError(
+            raise self._silent(step) or RemoteError(
                 describe_connect_error(self.host, exc), host=self.name, step=step, command=script
             ) from exc
         if result.exited not in ok:
+            silent = self._silent(step)
+            if silent:
+                raise silent
             failed_step, stderr = split_step_marker(result.stderr)
             raise RemoteError(
                 f"{last_line(stderr) or last_line(result.stdout) or 'failed'}"
@@ -119,6 +122,18 @@ class Remote:
                 stdout=result.stdout,
             )
         return result.exited, result.stdout
+
+    def _silent(self, step: str) -> RemoteError | None:
+        """The error for a host the keepalive gave up on (see keepalive.py), if it did."""
+        silent = getattr(self.conn, "silent", None)
+        if silent is None:
+            return None
+        return RemoteError(
+            f"no answer from the host for {silent:g} s (server_alive_interval x"
+            " server_alive_count_max): the connection was given up",
+            host=self.name,
+            step=step,
+        )
 
     def _runner(self, script: str, *, keep_stdin: bool) -> _Runner:
         """A runner for one of our scripts, which it sends on stdin (see shell.remote)."""
@@ -145,7 +160,7 @@ class Remote:
                 f"rsync timed out after {timeout}s", host=self.name, step=step
             ) from None
         except tunnel.TunnelError as exc:
-            raise RemoteError(
+            raise self._silent(step) or RemoteError(
                 f"rsync failed: the connection to the host was lost ({exc})",
                 host=self.name,
                 step=step,
@@ -155,7 +170,7 @@ class Remote:
                 describe_connect_error(self.host, exc), host=self.name, step=step
             ) from exc
         if proc.returncode != 0:
-            raise RemoteError(
+            raise self._silent(step) or RemoteError(
                 f"rsync failed: {rsync_reason(proc.stderr, proc.returncode)}"
                 f" (exit {proc.returncode})",
                 host=self.name,

@@ -122,6 +122,12 @@ class HostConfig:
         _str, "~/.ssh/known_hosts", "host keys: new ones are recorded, changed ones refused"
     )
     connect_timeout: int = key(_int(1, 3600), 10, "seconds to wait for SSH to connect")
+    server_alive_interval: int = key(
+        _int(0, 3600), 15, "seconds between checks that a host still answers (0: never)"
+    )
+    server_alive_count_max: int = key(
+        _int(1, 100), 3, "checks without an answer before a host is given up"
+    )
     command_timeout: int = key(
         _int(1, 86400), 900, "seconds a remote command (or a stalled upload) may take"
     )
