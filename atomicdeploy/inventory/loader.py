@@ -198,6 +198,16 @@ def _section_at(text: str, line: int) -> str:
     return ""
 
 
+def _where_written(message: str, label: str, name: str, own: set[str]) -> str:
+    """A problem in a value the host took from `config:` is reported once, under config:."""
+    prefix = f"{label}: host {name}: "
+    if not message.startswith(prefix):
+        return message
+    rest = message[len(prefix) :]
+    key = re.split(r"[ .:]", rest, maxsplit=1)[0]
+    return f"{label}: config: {rest}" if key in KEYS and key not in own else message
+
+
 def _unknown_keys(label: str, where: str, values: dict) -> list[str]:
     return [
         f"{label}: {where}: unknown key {key!r}{_hint(key)}" for key in values if key not in KEYS
@@ -222,26 +232,43 @@ def _host_config(
     """One host's config from its keys and `config:`'s. A bad value is reported where it
     was written: under the host if the host set it (`own`), else once under `config:`."""
     where = f"{label}: host {name}"
-    resolved = _resolve_refs(where, name, raw)
-    values: dict[str, Any] = {}
-    bad: list[str] = []
-    for key, spec in KEYS.items():
-        if key not in resolved or resolved[key] is None:
-            values[spec.field] = spec.default
-            continue
-        if resolved[key] is False and key in STEPS_OFF:
-            values[spec.field] = STEPS_OFF[key]
-            continue
-        try:
-            values[spec.field] = spec.check(resolved[key])
-        except ValueError as exc:
-            written = where if own is None or key in own else f"{label}: config"
-            bad.append(f"{written}: {key} {exc}")
+    try:
+        resolved = _resolve_refs(where, name, raw)
+    except ConfigError as exc:
+        if own is None:
+            raise
+        raise ConfigError(_where_written(exc.message, label, name, own)) from None
+    values, bad = _checked(resolved, where, label, own)
     if bad and errors is not None:
         errors += bad[1:]
     if bad:
         raise ConfigError(bad[0])
     _check_together(where, values)
+    return HostConfig(name=name, **_completed(values, name))
+
+
+def _checked(
+    resolved: dict[str, Any], where: str, label: str, own: set[str] | None
+) -> tuple[dict[str, Any], list[str]]:
+    """Every key's value, checked (or its default); and a line for each bad one."""
+    values: dict[str, Any] = {}
+    bad: list[str] = []
+    for key, spec in KEYS.items():
+        if key not in resolved or resolved[key] is None:
+            values[spec.field] = spec.default
+        elif resolved[key] is False and key in STEPS_OFF:
+            values[spec.field] = STEPS_OFF[key]
+        else:
+            try:
+                values[spec.field] = spec.check(resolved[key])
+            except ValueError as exc:
+                written = where if own is None or key in own else f"{label}: config"
+                bad.append(f"{written}: {key} {exc}")
+    return values, bad
+
+
+def _completed(values: dict[str, Any], name: str) -> dict[str, Any]:
+    """The values that follow from others: hostname, the nginx include's path, `~` paths."""
     values["hostname"] = values["hostname"] or name
     nginx = values["nginx"]
     if nginx is not None and not nginx.root_file:
@@ -250,7 +277,7 @@ def _host_config(
     for key in ("identity_file", "ssh_config", "known_hosts"):
         if values[key]:
             values[key] = os.path.expanduser(values[key])
-    return HostConfig(name=name, **values)
+    return values
 
 
 def _check_together(where: str, values: dict[str, Any]) -> None:

@@ -51,7 +51,7 @@ def test_dash_h_is_refused(project):
         ),
         (
             "hosts:\n  web1: {deploy_path: srv/a}\n",
-            "inventory.yml: host web1: deploy_path must be an absolute path, not 'srv/a'",
+            "inventory.yml: host web1: deploy_path must be an absolute path or ~/path, not 'srv/a'",
         ),
         (
             "hosts:\n  web1: {deploy_path: /srv/a}\n  web1: {deploy_path: /srv/b}\n",

@@ -99,14 +99,14 @@ def test_the_refusal_names_the_field_and_says_how_to_write_it():
     with pytest.raises(ConfigError) as info:
         parse(inventory("shop; touch x", "echo '{{application}}'"))
     assert str(info.value) == (
-        "inventory.yml: host web1: hooks.after_switch: {{application}} stands inside quotes,"
+        "inventory.yml: config: hooks.after_switch: {{application}} stands inside quotes,"
         " where its value would be read as code: write it without quotes"
         ' (`cd {{deploy_path}}/x`, not `cd "{{deploy_path}}/x"`): it is pasted shell-quoted,'
         " as one word"
     )
     with pytest.raises(ConfigError) as info:
         parse(inventory("a b", "true", test="nginx -t -c '/etc/{{application}}.conf'"))
-    assert "host web1: nginx.test: {{application}} stands inside quotes" in str(info.value)
+    assert "config: nginx.test: {{application}} stands inside quotes" in str(info.value)
 
 
 def test_a_plain_value_may_stand_anywhere_so_ordinary_hooks_do_not_change():
