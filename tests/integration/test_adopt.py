@@ -277,3 +277,21 @@ def test_a_deployer_6_host_is_taken_over(taken):
     p.ok("test", "deploy")
     p.ok("test", "rollback")
     assert {p.current(h.name) for h in p.hosts} == {"releases/3"}
+
+
+def test_an_ansistrano_host_is_taken_over(taken):
+    """ansistrano: releases named by `date -u +%Y%m%d%H%M%SZ`, an absolute `current`, no log."""
+    p = taken
+    names = ["20260101000000Z", "20260102000000Z"]
+    for h in p.hosts:
+        path = p.deploy_path(h.name)
+        for i, n in enumerate(names):
+            write_app(path / "releases" / n, f"a{i + 1}")
+        (path / "shared").mkdir()
+        (path / "current").symlink_to(path / "releases" / names[-1])
+    listed = p.ok("test", "releases").stdout
+    assert re.search(rf"{names[0]}\s+complete\s+-\s+2026-01-01T00:00:00Z", listed), listed
+    p.ok("test", "deploy")
+    p.ok("test", "rollback", "--release", names[0])
+    assert {p.current(h.name) for h in p.hosts} == {f"releases/{names[0]}"}
+    assert p.served("web1", "public/index.php").startswith("<?php echo 'version a1'")
