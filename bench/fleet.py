@@ -37,6 +37,7 @@ from fabric import Config as FabricConfig  # noqa: E402
 from atomicdeploy import inventory, pipeline, remote  # noqa: E402
 from atomicdeploy.report import Reporter  # noqa: E402
 from atomicdeploy.testing import LocalHosts, write_inventory  # noqa: E402
+from bench.handtuned import Script  # noqa: E402
 
 COUNTS = ("files sent", "commands per host")  # printed as whole numbers
 
@@ -152,6 +153,52 @@ def run(base: Path, hosts, app: Path, parallel: int | None, hardlinks: bool) -> 
     }
 
 
+def baseline(base: Path, hosts, app: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """The hand-tuned script (bench/handtuned.py) on the same hosts and app. Each run of it
+    logs in anew (its masters opened, then closed), as a `fab` run does."""
+    script = Script(hosts, base / "script" / str(len(hosts)), base / "known_hosts_script")
+
+    def timed(op) -> float:  # type: ignore[no-untyped-def]
+        start = time.monotonic()
+        script.open()
+        try:
+            op()
+        finally:
+            script.close()
+        return time.monotonic() - start
+
+    first = timed(lambda: script.deploy(app, "r1"))
+    (app / "public" / "index.php").write_text(f"<?php echo 'version {time.time()}';\n")
+    ctl = controller_cpu()
+    incr = timed(lambda: script.deploy(app, "r2"))
+    ctl = controller_cpu() - ctl
+    back = timed(script.rollback)
+    return {"first": first, "incremental": incr, "rollback": back, "ctl": ctl}
+
+
+def print_ratios(rows, scripts: dict[int, dict[str, float]]) -> None:  # type: ignore[no-untyped-def]
+    """atomicdeploy (parallel default, copy) against the hand-tuned script, per size."""
+    print()
+    print(
+        "| hosts | second deploy s: atomicdeploy / script / ratio"
+        " | rollback s: atomicdeploy / script / ratio"
+        " | controller CPU s per host: atomicdeploy / script |"
+    )
+    print("|---|---|---|---|")
+    for label, r in rows:
+        n = int(label.split()[0])
+        if "parallel=default" not in label or "copy" not in label or n not in scripts:
+            continue
+        s = scripts[n]
+        print(
+            f"| {n} | {r['incremental s']:.2f} / {s['incremental']:.2f} /"
+            f" {r['incremental s'] / s['incremental']:.2f}"
+            f" | {r['rollback s']:.2f} / {s['rollback']:.2f}"
+            f" / {r['rollback s'] / s['rollback']:.2f}"
+            f" | {r['incr. CPU s controller'] / n:.3f} / {s['ctl'] / n:.3f} |"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", default="1,10,30")
@@ -162,9 +209,11 @@ def main() -> None:
     app = base / "app"
     make_app(app, args.files)
     rows = []
+    scripts: dict[int, dict[str, float]] = {}
     with LocalHosts(base / "sshd", max(sizes), prefix="n") as all_hosts:
         for n in sizes:
             hosts = list(all_hosts)[:n]
+            scripts[n] = baseline(base, hosts, app)
             for parallel, hardlinks in ((None, False), (None, True), (1, False)):
                 if n == 1 and parallel == 1:
                     continue
@@ -204,6 +253,7 @@ def main() -> None:
                 f" {ctl / int(label.split()[0]):.3f} s per host; machine busy {busy:.1f} CPU s"
                 f" in {r['incremental s']:.1f} s on {os.cpu_count()} cores"
             )
+    print_ratios(rows, scripts)
     shutil.rmtree(base, ignore_errors=True)
 
 
