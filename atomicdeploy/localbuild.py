@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import re
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -22,10 +20,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from . import repository
-from .errors import AtomicDeployError, ConfigError
+from .errors import AtomicDeployError
+from .inventory.refs import fill_runtime
 
 KEEP_BUILDS = 3  # built trees kept in the cache, newest first
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_/]*)\s*\}\}")
 
 
 def build_key(origin: str, commit: str, subdir: str, commands: Sequence[str]) -> str:
@@ -37,13 +35,7 @@ def build_key(origin: str, commit: str, subdir: str, commands: Sequence[str]) ->
 def command_text(command: str, tree: Path) -> str:
     """`{{release_path}}` in a build command is the tree being built; the other per-deploy
     placeholders are not known yet when the build runs."""
-
-    def fill(m: re.Match[str]) -> str:
-        if m.group(1) == "release_path":
-            return shlex.quote(str(tree))
-        raise ConfigError(f"build: {m.group(0)} is not known when the build runs")
-
-    return _PLACEHOLDER.sub(fill, command)
+    return fill_runtime(command, {"release_path": str(tree)}, "build")
 
 
 def run_commands(tree: Path, commands: Sequence[str], say: Callable[[str], None]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import ConfigError
@@ -15,6 +15,7 @@ _REF = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:/[A-Za-z_][A-Za-z0-9_]*)?)\
 # Placeholders known only while a deploy runs (Deployer's names): left in place here and
 # filled in, shell-quoted, when a hook command is sent (steps/hook.py).
 RUNTIME = ("release_path", "release_name", "previous_release", "current_path")
+_RUNTIME_REF = re.compile(r"\{\{\s*(" + "|".join(RUNTIME) + r")\s*\}\}")
 # Commands, pasted as written (like `composer`): `{{bin/php}} artisan migrate`.
 COMMANDS = {"bin/php": "php", "bin/composer": "composer"}
 PLACEHOLDERS = (
@@ -39,6 +40,18 @@ _SHELL_TEXT = {
     ("composer",),
     ("composer_options",),
 }
+
+
+def fill_runtime(text: str, values: Mapping[str, str], when: str) -> str:
+    """The per-deploy placeholders left in shell text at load, each pasted shell-quoted (one
+    word, whatever the path holds); one `values` has none for is refused, naming `when`."""
+
+    def paste(m: re.Match[str]) -> str:
+        if m.group(1) not in values:
+            raise ConfigError(f"{when}: {m.group(0)} is not known when the {when} runs")
+        return shlex.quote(values[m.group(1)])
+
+    return _RUNTIME_REF.sub(paste, text)
 
 
 def _is_shell_text(keys: tuple[str, ...]) -> bool:

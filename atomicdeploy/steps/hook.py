@@ -8,8 +8,6 @@ between them with the host's Connection and the frozen config.
 from __future__ import annotations
 
 import io
-import re
-import shlex
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +17,7 @@ from .. import shell
 from ..config import Config
 from ..errors import AtomicDeployError
 from ..hooks import FAILURE, POINTS, HookCommand, Hooks, describe, for_roles
+from ..inventory.refs import fill_runtime
 from ..recipes import commands_for
 from ..remote import Remote
 
@@ -69,11 +68,6 @@ def unmatched_once(cfgs: Sequence[Config]) -> list[str]:
     return list(dict.fromkeys(lines))
 
 
-_RUNTIME_REF = re.compile(
-    r"\{\{\s*(release_path|release_name|previous_release|current_path)\s*\}\}"
-)
-
-
 def placeholders(cfg: Config, text: str) -> str:
     """Deployer's `{{release_path}}`-style placeholders of this run, each pasted shell-quoted
     (one word, whatever the path holds); the inventory's own keys were filled in at load."""
@@ -83,7 +77,7 @@ def placeholders(cfg: Config, text: str) -> str:
         "previous_release": cfg.previous or "",
         "current_path": cfg.layout.current,
     }
-    return _RUNTIME_REF.sub(lambda m: shlex.quote(values[m.group(1)]), text)
+    return fill_runtime(text, values, "hook")
 
 
 def env(cfg: Config) -> list[tuple[str, str]]:
