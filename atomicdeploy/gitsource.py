@@ -207,18 +207,26 @@ def exported(repo_dir: Path, source_dir: Path, ref: str) -> Iterator[tuple[str, 
             f"source directory {wanted} is not inside the git repository {root}"
         ) from None
     subdir = "" if subdir == "." else subdir
+    with private_tree() as tree:
+        archive(root, commit, subdir, tree)
+        yield commit, tree
 
-    # The export lies in a directory of its own that mkdtemp makes 0700: other users of
-    # this machine cannot read the source (and whatever config it carries) while it is
-    # uploaded. The tree itself is 0755, because `rsync --archive tree/` gives the
-    # release that mode and nginx must read the site.
+
+@contextmanager
+def private_tree() -> Iterator[Path]:
+    """An empty directory to export a commit into, removed afterwards, whatever happened.
+
+    It lies in a directory of its own that mkdtemp makes 0700: other users of this machine
+    cannot read the source (and whatever config it carries) while it is uploaded. The tree
+    itself is 0755, because `rsync --archive tree/` gives the release that mode and nginx
+    must read the site.
+    """
     private = Path(tempfile.mkdtemp(prefix="atomicdeploy-src-"))
     try:
         tree = private / "tree"
         tree.mkdir(mode=DIR_MODE)
         tree.chmod(DIR_MODE)  # whatever the umask
-        archive(root, commit, subdir, tree)
-        yield commit, tree
+        yield tree
     finally:
         # Never let a failing clean-up hide the error that brought us here.
         shutil.rmtree(private, ignore_errors=True)

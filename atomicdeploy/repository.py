@@ -117,12 +117,6 @@ def exported(
     commit = choose(mirror, branch, revision)
     what = "cloned" if created else "fetched"
     say(f"repository {redact_url_passwords(url)}: {what}; deploying commit {commit[:12]}")
-    private = Path(tempfile.mkdtemp(prefix="atomicdeploy-src-"))
-    try:
-        tree = private / "tree"
-        tree.mkdir(mode=gitsource.DIR_MODE)
-        tree.chmod(gitsource.DIR_MODE)
+    with gitsource.private_tree() as tree:
         gitsource.archive(mirror, commit, subdir, tree, bare=True)
         yield commit, tree, gitsource.tag_of(mirror, commit) or ""
-    finally:
-        shutil.rmtree(private, ignore_errors=True)
