@@ -249,15 +249,7 @@ def stage(tmp_path, sshd_hosts):
     paths = [srv / name / "app" for name in WEB]
     with WebHosts(tmp_path / "web", paths, names=list(WEB)) as webs:
         for name, web in zip(WEB, webs, strict=True):
-            settings = {
-                "nginx": {
-                    "test": web.nginx_test_command(),
-                    "reload": web.nginx_reload_command(),
-                    "pid_file": str(web.nginx_pid_file),
-                    "reload_timeout": 30,
-                },
-                "opcache": {"strategy": "fcgi", "socket": str(web.fpm_socket)},
-            }
+            settings = web.inventory_settings()
             if name == "web1":  # config: turns them on for the stage; the worker turns them off
                 project.config.update(settings)
             else:

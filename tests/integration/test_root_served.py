@@ -51,16 +51,7 @@ def root_site(tmp_path, sshd_hosts):
     paths = [srv / h.name / "app" for h in hosts]
     with WebHosts(tmp_path / "web", paths, names=[h.name for h in hosts], extra=DENY) as webs:
         for h, web in zip(hosts, webs, strict=True):
-            project.overrides[h.name] = {
-                "nginx": {
-                    "public_dir": ".",
-                    "test": web.nginx_test_command(),
-                    "reload": web.nginx_reload_command(),
-                    "pid_file": str(web.nginx_pid_file),
-                    "reload_timeout": 30,
-                },
-                "opcache": {"strategy": "fcgi", "socket": str(web.fpm_socket)},
-            }
+            project.overrides[h.name] = web.inventory_settings(public_dir=".")
         project.webs = list(webs)
         yield project
 

@@ -119,6 +119,20 @@ class WebHost:
     def nginx_reload_command(self) -> str:
         return shlex.join([NGINX, "-s", "reload", "-c", str(self.nginx_conf)])
 
+    def inventory_settings(self, **nginx: object) -> dict:
+        """The inventory keys that point a deploy at this host's nginx and php-fpm (a new
+        dict each time: tests change it); `nginx` adds or overrides nginx keys."""
+        return {
+            "nginx": {
+                "test": self.nginx_test_command(),
+                "reload": self.nginx_reload_command(),
+                "pid_file": str(self.nginx_pid_file),
+                "reload_timeout": 30,
+                **nginx,
+            },
+            "opcache": {"strategy": "fcgi", "socket": str(self.fpm_socket)},
+        }
+
     def fpm_reload_command(self) -> str:
         return f"kill -USR2 $(cat {shlex.quote(str(self.fpm_pid_file))})"
 
