@@ -205,6 +205,16 @@ class Remote:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def login(self, step: str) -> None:
+        """Open the connection now (it opens itself on first use otherwise), with the
+        errors a command would have: so the login can overlap another host's work."""
+        try:
+            self.conn.open()
+        except Exception as exc:  # refused, auth, host key, DNS
+            raise self._silent(step) or RemoteError(
+                describe_connect_error(self.host, exc), host=self.name, step=step
+            ) from exc
+
     def close(self) -> None:
         self.conn.close()
 

@@ -10,6 +10,7 @@ points that build a run in pipeline.py.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from . import notify
 from .config import Config, RunInfo
@@ -68,10 +69,17 @@ class Run:
             return setup.begin(r, self.cfgs[r.name], upload=upload)
 
         try:
-            states, failures = self.fleet.each(begin, names[:1], phase="lock", wide=True)
+            # The others log in meanwhile: their logins overlap the first host's lock.
+            with ThreadPoolExecutor(1, thread_name_prefix="atomicdeploy-login") as pool:
+                logins = pool.submit(self._log_in, names[1:])
+                states, failures = self.fleet.each(begin, names[:1], phase="lock", wide=True)
+                refused = logins.result()
             if not failures:
-                rest, failures = self.fleet.each(begin, names[1:], phase="lock", wide=True)
+                ready = [n for n in names[1:] if n not in refused]
+                rest, failures = self.fleet.each(begin, ready, phase="lock", wide=True)
                 states.update(rest)
+                merged = failures | refused
+                failures = {n: merged[n] for n in names if n in merged}
         except KeyboardInterrupt:
             # Which hosts we locked is not known here: release ours everywhere (the token
             # makes that safe: someone else's lock is never touched).
@@ -82,6 +90,12 @@ class Run:
             self.unlock(states)
             raise fail("lock", failures, len(names))
         return states
+
+    def _log_in(self, names: list[str]) -> dict[str, BaseException]:
+        """Open the connections to `names`; the hosts that could not be reached, and why
+        (they are not tried twice: a dead host costs one connect_timeout, not two)."""
+        _, failures = self.fleet.each(lambda r: r.login("setup"), names, phase="lock", wide=True)
+        return failures
 
     def best_effort(self, fn: Callable[[Remote], object], names: Iterable[str]) -> None:
         """Clean-up after a failure: each host's own failure is only a warning."""

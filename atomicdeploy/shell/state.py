@@ -14,10 +14,15 @@ q = shlex.quote
 
 
 def setup(layout: Layout) -> str:
-    """Idempotent mkdirs; refuse a real directory at `current` (atomic swaps need a link)."""
+    """Idempotent mkdirs; refuse a real directory at `current` (atomic swaps need a link).
+
+    `mkdir` runs only when a directory is missing: every run starts with this script on
+    every host, and a process started costs the host more than the tests (builtins)."""
+    dirs = (layout.releases, layout.shared, layout.dep)
     return " && ".join(
         [
-            shlex.join(["mkdir", "-p", "--", layout.releases, layout.shared, layout.dep]),
+            "{ " + " && ".join(f"[ -d {q(d)} ]" for d in dirs) + "; }"
+            f" || {shlex.join(['mkdir', '-p', '--', *dirs])}",
             f"if [ -d {q(layout.current)} ] && [ ! -L {q(layout.current)} ]; then"
             f" {say(layout.current + ' is a real directory: move it away so that it can be an atomic symlink')} >&2;"  # noqa: E501
             f" exit {CURRENT_IS_DIR}; fi",
@@ -25,8 +30,8 @@ def setup(layout: Layout) -> str:
     )
 
 
-# A glob that matches names holding a newline (a literal one, inside single quotes).
-_WITH_NEWLINE = q("*\n*")
+# A `case` pattern that matches names holding a newline (a literal one, inside quotes).
+_WITH_NEWLINE = f"*{q(chr(10))}*"
 
 
 def read_state(layout: Layout, *, rsync_version: bool = False) -> str:
@@ -42,8 +47,7 @@ def read_state(layout: Layout, *, rsync_version: bool = False) -> str:
             # Directories only: a symlink planted in releases/ is never a release. A name
             # holding a newline (never a release name) is not listed: it would read as two
             # names, or as a marker and the lines of a section of its own choosing.
-            f"find {q(layout.releases)} -mindepth 1 -maxdepth 1 -type d"
-            f" ! -name {_WITH_NEWLINE} -printf '%f\\n' 2>/dev/null",
+            _release_dirs(layout.releases),
             f"echo {q(log)}",
             # `echo` ends a last line torn by a crash, so the next marker stays whole. Only
             # the tail is read: cleanup compacts the log (compact_log), and a log grown
@@ -59,22 +63,49 @@ def read_state(layout: Layout, *, rsync_version: bool = False) -> str:
     )
 
 
+def _release_dirs(releases: str) -> str:
+    """The names of the real directories in `releases/`, hidden ones too, one per line.
+
+    Shell builtins only (globs and tests, no `find`): this runs on every host at the start
+    of every run, and each process started costs a host about a millisecond of CPU."""
+    rel = q(releases)
+    return (
+        f"for ad_d in {rel}/* {rel}/.[!.]* {rel}/..?*; do"
+        ' { [ -d "$ad_d" ] && [ ! -L "$ad_d" ]; } || continue; ad_d=${ad_d##*/};'
+        f" case $ad_d in {_WITH_NEWLINE}) continue;; esac; printf '%s\\n' \"$ad_d\"; done"
+    )
+
+
 def _foreign(layout: Layout) -> str:
     """What Deployer, Capistrano or ansistrano left (see adopt.py), read, never written:
-    their logs' tails, the releases Deployer marked bad, and their REVISION files. Lines
-    holding a newline name are dropped (`grep -v`), as in the release list."""
+    their logs' tails, the releases Deployer marked bad, and their REVISION files. A name
+    holding a newline is skipped, as in the release list.
+
+    A log is read only if it is a regular file (a FIFO planted there would hang the run),
+    and with builtins where one will do: on a host they never touched this costs no
+    process at all."""
     dep = posixpath.join(layout.deploy_path, ".dep", "releases_log")
     dep6 = posixpath.join(layout.deploy_path, ".dep", "releases")
     cap = posixpath.join(layout.deploy_path, "revisions.log")
-    return (
-        f"tail -n 1000 -- {q(dep)} 2>/dev/null | sed 's/^/D /';"
-        f" tail -n 1000 -- {q(dep6)} 2>/dev/null | sed 's/^/S /';"
-        f" tail -n 1000 -- {q(cap)} 2>/dev/null | sed 's/^/C /';"
-        f" find {q(layout.releases)} -mindepth 2 -maxdepth 2 -name BAD_RELEASE"
-        f" ! -path {_WITH_NEWLINE} -printf 'B %P\\n' 2>/dev/null;"
-        f" grep -s -m 1 -H '' {q(layout.releases)}/[0-9]*/REVISION 2>/dev/null"
-        " | sed 's/^/R /'; true"
+    rel = q(layout.releases)
+    tails = " ".join(
+        f"[ -f {q(path)} ] && tail -n 1000 -- {q(path)} 2>/dev/null | sed 's/^/{kind} /';"
+        for kind, path in (("D", dep), ("S", dep6), ("C", cap))
     )
+    bad = (
+        f"for ad_f in {rel}/*/BAD_RELEASE; do"
+        ' { [ -e "$ad_f" ] || [ -L "$ad_f" ]; } && [ ! -L "${ad_f%/*}" ] || continue;'
+        " ad_b=${ad_f%/*}; ad_b=${ad_b##*/};"
+        f" case $ad_b in {_WITH_NEWLINE}) continue;; esac;"
+        " printf 'B %s/BAD_RELEASE\\n' \"$ad_b\"; done;"
+    )
+    revisions = (
+        f'for ad_f in {rel}/[0-9]*/REVISION; do [ -f "$ad_f" ] || continue;'
+        f" case $ad_f in {_WITH_NEWLINE}) continue;; esac;"
+        ' ad_l=; { IFS= read -r ad_l || [ -n "$ad_l" ]; } 2>/dev/null <"$ad_f" || continue;'
+        ' printf \'R %s:%s\\n\' "$ad_f" "$ad_l"; done 2>/dev/null; true'
+    )
+    return f"{tails} {bad} {revisions}"
 
 
 def read_status(layout: Layout, root_file: str | None) -> str:
@@ -107,10 +138,13 @@ def _deployer_owner(layout: Layout) -> str:
 
 
 def unlock_own(layout: Layout, token: str) -> str:
-    """Release the lock only if it carries our token: never someone else's."""
+    """Release the lock only if it carries our token: never someone else's.
+
+    The owner record is one line (`lock` writes it with printf); it is read with the
+    shell's own `read`, not `grep`: one process fewer on every host of every run."""
     return (
-        f"if grep -qsF -- {q(_token_field(token))} {q(layout.lock_info)};"
-        f" then rm -rf -- {q(layout.lock)}; fi"
+        f'ad_o=; {{ IFS= read -r ad_o || [ -n "$ad_o" ]; }} 2>/dev/null <{q(layout.lock_info)};'
+        f" case $ad_o in *{q(_token_field(token))}*) rm -rf -- {q(layout.lock)};; esac"
     )
 
 

@@ -84,7 +84,8 @@ def test_the_log_is_compacted_only_past_the_threshold_to_the_releases_that_stay(
     script = remote.sent[0][1]
     assert shell.compact_log(layout, sorted([*OLD[1:], NEW])) in script
     # Removal first, then the rewrite, then the unlock.
-    assert script.index("rm -rf") < script.index("releases.log.tmp") < script.index("grep -qsF")
+    unlock = script.index(shell.unlock_own(layout, "abc"))
+    assert script.index("rm -rf") < script.index("releases.log.tmp") < unlock
 
 
 def test_a_victim_the_release_name_rules_refuse_still_leaves_the_lock_released():

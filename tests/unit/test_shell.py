@@ -205,7 +205,8 @@ def test_switch_exact():
 
 def test_setup_exact():
     assert shell.setup(APP) == (
-        "mkdir -p -- /srv/app/releases /srv/app/shared /srv/app/.dep"
+        "{ [ -d /srv/app/releases ] && [ -d /srv/app/shared ] && [ -d /srv/app/.dep ]; }"
+        " || mkdir -p -- /srv/app/releases /srv/app/shared /srv/app/.dep"
         " && if [ -d /srv/app/current ] && [ ! -L /srv/app/current ]; then"
         " printf '%s\\n' '/srv/app/current is a real directory: move it away so that it can be"
         " an atomic"
@@ -229,8 +230,9 @@ def test_lock_exact():
 
 def test_unlock_own_exact():
     assert shell.unlock_own(APP, "t1") == (
-        'if grep -qsF -- \'"token": "t1"\' /srv/app/.dep/deploy.lock/owner;'
-        " then rm -rf -- /srv/app/.dep/deploy.lock; fi"
+        'ad_o=; { IFS= read -r ad_o || [ -n "$ad_o" ]; } 2>/dev/null'
+        " </srv/app/.dep/deploy.lock/owner;"
+        ' case $ad_o in *\'"token": "t1"\'*) rm -rf -- /srv/app/.dep/deploy.lock;; esac'
     )
 
 
@@ -411,8 +413,74 @@ def test_read_state_structure():
     positions = [script.index(f"echo {m}") for m in shell.STATE_MARKERS]
     assert positions == sorted(positions)
     assert "readlink -- /srv/app/current" in script
-    assert "find /srv/app/releases -mindepth 1 -maxdepth 1 -type d" in script
+    assert "for ad_d in /srv/app/releases/* " in script
     assert script.endswith("; true")
+
+
+def _state_tree(root: Path) -> Layout:
+    """A deploy path with every kind of entry `releases/` can hold, and foreign leftovers."""
+    lay = Layout(str(root))
+    rel = root / "releases"
+    for name in ("20260101000000", "20260102000000", ".hidden", "-x", "a\nb"):
+        (rel / name).mkdir(parents=True)
+    (rel / "a file").write_text("")
+    outside = root / "outside"
+    (outside / "BAD_RELEASE").mkdir(parents=True)
+    (rel / "20260103000000").symlink_to(outside)
+    (rel / "20260101000000" / "BAD_RELEASE").write_text("")
+    (rel / "a\nb" / "BAD_RELEASE").write_text("")
+    (rel / "20260102000000" / "REVISION").write_text("0123456789abcdef0123456789abcdef01234567")
+    (root / "current").symlink_to("releases/20260102000000")
+    return lay
+
+
+def test_read_state_lists_real_directories_and_foreign_marks(tmp_path):
+    """Hidden directories are listed; a link, a file and a name with a newline are not; a
+    BAD_RELEASE is seen only inside a real release directory; a REVISION without a final
+    newline is read; a FIFO where a foreign log would be does not hang the read."""
+    lay = _state_tree(tmp_path)
+    os.mkfifo(tmp_path / "revisions.log")
+    res = sh(shell.read_state(lay), tmp_path)
+    state = parse_state(res.stdout, shell.STATE_MARKERS)
+    assert res.returncode == 0, res.stderr
+    assert sorted(r.name for r in state.releases) == sorted(
+        ["20260101000000", "20260102000000", ".hidden", "-x"]
+    )
+    foreign = res.stdout.split(shell.STATE_MARKERS[-1], 1)[1].split("\n")
+    assert "B 20260101000000/BAD_RELEASE" in foreign
+    assert not [line for line in foreign if "20260103000000" in line]
+    assert "B a" not in foreign and "b/BAD_RELEASE" not in foreign
+    revision = f"R {lay.releases}/20260102000000/REVISION:0123456789abcdef0123456789abcdef01234567"
+    assert revision in foreign
+
+
+def test_a_host_no_other_tool_touched_starts_three_processes_to_read_its_state(tmp_path):
+    """Every run reads every host's state first, and each process started costs a host
+    about a millisecond: on a host that Deployer or Capistrano never touched, the read
+    starts readlink, tail and cat only (each tool on the PATH logs that it ran)."""
+    lay = _state_tree(tmp_path)
+    (tmp_path / ".dep").mkdir()
+    (tmp_path / ".dep" / "releases.log").write_text("\n20260102000000 complete t\n")
+    (tmp_path / "releases" / "20260102000000" / "REVISION").unlink()
+    bin_dir, ran = tmp_path / "bin", tmp_path / "ran"
+    bin_dir.mkdir()
+    for tool in ("readlink", "tail", "cat", "find", "grep", "sed", "head", "mkdir", "ls"):
+        wrapper = bin_dir / tool
+        wrapper.write_text(f'#!/bin/sh\necho {tool} >> {ran}\nexec /usr/bin/{tool} "$@"\n')
+        wrapper.chmod(0o755)
+    script = shell.read_state(lay)
+    res = subprocess.run(
+        ["/bin/sh", "-c", script],
+        cwd=tmp_path,
+        env={"PATH": str(bin_dir)},
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    assert sorted(ran.read_text().split()) == ["cat", "readlink", "tail"]
+    state = parse_state(res.stdout, shell.STATE_MARKERS)
+    assert state.current == "20260102000000"
+    assert "20260102000000" in {r.name for r in state.releases}
 
 
 def test_remote_is_a_fixed_line_and_the_script_goes_on_stdin():
