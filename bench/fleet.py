@@ -1,17 +1,18 @@
-"""Benchmark: deploys to 1, 10 and 30 loopback sshd hosts, parallel and one at a time.
+"""Benchmark: deploys to 1, 10, 30 (and 100) loopback sshd hosts, against a hand-tuned script.
 
-For each fleet size, in one run: a first deploy of a 2,000-file app, an incremental
-deploy (one file changed), a rollback, and the switch skew (first to last host's
-switch, from the hosts' clocks); then the same with `parallel=1` as the baseline.
+For each fleet size, in one run: a first deploy of a 2,000-file app, then rounds of an
+incremental deploy (one file changed) and a rollback, alternating with the same on the
+hand-tuned OpenSSH script (bench/handtuned.py) on the same hosts; the figures are the
+medians of the rounds, and the ratio atomicdeploy / script is printed per size. Also the
+switch skew (first to last host's switch, from the hosts' clocks), and one round each with
+`upload_hardlinks` and with `parallel=1` (below 100 hosts).
 For the incremental deploy it also splits the machine's CPU time between the controller
 (this process, its rsync and ssh clients) and the fake hosts (sshd, shells, rsync
 receivers), which on a real fleet run on machines of their own.
 The SSH floor, measured in the same run on the same hosts with the same concurrency:
 a fresh login and as many no-op commands as the incremental deploy ran on each host.
-No deploy can be faster than it; when its 30-host time is already over 3x the one-host
-deploy, the fake hosts' CPU (all on this machine) bounds the ratio, not the deploy.
-Prints a table. Not a test: it prints figures.
-Usage: python bench/fleet.py [--sizes 1,10,30] [--files 2000]
+Prints tables. Not a test: it prints figures.
+Usage: python bench/fleet.py [--sizes 1,10,30,100] [--files 2000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import io
 import os
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -105,7 +107,8 @@ def ssh_floor(stage, commands: int, parallel: int) -> float:
     return time.monotonic() - start
 
 
-def run(base: Path, hosts, app: Path, parallel: int | None, hardlinks: bool) -> dict[str, float]:
+def stage_for(base: Path, hosts, app: Path, parallel: int | None, hardlinks: bool):  # type: ignore[no-untyped-def]
+    """An inventory for `hosts` with its own deploy paths per mode, loaded."""
     tag = f"p{parallel or 'default'}-{'links' if hardlinks else 'copy'}"
     srv = base / "srv" / tag
     inv = write_inventory(
@@ -120,78 +123,157 @@ def run(base: Path, hosts, app: Path, parallel: int | None, hardlinks: bool) -> 
     for h in hosts:
         text = text.replace(f"deploy_path: {h.deploy_path}", f"deploy_path: {srv / h.name}")
     inv.write_text(text)
-    stage = inventory.load(inv).stage("bench")
-    quiet = Reporter(io.StringIO(), io.StringIO())
-    opts = pipeline.Options(stage="bench", parallel=parallel)
+    return inventory.load(inv).stage("bench")
 
-    def timed(fn):
-        start = time.monotonic()
-        out = fn()
-        return time.monotonic() - start, out
 
-    first, _ = timed(lambda: pipeline.deploy(stage, opts, quiet, source=str(app)))
+def timed(fn):  # type: ignore[no-untyped-def]
+    start = time.monotonic()
+    out = fn()
+    return time.monotonic() - start, out
+
+
+def touch(app: Path) -> None:
+    """One file changed: the next deploy sends it alone."""
     (app / "public" / "index.php").write_text(f"<?php echo 'version {time.time()}';\n")
-    busy, ctl = machine_busy(), controller_cpu()
-    with counting_commands() as seen:
-        incr, out = timed(lambda: pipeline.deploy(stage, opts, quiet, source=str(app)))
-    busy, ctl = machine_busy() - busy, controller_cpu() - ctl
-    per_host = max(seen.count(h.name) for h in hosts)
-    floor = ssh_floor(list(stage), per_host, parallel or min(h.parallel for h in stage))
-    sent = max(getattr(s, "files_transferred", 0) for s in out.uploads.values())
-    back, rb = timed(lambda: pipeline.rollback(stage, opts, quiet))
-    return {
-        "first deploy s": first,
-        "incremental s": incr,
-        "files sent": sent,
-        "incr. CPU s controller": ctl,
-        "incr. CPU s hosts": max(0.0, busy - ctl),
-        "SSH floor s": floor,
-        "commands per host": per_host,
-        "rollback s": back,
-        "deploy skew ms": (out.skew or 0) * 1000,
-        "rollback skew ms": (rb.skew or 0) * 1000,
-    }
 
 
-def baseline(base: Path, hosts, app: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+class Ours:
+    """atomicdeploy on one stage: a first deploy, then rounds of an incremental deploy
+    (one file changed) and a rollback, each measured."""
+
+    def __init__(self, base: Path, hosts, app: Path, parallel: int | None, hardlinks: bool) -> None:  # type: ignore[no-untyped-def]
+        self.hosts, self.app = list(hosts), app
+        self.stage = stage_for(base, hosts, app, parallel, hardlinks)
+        self.parallel = parallel
+        self.opts = pipeline.Options(stage="bench", parallel=parallel)
+        self.rounds: list[dict[str, float]] = []
+
+    def deploy(self):  # type: ignore[no-untyped-def]
+        quiet = Reporter(io.StringIO(), io.StringIO())
+        return pipeline.deploy(self.stage, self.opts, quiet, source=str(self.app))
+
+    def first(self) -> float:
+        return timed(self.deploy)[0]
+
+    def round(self, floor: bool = False) -> None:
+        touch(self.app)
+        busy, ctl = machine_busy(), controller_cpu()
+        with counting_commands() as seen:
+            incr, out = timed(self.deploy)
+        busy, ctl = machine_busy() - busy, controller_cpu() - ctl
+        per_host = max(seen.count(h.name) for h in self.hosts)
+        quiet = Reporter(io.StringIO(), io.StringIO())
+        back, rb = timed(lambda: pipeline.rollback(self.stage, self.opts, quiet))
+        row = {
+            "incremental s": incr,
+            "files sent": max(getattr(s, "files_transferred", 0) for s in out.uploads.values()),
+            "incr. CPU s controller": ctl,
+            "incr. CPU s hosts": max(0.0, busy - ctl),
+            "commands per host": per_host,
+            "rollback s": back,
+            "deploy skew ms": (out.skew or 0) * 1000,
+            "rollback skew ms": (rb.skew or 0) * 1000,
+        }
+        if floor:
+            width = self.parallel or min(h.parallel for h in self.stage)
+            row["SSH floor s"] = ssh_floor(list(self.stage), per_host, width)
+        self.rounds.append(row)
+
+
+class Theirs:
     """The hand-tuned script (bench/handtuned.py) on the same hosts and app. Each run of it
     logs in anew (its masters opened, then closed), as a `fab` run does."""
-    script = Script(hosts, base / "script" / str(len(hosts)), base / "known_hosts_script")
 
-    def timed(op) -> float:  # type: ignore[no-untyped-def]
+    def __init__(self, base: Path, hosts, app: Path) -> None:  # type: ignore[no-untyped-def]
+        self.app = app
+        self.script = Script(hosts, base / "script" / str(len(hosts)), base / "known_hosts_script")
+        self.count = 0
+        self.rounds: list[dict[str, float]] = []
+
+    def timed(self, op) -> float:  # type: ignore[no-untyped-def]
         start = time.monotonic()
-        script.open()
+        self.script.open()
         try:
             op()
         finally:
-            script.close()
+            self.script.close()
         return time.monotonic() - start
 
-    first = timed(lambda: script.deploy(app, "r1"))
-    (app / "public" / "index.php").write_text(f"<?php echo 'version {time.time()}';\n")
-    ctl = controller_cpu()
-    incr = timed(lambda: script.deploy(app, "r2"))
-    ctl = controller_cpu() - ctl
-    back = timed(script.rollback)
-    return {"first": first, "incremental": incr, "rollback": back, "ctl": ctl}
+    def first(self) -> float:
+        self.count += 1
+        return self.timed(lambda: self.script.deploy(self.app, f"r{self.count}"))
+
+    def round(self) -> None:
+        touch(self.app)
+        self.count += 1
+        ctl = controller_cpu()
+        incr = self.timed(lambda: self.script.deploy(self.app, f"r{self.count}"))
+        ctl = controller_cpu() - ctl
+        back = self.timed(self.script.rollback)
+        self.rounds.append({"incremental": incr, "rollback": back, "ctl": ctl})
 
 
-def print_ratios(rows, scripts: dict[int, dict[str, float]]) -> None:  # type: ignore[no-untyped-def]
+def median_row(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over the rounds (the figures are taken one by one)."""
+    keys = {k for r in rounds for k in r}
+    return {k: statistics.median(r[k] for r in rounds if k in r) for k in keys}
+
+
+def measure_size(base: Path, hosts, app: Path, repeat: int):  # type: ignore[no-untyped-def]
+    """One fleet size: the script and atomicdeploy (parallel default, copy) in alternate
+    rounds, so that a slow moment of the machine falls on both; then the other modes."""
+    n = len(hosts)
+    theirs, ours = Theirs(base, hosts, app), Ours(base, hosts, app, None, False)
+    script_first, our_first = theirs.first(), ours.first()
+    for i in range(repeat):
+        theirs.round()
+        ours.round(floor=i == 0)
+    script = {**median_row(theirs.rounds), "first": script_first}
+    rows = [(label(n, None, False), {**median_row(ours.rounds), "first deploy s": our_first})]
+    modes = ((None, True), (1, False)) if n < 100 else ()  # 100 hosts one at a time: minutes
+    for parallel, hardlinks in modes:
+        if n == 1 and parallel == 1:
+            continue
+        other = Ours(base, hosts, app, parallel, hardlinks)
+        first = other.first()
+        other.round(floor=True)
+        rows.append((label(n, parallel, hardlinks), {**other.rounds[0], "first deploy s": first}))
+    return script, rows
+
+
+def label(n: int, parallel: int | None, hardlinks: bool) -> str:
+    return (
+        f"{n} host(s), parallel={'default' if parallel is None else parallel},"
+        f" {'upload_hardlinks' if hardlinks else 'copy (default)'}"
+    )
+
+
+def cell(row: dict[str, float], col: str) -> str:
+    if col not in row:
+        return "-"
+    return f"{row[col]:.0f}" if col.endswith("ms") or col in COUNTS else f"{row[col]:.2f}"
+
+
+def print_ratios(rows, scripts: dict[int, dict[str, float]], repeat: int) -> None:  # type: ignore[no-untyped-def]
     """atomicdeploy (parallel default, copy) against the hand-tuned script, per size."""
     print()
+    print(f"Medians of {repeat} alternating rounds; ratio = atomicdeploy / script.")
+    print()
     print(
-        "| hosts | second deploy s: atomicdeploy / script / ratio"
+        "| hosts | first deploy s: atomicdeploy / script"
+        " | second deploy s: atomicdeploy / script / ratio"
         " | rollback s: atomicdeploy / script / ratio"
         " | controller CPU s per host: atomicdeploy / script |"
     )
-    print("|---|---|---|---|")
-    for label, r in rows:
-        n = int(label.split()[0])
-        if "parallel=default" not in label or "copy" not in label or n not in scripts:
+    print("|---|---|---|---|---|")
+    for name, r in rows:
+        n = int(name.split()[0])
+        if "parallel=default" not in name or "copy" not in name or n not in scripts:
             continue
         s = scripts[n]
         print(
-            f"| {n} | {r['incremental s']:.2f} / {s['incremental']:.2f} /"
+            f"| {n} | {r['first deploy s']:.2f} / {s['first']:.2f}"
+            f" | {r['incremental s']:.2f} / {s['incremental']:.2f} /"
             f" {r['incremental s'] / s['incremental']:.2f}"
             f" | {r['rollback s']:.2f} / {s['rollback']:.2f}"
             f" / {r['rollback s'] / s['rollback']:.2f}"
@@ -201,8 +283,9 @@ def print_ratios(rows, scripts: dict[int, dict[str, float]]) -> None:  # type: i
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--sizes", default="1,10,30")
+    ap.add_argument("--sizes", default="1,10,30,100")
     ap.add_argument("--files", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds per size (medians)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     base = Path(tempfile.mkdtemp(prefix="atomicdeploy-fleet-"))
@@ -212,16 +295,8 @@ def main() -> None:
     scripts: dict[int, dict[str, float]] = {}
     with LocalHosts(base / "sshd", max(sizes), prefix="n") as all_hosts:
         for n in sizes:
-            hosts = list(all_hosts)[:n]
-            scripts[n] = baseline(base, hosts, app)
-            for parallel, hardlinks in ((None, False), (None, True), (1, False)):
-                if n == 1 and parallel == 1:
-                    continue
-                label = (
-                    f"{n} host(s), parallel={'default' if parallel is None else parallel},"
-                    f" {'upload_hardlinks' if hardlinks else 'copy (default)'}"
-                )
-                rows.append((label, run(base, hosts, app, parallel, hardlinks)))
+            scripts[n], size_rows = measure_size(base, list(all_hosts)[:n], app, args.repeat)
+            rows += size_rows
     cols = [
         "first deploy s",
         "incremental s",
@@ -237,7 +312,7 @@ def main() -> None:
     print(f"| hosts | {' | '.join(cols)} |")
     print("|---|" + "---|" * len(cols))
     for label, r in rows:
-        cells = [f"{r[c]:.0f}" if c.endswith("ms") or c in COUNTS else f"{r[c]:.2f}" for c in cols]
+        cells = [cell(r, c) for c in cols]
         print(f"| {label} | {' | '.join(cells)} |")
     one = {label.split(", ", 2)[2]: r for label, r in rows if label.startswith("1 host")}
     for label, r in rows:
@@ -253,7 +328,7 @@ def main() -> None:
                 f" {ctl / int(label.split()[0]):.3f} s per host; machine busy {busy:.1f} CPU s"
                 f" in {r['incremental s']:.1f} s on {os.cpu_count()} cores"
             )
-    print_ratios(rows, scripts)
+    print_ratios(rows, scripts, args.repeat)
     shutil.rmtree(base, ignore_errors=True)
 
 

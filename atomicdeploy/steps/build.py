@@ -12,7 +12,7 @@ from ..config import Config
 from ..hooks import Hooks
 from ..releases import COMPLETE
 from ..remote import Remote
-from . import hook, nginx, release, shared, warmup, writable
+from . import hook, nginx, release, shared, upload, warmup, writable
 
 
 def begin(remote: Remote, cfg: Config, hooks: Hooks) -> None:
@@ -31,8 +31,9 @@ def begin(remote: Remote, cfg: Config, hooks: Hooks) -> None:
 
 
 def build(remote: Remote, cfg: Config, hooks: Hooks | None = None) -> None:
-    """Link shared paths, make dirs writable, run vendors and hooks, check nginx takes
-    the new include, warm the release up through FastCGI, then log it complete."""
+    """Fill the release from the upload cache, link shared paths, make dirs writable, run
+    vendors and hooks, check nginx takes the new include, warm the release up through
+    FastCGI, then log it complete."""
     hooks = hooks or Hooks()
 
     def around(step: str, *middle: hook.Part) -> list[hook.Part]:
@@ -43,6 +44,7 @@ def build(remote: Remote, cfg: Config, hooks: Hooks | None = None) -> None:
         ]
 
     plan = [
+        ("upload", upload.fill_script(cfg)),
         *hook.parts(cfg, "after_upload", hooks),
         *around("shared", ("shared", shared.script(cfg))),
         *around("writable", ("writable", writable.script(cfg))),

@@ -1,4 +1,5 @@
-"""upload: rsync the local source to the host, incrementally, then build the release from it.
+"""upload: rsync the local source to the host, incrementally; the build's round trip then
+fills the release from it.
 
 By default rsync updates `.dep/upload`, the host's copy of the last uploaded source,
 and the release is copied from it with `cp -a`: rsync compares 2,000 unchanged files
@@ -60,7 +61,10 @@ def upload(remote: Remote, cfg: Config) -> RsyncStats:
         and not cfg.run.revision
         and not cfg.host.build,
     )
-    stats = remote.rsync(argv, "upload")
-    if not hardlinks:
-        remote.run(shell.fill_release(layout, cfg.release), "upload")
-    return stats
+    return remote.rsync(argv, "upload")
+
+
+def fill_script(cfg: Config) -> str | None:
+    """The release's files from the upload cache (None with `upload_hardlinks`, whose
+    rsync wrote the release itself). It is the first part of the build's round trip."""
+    return None if cfg.host.upload_hardlinks else shell.fill_release(cfg.layout, cfg.release)

@@ -352,8 +352,8 @@ def test_dry_run_prints_every_command_and_transfer_and_changes_nothing(project):
     assert not project.known_hosts.exists()  # not even a host key is recorded
     for h in names(project):
         assert f"[{h}] " in proc.stdout
-    # Per host: the rsync into the upload cache, and the copy into the release.
-    assert proc.stdout.count("# upload") == 6 and "rsync --archive" in proc.stdout
+    # Per host: the rsync into the upload cache; the copy into the release opens the build.
+    assert proc.stdout.count("# upload") == 3 and "rsync --archive" in proc.stdout
     assert proc.stdout.count("cp -a --no-preserve=xattr,context") == 3
     assert "# setup" in proc.stdout and "# switch" in proc.stdout and "mv -fT" in proc.stdout
     assert "nothing was changed on any host" in proc.stdout
