@@ -9,6 +9,7 @@ points that build a run in pipeline.py.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -69,17 +70,7 @@ class Run:
             return setup.begin(r, self.cfgs[r.name], upload=upload)
 
         try:
-            # The others log in meanwhile: their logins overlap the first host's lock.
-            with ThreadPoolExecutor(1, thread_name_prefix="atomicdeploy-login") as pool:
-                logins = pool.submit(self._log_in, names[1:])
-                states, failures = self.fleet.each(begin, names[:1], phase="lock", wide=True)
-                refused = logins.result()
-            if not failures:
-                ready = [n for n in names[1:] if n not in refused]
-                rest, failures = self.fleet.each(begin, ready, phase="lock", wide=True)
-                states.update(rest)
-                merged = failures | refused
-                failures = {n: merged[n] for n in names if n in merged}
+            states, failures = self._first_then_the_rest(begin, names)
         except KeyboardInterrupt:
             # Which hosts we locked is not known here: release ours everywhere (the token
             # makes that safe: someone else's lock is never touched).
@@ -91,11 +82,33 @@ class Run:
             raise fail("lock", failures, len(names))
         return states
 
-    def _log_in(self, names: list[str]) -> dict[str, BaseException]:
-        """Open the connections to `names`; the hosts that could not be reached, and why
-        (they are not tried twice: a dead host costs one connect_timeout, not two)."""
-        _, failures = self.fleet.each(lambda r: r.login("setup"), names, phase="lock", wide=True)
-        return failures
+    def _first_then_the_rest(
+        self, begin: Callable[[Remote], HostState], names: list[str]
+    ) -> tuple[dict[str, HostState], dict[str, BaseException]]:
+        """`begin` on the first host; the others log in meanwhile and each begins as soon
+        as the first host is ours (none does if it is not). A host that could not be
+        reached is not tried twice: a dead host costs one connect_timeout, not two."""
+        gate = threading.Event()
+        ours: list[bool] = []
+
+        def rest(r: Remote) -> HostState | None:
+            r.login("setup")
+            gate.wait()
+            return begin(r) if ours else None
+
+        with ThreadPoolExecutor(1, thread_name_prefix="atomicdeploy-rest") as pool:
+            others = pool.submit(self.fleet.each, rest, names[1:], phase="lock", wide=True)
+            try:
+                states, failures = self.fleet.each(begin, names[:1], phase="lock", wide=True)
+                if not failures:
+                    ours.append(True)
+            finally:
+                gate.set()
+            found, refused = others.result()
+        if failures:  # the others never tried: the first host's failure alone is the news
+            return states, failures
+        states.update({n: state for n, state in found.items() if state is not None})
+        return states, refused
 
     def best_effort(self, fn: Callable[[Remote], object], names: Iterable[str]) -> None:
         """Clean-up after a failure: each host's own failure is only a warning."""

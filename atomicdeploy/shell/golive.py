@@ -73,7 +73,9 @@ def go_live(
     """
     cur = q(layout.current)
     revert = switch_back(layout)
-    lines = [f"prev=$(readlink -- {cur} 2>/dev/null)"]
+    # What `current` was, for the switch back if nginx refuses the release (read only
+    # then: a host without nginx has nothing to switch back from).
+    lines = [f"prev=$(readlink -- {cur} 2>/dev/null)"] if nginx else []
     # The swap's two halves, so that only the rename follows `go`.
     lines.append(sequence([("switch", switch_link(layout, release))]))
     if armed:

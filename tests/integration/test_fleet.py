@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -282,3 +284,42 @@ def test_an_interrupt_during_go_live_finishes_the_switch_everywhere_then_exits_1
     assert {fleet.current(h.name) for h in fleet.hosts} == {new}
     assert all(fleet.served(h.name) == "<?php echo 'version 2';\n" for h in fleet.hosts)
     assert not any(fleet.locked(h.name) for h in fleet.hosts)
+
+
+def test_a_hundred_hosts_deploy_and_roll_back_with_no_descriptor_left_open(tmp_path):
+    """The kit starts 100 hosts (a port, a key and an sshd each) and a deploy and a rollback
+    reach every one of them in one run each; the controller ends with the file descriptors
+    and threads it started with, so a long-lived process that deploys again and again
+    (a CI runner, a chat bot) does not run out of them."""
+    from atomicdeploy import inventory, pipeline
+    from atomicdeploy.report import Reporter
+    from atomicdeploy.testing import write_inventory
+
+    app = tmp_path / "app"
+    (app / "public").mkdir(parents=True)
+    (app / "public" / "index.php").write_text("<?php echo 'one';\n")
+    with LocalHosts(tmp_path / "kit", 100, prefix="h") as hosts:
+        inv = write_inventory(
+            tmp_path / "inventory.yml",
+            hosts,
+            stage="big",
+            source=str(app),
+            known_hosts=tmp_path / "known_hosts",
+        )
+        stage = inventory.load(inv).stage("big")
+        opts = pipeline.Options(stage="big")
+        quiet = Reporter(io.StringIO(), io.StringIO())
+        fds, threads = len(os.listdir("/proc/self/fd")), threading.active_count()
+        first = pipeline.deploy(stage, opts, quiet, source=str(app))
+        (app / "public" / "index.php").write_text("<?php echo 'two';\n")
+        pipeline.deploy(stage, opts, quiet, source=str(app))
+        back = pipeline.rollback(stage, opts, quiet)
+        assert len(back.release) == 100
+        assert set(back.release.values()) == set(first.release.values())
+        for h in hosts:
+            assert os.readlink(h.deploy_path / "current") == f"releases/{back.release[h.name]}"
+        deadline = time.monotonic() + 5  # paramiko's transport threads end after close
+        while threading.active_count() > threads and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(os.listdir("/proc/self/fd")) == fds
+        assert threading.active_count() == threads
