@@ -256,6 +256,28 @@ def label(n: int, parallel: int | None, hardlinks: bool) -> str:
     )
 
 
+def pss_mib(pid: int | None) -> float:
+    """A process's proportional set size (shared pages split between their users)."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0.0
+    return sum(int(line.split()[1]) for line in text.splitlines() if line.startswith("Pss:")) / 1024
+
+
+def print_kit(hosts, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    """What the fake hosts cost this machine: start time, memory, ports, descriptors."""
+    hosts = list(hosts)
+    ports = sorted(h.port for h in hosts)
+    memory = sum(pss_mib(h.pid) for h in hosts)
+    print(
+        f"kit: {len(hosts)} sshd hosts started in {seconds:.1f} s; their listeners hold"
+        f" {memory:.0f} MiB (PSS); ports {ports[0]}..{ports[-1]}; this process has"
+        f" {len(os.listdir('/proc/self/fd'))} file descriptors open"
+    )
+    print()
+
+
 def cell(row: dict[str, float], col: str) -> str:
     if col not in row:
         return "-"
@@ -306,7 +328,9 @@ def main() -> None:
     make_app(app, args.files)
     rows = []
     scripts: dict[int, dict[str, float]] = {}
+    started = time.monotonic()
     with LocalHosts(base / "sshd", max(sizes), prefix="n") as all_hosts:
+        print_kit(all_hosts, time.monotonic() - started)
         for n in sizes:
             scripts[n], size_rows = measure_size(base, list(all_hosts)[:n], app, args.repeat)
             rows += size_rows
