@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 
 from . import plan
+from .config import Config
 from .errors import EXIT_PARTIAL
 from .releases import LIVE, ROLLED_BACK
 from .remote import Remote
@@ -72,10 +73,12 @@ def arm(names: list[str]) -> dict[str, switch.Trigger]:
     return triggers
 
 
-def _switch(run: Run, r: Remote, target: str, lines: list[str], **kw) -> float | None:
+def _switch(
+    run: Run, r: Remote, target: str, lines: list[str], cfg: Config | None = None, **kw
+) -> float | None:
     """One host's switch; its warnings are said at once. Returns the host's clock right
     after the rename, which the run collects for the switch skew."""
-    done = switch.switch(r, run.cfgs[r.name], target, lines, **kw)
+    done = switch.switch(r, cfg or run.cfgs[r.name], target, lines, **kw)
     for text in done.warnings:
         run.reporter.warn(r.name, text)
     return done.at
@@ -208,28 +211,47 @@ def _settle(
 def go_back(run: Run) -> None:
     """A rollback's or switch's go-live: every host to the release its config names, in one
     batch, with health checks; the lock is released in the same script as the switch."""
-    action = run.opts.action
-    verb = "switched" if run.opts.switch_only else "rolled back"
     moving = [n for n, c in run.cfgs.items() if c.release != c.previous]
     triggers = {} if run.opts.dry_run else arm(moving)
 
     def one(r: Remote) -> float | None:
         cfg = run.cfgs[r.name]
         if cfg.release == cfg.previous:
-            lock.unlock(r, cfg)
-            run.reporter.host(r.name, f"already live: releases/{cfg.release}")
+            already_live(run, r, cfg)
             return None
-        lines = [release.log_line(cfg, cfg.release, LIVE, action)]
-        if cfg.previous and not run.opts.switch_only:
-            note = f"rolled back to {cfg.release}"
-            lines.insert(0, release.log_line(cfg, cfg.previous, ROLLED_BACK, note))
-        at = _switch(run, r, cfg.release, lines, unlock=True, trigger=triggers.get(r.name))
-        run.reporter.host(r.name, f"{verb}: current -> releases/{cfg.release} (was {cfg.previous})")
-        health.check(r, cfg)
-        return at
+        return back(run, r, cfg, triggers.get(r.name))
 
     with deferred_interrupts() as interrupted:
         done, failures = run.fleet.each(one, phase="go-live", wide=True)
+    settle_back(run, done, failures, bool(interrupted))
+
+
+def already_live(run: Run, r: Remote, cfg: Config) -> None:
+    lock.unlock(r, cfg)
+    run.reporter.host(r.name, f"already live: releases/{cfg.release}")
+
+
+def back(run: Run, r: Remote, cfg: Config, trigger: switch.Trigger | None) -> float | None:
+    """One host of a rollback or switch to `cfg.release`, logged, its lock released in the
+    same script; then its health check. Returns the host's clock at the rename."""
+    lines = [release.log_line(cfg, cfg.release, LIVE, run.opts.action)]
+    if cfg.previous and not run.opts.switch_only:
+        note = f"rolled back to {cfg.release}"
+        lines.insert(0, release.log_line(cfg, cfg.previous, ROLLED_BACK, note))
+    at = _switch(run, r, cfg.release, lines, cfg, unlock=True, trigger=trigger)
+    verb = "switched" if run.opts.switch_only else "rolled back"
+    run.reporter.host(r.name, f"{verb}: current -> releases/{cfg.release} (was {cfg.previous})")
+    health.check(r, cfg)
+    return at
+
+
+def settle_back(
+    run: Run,
+    done: dict[str, float | None],
+    failures: dict[str, BaseException],
+    interrupted: bool,
+) -> None:
+    """Say what each host of a rollback or switch ended on, and raise if one failed."""
     _switched(run, done)
     for n, cfg in run.cfgs.items():
         run.outcome.result[n] = "failed" if n in failures else f"live on {cfg.release}"
@@ -239,4 +261,5 @@ def go_back(run: Run) -> None:
         raise KeyboardInterrupt
     if failures:
         live = [n for n in run.cfgs if n not in failures]
+        action = run.opts.action
         raise fail(action, failures, len(run.cfgs), exit_code=EXIT_PARTIAL if live else 1)

@@ -22,7 +22,7 @@ from typing import TypeVar
 import paramiko
 from fabric import Config as FabricConfig
 
-from . import dryrun, golive, homes, shell
+from . import dryrun, goback, golive, homes, shell
 from .config import Config, RunInfo
 from .connection import KnownHosts, connect, describe_connect_error
 from .deploying import Deploy
@@ -147,8 +147,11 @@ def rollback(
         try:
             tell("start")
             try:
-                _choose_targets(run)
-                golive.go_back(run)
+                if goback.eligible(run):
+                    goback.rollback(run)
+                else:
+                    _choose_targets(run)
+                    golive.go_back(run)
             except (AtomicDeployError, KeyboardInterrupt) as exc:
                 tell("failure", exc)
                 raise

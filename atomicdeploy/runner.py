@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TypeVar
 
@@ -115,19 +115,25 @@ class Fleet:
         )
 
     def _call(self, fn: Callable[[Remote], T], name: str, phase: str) -> T:
+        if not phase:
+            return fn(self.remote(name))
+        with self.timing(name, phase):
+            return fn(self.remote(name))
+
+    @contextlib.contextmanager
+    def timing(self, name: str, phase: str) -> Iterator[None]:
+        """Count the block as host `name`'s time in `phase`, for the summary and the live
+        table (a run whose phases follow each other within one pass per host uses it)."""
         start = time.monotonic()
-        if phase:
-            self.reporter.progress(name, phase, "running")
+        self.reporter.progress(name, phase, "running")
         state = "failed"
         try:
-            result = fn(self.remote(name))
+            yield
             state = "done"
-            return result
         finally:
-            if phase:
-                spent = time.monotonic() - start
-                self.timings[name][phase] = self.timings[name].get(phase, 0.0) + spent
-                self.reporter.progress(name, phase, f"{state} ({spent:.1f}s)")
+            spent = time.monotonic() - start
+            self.timings[name][phase] = self.timings[name].get(phase, 0.0) + spent
+            self.reporter.progress(name, phase, f"{state} ({spent:.1f}s)")
 
     def close(self) -> None:
         for remote in self._remotes.values():

@@ -29,23 +29,37 @@ class Trigger:
     """Arm-then-fire: each host's script waits, just before its rename, for `fire`.
 
     `armed` is set when the host's script is waiting (or when the host is done,
-    failed or not, so the fleet never waits for a host that cannot arm).
+    failed or not, so the fleet never waits for a host that cannot arm). If `abort` is
+    set when `fire` is, the script is told `no`: it renames nothing and ends.
     """
 
     fire: threading.Event
     armed: threading.Event
+    abort: threading.Event | None = None
+
+
+class Cancelled(Exception):
+    """The armed switch was told `no`: nothing changed on the host (the fleet stopped)."""
+
+
+# The armed go-live script's exit status when told anything but `go` (see shell.go_live).
+_TOLD_NO = 91
 
 
 class _GoSignal(io.TextIOBase):
-    """stdin for an armed script: nothing until fired, then `go`, then end of file."""
+    """stdin for an armed script: nothing until fired, then `go` (or `no` if the trigger
+    was aborted), then end of file."""
 
-    def __init__(self, fire: threading.Event) -> None:
-        self._fire = fire
-        self._left = "go\n"
+    def __init__(self, trigger: Trigger) -> None:
+        self._trigger = trigger
+        self._left: str | None = None
 
     def read(self, size: int = -1) -> str | None:  # type: ignore[override]
-        if not self._fire.wait(0.01):
+        if not self._trigger.fire.wait(0.01):
             return None  # invoke: "not ready yet", asks again
+        if self._left is None:
+            abort = self._trigger.abort
+            self._left = "no\n" if abort is not None and abort.is_set() else "go\n"
         out, self._left = self._left[:1], self._left[1:]
         return out
 
@@ -62,6 +76,23 @@ class _ArmedWatch(io.TextIOBase):
         if shell.ARMED_MARKER in self._seen:
             self._armed.set()
         return len(text)
+
+
+def _armed(remote: Remote, script: str, trigger: Trigger) -> str:
+    """Run the armed script: it waits for the go signal just before its rename."""
+    try:
+        with remote.nagle():
+            _, out = remote.run(
+                script, "switch", stdin=_GoSignal(trigger), out=_ArmedWatch(trigger.armed)
+            )
+    except RemoteError as exc:
+        told_no = trigger.abort is not None and trigger.abort.is_set()
+        if told_no and exc.exit_status == _TOLD_NO:
+            raise Cancelled(remote.name) from exc
+        raise
+    finally:
+        trigger.armed.set()
+    return out
 
 
 def switch(
@@ -95,13 +126,7 @@ def switch(
         # A dry run switches nothing: it answers as a switch that went well would.
         _, out = remote.run(script, "switch", stand_in=shell.say(expected))
     else:
-        try:
-            with remote.nagle():
-                _, out = remote.run(
-                    script, "switch", stdin=_GoSignal(trigger.fire), out=_ArmedWatch(trigger.armed)
-                )
-        finally:
-            trigger.armed.set()
+        out = _armed(remote, script, trigger)
     warnings, rest, at = [], [], None
     for line in out.splitlines():
         if line.startswith(shell.WARN_MARKER):

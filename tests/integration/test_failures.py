@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 
@@ -119,6 +120,42 @@ def test_rollback_takes_the_lock_too(project):
     proc = project.fab("test", "rollback")
     assert proc.returncode == 1 and "locked by" in proc.stderr
     assert all(project.served(h.name) == "<?php echo 'version 2';\n" for h in project.hosts)
+
+
+def _two_releases(project):
+    project.ok("test", "deploy")
+    write_app(project.app, "2")
+    project.ok("test", "deploy")
+    return snapshot(project), {h.name: project.log(h.name) for h in project.hosts}
+
+
+def test_a_lock_held_on_the_last_host_stops_a_rollback_before_anything_moves(project):
+    """The other hosts were locked, read and armed by then: each is told `no`, renames
+    nothing, logs nothing and releases its lock; the holder's lock stays."""
+    before, logs = _two_releases(project)
+    last = project.hosts[-1].name
+    (project.deploy_path(last) / ".dep" / "deploy.lock").mkdir()
+    proc = project.fab("test", "rollback")
+    assert proc.returncode == 1 and "lock failed on 1/3 host(s): " + last in proc.stderr
+    assert snapshot(project) == before
+    assert {h.name: project.log(h.name) for h in project.hosts} == logs
+    assert [project.locked(h.name) for h in project.hosts] == [False, False, True]
+    assert all(project.served(h.name) == "<?php echo 'version 2';\n" for h in project.hosts)
+
+
+def test_a_host_without_a_target_stops_a_rollback_before_anything_moves(project):
+    before, logs = _two_releases(project)
+    lone = project.hosts[1].name
+    older = project.deploy_path(lone) / "releases" / before[lone][1][0]
+    shutil.rmtree(older)
+    before[lone] = (before[lone][0], project.releases(lone))
+    proc = project.fab("test", "rollback")
+    assert proc.returncode == 1
+    assert f"rollback failed on 1/3 host(s): {lone}" in proc.stderr
+    assert "no complete release older than" in proc.stderr
+    assert snapshot(project) == before
+    assert {h.name: project.log(h.name) for h in project.hosts} == logs
+    assert not any(project.locked(h.name) for h in project.hosts)
 
 
 def test_current_as_a_real_directory_is_refused(project):
