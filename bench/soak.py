@@ -404,8 +404,23 @@ def controller_rows(found: Findings, peak: Figures) -> list[tuple[str, str]]:
     ]
 
 
+def explain(failed: list[Sample], events: list[Event]) -> list[str]:
+    """Each failed response: when, against the deploy or rollback nearest to it, and what
+    it said."""
+    lines = []
+    for s in failed:
+        near = min(events, key=lambda e: min(abs(s.start - e.started), abs(s.start - e.returned)))
+        lines.append(
+            f"status {s.status} {s.start - near.started:+.3f} s from the start of a {near.action}"
+            f" (it took {near.returned - near.started:.2f} s), answered in"
+            f" {s.end - s.start:.3f} s: {s.body.strip()[:160]!r}"
+        )
+    return lines
+
+
 def report(
     args: argparse.Namespace,
+    failed: list[Sample],
     verdict: Verdict,
     stale_count: int,
     found: Findings,
@@ -436,6 +451,8 @@ def report(
         print(f"| {name} | {value} |")
     for line in found.violations[:20]:
         print(f"violated: {line}")
+    for line in explain(failed, found.events)[:20]:
+        print(f"failed: {line}")
     bad = verdict.failed + verdict.mixed + stale_count + len(found.violations)
     return 1 if bad else 0
 
