@@ -127,7 +127,12 @@ def load_child(urls: list[str], clients: int) -> None:
     print("ready" if all(load.samples for load in loads) else "no response", flush=True)
     events = [Event(*e) for e in json.loads(sys.stdin.read() or "[]")]
     samples = [s for load in loads for s in load.stop()]
-    print(json.dumps({"verdict": asdict(judge(samples)), "stale": stale(samples, events)}))
+    failed = [(s.start, s.end, s.status, s.body[:160]) for s in samples if s.status != 200]
+    print(
+        json.dumps(
+            {"verdict": asdict(judge(samples)), "stale": stale(samples, events), "failed": failed}
+        )
+    )
 
 
 class Traffic:
@@ -153,14 +158,16 @@ class Traffic:
             raise
         return self
 
-    def stop(self, events: list[Event]) -> tuple[Verdict, int]:
-        """Stop the load; its verdict over every request, and how many were stale."""
+    def stop(self, events: list[Event]) -> tuple[Verdict, int, list[Sample]]:
+        """Stop the load; its verdict over every request, how many were stale, and the
+        failed responses."""
         assert self.proc is not None
         said, _ = self.proc.communicate(json.dumps([astuple(e) for e in events]), timeout=600)
         if self.proc.returncode != 0:
             raise RuntimeError(f"the load exited with status {self.proc.returncode}")
         out = json.loads(said)
-        return Verdict(**out["verdict"]), int(out["stale"])
+        failed = [Sample(start, end, status, body) for start, end, status, body in out["failed"]]
+        return Verdict(**out["verdict"]), int(out["stale"]), failed
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -477,9 +484,9 @@ def soak(args: argparse.Namespace, base: Path) -> int:
             run.cycles(args.cycles)
         cycled = time.monotonic() - started
         peak = peaks.figures()
-        verdict, stale_count = traffic.stop(run.found.events)
+        verdict, stale_count, failed = traffic.stop(run.found.events)
     seconds = (time.monotonic() - began, cycled)
-    return report(args, verdict, stale_count, run.found, peak, seconds)
+    return report(args, failed, verdict, stale_count, run.found, peak, seconds)
 
 
 def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
