@@ -23,7 +23,7 @@ from .errors import AtomicDeployError
 from .plan import rollback_to
 from .releases import HostState
 from .remote import Remote
-from .run import Run, fail
+from .run import FirstLock, Run, fail
 from .runner import WIDE
 from .steps import lock, setup, switch
 
@@ -38,8 +38,6 @@ class _Pass:
     to go (or not) is taken once, by the thread that waits for every host to be armed."""
 
     names: list[str]
-    first_done: threading.Event = field(default_factory=threading.Event)
-    first_ours: threading.Event = field(default_factory=threading.Event)
     trouble: threading.Event = field(default_factory=threading.Event)
     fire: threading.Event = field(default_factory=threading.Event)
     abort: threading.Event = field(default_factory=threading.Event)
@@ -67,7 +65,14 @@ def rollback(run: Run) -> None:
         threading.Thread(
             target=p.decide, args=(interrupted,), name="atomicdeploy-decide", daemon=True
         ).start()
-        done, failures = run.fleet.each(lambda r: _one(run, p, r), wide=True)
+        done, failures = run.first_then_the_rest(lambda r, gate: _one(run, p, r, gate))
+    if not p.fire.is_set():
+        # A host's pass never began (its connection could not be made): nothing was
+        # fired, so nothing moved; let the decision be taken, and be `no`.
+        p.trouble.set()
+        for trigger in p.triggers.values():
+            trigger.armed.set()
+        p.fire.wait()
     if p.abort.is_set():
         _stopped(run, failures, bool(interrupted))
     at: dict[str, float | None] = {}
@@ -78,13 +83,13 @@ def rollback(run: Run) -> None:
     golive.settle_back(run, at, failures, bool(interrupted))
 
 
-def _one(run: Run, p: _Pass, r: Remote) -> tuple[Config, float | None] | None:
+def _one(run: Run, p: _Pass, r: Remote, gate: FirstLock) -> tuple[Config, float | None] | None:
     """One host's pass; None if it never got its lock because the first host was not ours,
     or if it was told `no`."""
     trigger = p.triggers[r.name]
     try:
         with run.fleet.timing(r.name, "lock"):
-            state = _lock(run, p, r)
+            state = gate.lock(r, lambda r: setup.begin(r, run.cfgs[r.name], upload=False))
         if state is None:
             return None
         return _arm_and_go(run, p, r, state, trigger)
@@ -95,18 +100,13 @@ def _one(run: Run, p: _Pass, r: Remote) -> tuple[Config, float | None] | None:
         trigger.armed.set()
 
 
-def _lock(run: Run, p: _Pass, r: Remote) -> HostState | None:
-    cfg = run.cfgs[r.name]
-    if r.name != p.names[0]:
-        r.login("setup")  # while the first host is being locked
-        p.first_done.wait()
-        return setup.begin(r, cfg, upload=False) if p.first_ours.is_set() else None
+def choose(run: Run, name: str, state: HostState) -> str:
+    """The host's target (plan.rollback_to); its error names the host and the action."""
     try:
-        state = setup.begin(r, cfg, upload=False)
-        p.first_ours.set()
-        return state
-    finally:
-        p.first_done.set()
+        return rollback_to(state, run.opts.release)
+    except AtomicDeployError as exc:
+        exc.host, exc.step = name, run.opts.action
+        raise
 
 
 def _arm_and_go(
@@ -114,9 +114,8 @@ def _arm_and_go(
 ) -> tuple[Config, float | None] | None:
     cfg = run.cfgs[r.name]
     try:
-        target = rollback_to(state, run.opts.release)
-    except AtomicDeployError as exc:
-        exc.host, exc.step = r.name, run.opts.action
+        target = choose(run, r.name, state)
+    except AtomicDeployError:
         lock.unlock(r, cfg)
         raise
     cfg = replace(cfg, release=target, previous=state.current)

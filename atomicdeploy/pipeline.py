@@ -29,7 +29,7 @@ from .deploying import Deploy
 from .errors import AtomicDeployError, ConfigError, RemoteError
 from .hooks import Hooks
 from .inventory import HostConfig
-from .plan import Options, Outcome, plan_batches, rollback_to
+from .plan import Options, Outcome, plan_batches
 from .remote import Remote
 from .report import Reporter
 from .run import Run, fail, notifier
@@ -168,9 +168,8 @@ def _choose_targets(run: Run) -> None:
     problems: dict[str, BaseException] = {}
     for n, state in states.items():
         try:
-            target = rollback_to(state, run.opts.release)
+            target = goback.choose(run, n, state)
         except AtomicDeployError as exc:
-            exc.host, exc.step = n, run.opts.action
             problems[n] = exc
             continue
         run.cfgs[n] = replace(run.cfgs[n], release=target, previous=state.current)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from . import notify
 from .config import Config, RunInfo
@@ -25,6 +26,7 @@ from .report import Reporter
 from .runner import Fleet
 from .steps import hook, lock, release, setup
 
+T = TypeVar("T")
 PHASES = ("lock", "prepare", "once", "go-live", "health", "revert", "finish")
 
 
@@ -36,6 +38,41 @@ def fail(
     return FleetError(
         f"{phase} failed on {len(failures)}/{total} host(s): {names}{note}", failures, **kw
     )
+
+
+class FirstLock:
+    """The stage's first host is locked alone, before the others: of two runs started at
+    the same moment, the one that gets it gets every host, and the other stops there.
+    (Locking all hosts at once, each could win some hosts and both would fail.) The others
+    log in meanwhile and each takes its lock as soon as the first host is ours; none does
+    if it is not. A host that could not be reached is not tried twice: a dead host costs
+    one connect_timeout, not two."""
+
+    def __init__(self, first: str) -> None:
+        self.first = first
+        self._done = threading.Event()
+        self._ours = threading.Event()
+
+    @property
+    def ours(self) -> bool:
+        return self._ours.is_set()
+
+    def lock(self, r: Remote, begin: Callable[[Remote], HostState]) -> HostState | None:
+        """`begin` (setup, lock, state) on `r` in its turn; None if it was not to begin."""
+        if r.name != self.first:
+            r.login("setup")
+            self._done.wait()
+            return begin(r) if self.ours else None
+        try:
+            state = begin(r)
+            self._ours.set()
+            return state
+        finally:
+            self._done.set()
+
+    def release(self) -> None:
+        """The first host's turn is over, whatever happened to it."""
+        self._done.set()
 
 
 class Run:
@@ -58,19 +95,17 @@ class Run:
         return list(self.cfgs)
 
     def lock_and_read(self, *, upload: bool) -> dict[str, HostState]:
-        """setup + lock + state on every host; if any host fails, release the locks we took.
-
-        The stage's first host is locked alone, before the others: of two deploys started
-        at the same moment, the one that gets it gets every host, and the other stops
-        there. (Locking all hosts at once, each could win some hosts and both would fail.)
-        """
+        """setup + lock + state on every host, the first host first (see FirstLock); if any
+        host fails, release the locks we took."""
         names = self.names
 
         def begin(r: Remote) -> HostState:
             return setup.begin(r, self.cfgs[r.name], upload=upload)
 
         try:
-            states, failures = self._first_then_the_rest(begin, names)
+            states, failures = self.first_then_the_rest(
+                lambda r, gate: gate.lock(r, begin), phase="lock"
+            )
         except KeyboardInterrupt:
             # Which hosts we locked is not known here: release ours everywhere (the token
             # makes that safe: someone else's lock is never touched).
@@ -82,33 +117,32 @@ class Run:
             raise fail("lock", failures, len(names))
         return states
 
-    def _first_then_the_rest(
-        self, begin: Callable[[Remote], HostState], names: list[str]
-    ) -> tuple[dict[str, HostState], dict[str, BaseException]]:
-        """`begin` on the first host; the others log in meanwhile and each begins as soon
-        as the first host is ours (none does if it is not). A host that could not be
-        reached is not tried twice: a dead host costs one connect_timeout, not two."""
-        gate = threading.Event()
-        ours: list[bool] = []
-
-        def rest(r: Remote) -> HostState | None:
-            r.login("setup")
-            gate.wait()
-            return begin(r) if ours else None
-
+    def first_then_the_rest(
+        self, fn: Callable[[Remote, FirstLock], T | None], *, phase: str = ""
+    ) -> tuple[dict[str, T], dict[str, BaseException]]:
+        """`fn` on every host at once, where `fn` takes its lock through the `FirstLock`
+        it is given. If the first host's lock is not ours, the others never took theirs:
+        the first host's failure alone is returned. Hosts whose `fn` returned None are left
+        out of the results."""
+        names = self.names
+        gate = FirstLock(names[0])
         with ThreadPoolExecutor(1, thread_name_prefix="atomicdeploy-rest") as pool:
-            others = pool.submit(self.fleet.each, rest, names[1:], phase="lock", wide=True)
+            others = pool.submit(
+                self.fleet.each, lambda r: fn(r, gate), names[1:], phase=phase, wide=True
+            )
             try:
-                states, failures = self.fleet.each(begin, names[:1], phase="lock", wide=True)
-                if not failures:
-                    ours.append(True)
+                done, failures = self.fleet.each(
+                    lambda r: fn(r, gate), names[:1], phase=phase, wide=True
+                )
             finally:
-                gate.set()
-            found, refused = others.result()
-        if failures:  # the others never tried: the first host's failure alone is the news
-            return states, failures
-        states.update({n: state for n, state in found.items() if state is not None})
-        return states, refused
+                gate.release()  # even if the first host's `fn` never ran
+            rest, refused = others.result()
+        if not gate.ours:
+            return {}, failures
+        done.update(rest)
+        merged = failures | refused
+        found = {n: v for n, v in done.items() if v is not None}
+        return found, {n: merged[n] for n in names if n in merged}
 
     def best_effort(self, fn: Callable[[Remote], object], names: Iterable[str]) -> None:
         """Clean-up after a failure: each host's own failure is only a warning."""

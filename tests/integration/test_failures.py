@@ -158,6 +158,23 @@ def test_a_host_without_a_target_stops_a_rollback_before_anything_moves(project)
     assert not any(project.locked(h.name) for h in project.hosts)
 
 
+@pytest.mark.parametrize("action", ["rollback", "deploy"])
+def test_a_first_host_whose_connection_cannot_be_made_stops_the_run_at_once(
+    project, tmp_path, action
+):
+    """The other hosts wait for the first host's lock: they must also learn that it never
+    began (its ssh_config is unreadable), stop, and leave nothing locked or moved."""
+    before, logs = _two_releases(project)
+    first = project.hosts[0].name
+    project.overrides[first] = {"ssh_config": str(tmp_path / "no-such-ssh-config")}
+    proc = project.fab("test", action, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert f"[{first}]" in proc.stderr and "no-such-ssh-config" in proc.stderr
+    assert snapshot(project) == before
+    assert {h.name: project.log(h.name) for h in project.hosts} == logs
+    assert not any(project.locked(h.name) for h in project.hosts)
+
+
 def test_current_as_a_real_directory_is_refused(project):
     path = project.deploy_path(project.hosts[0].name)
     (path / "current").mkdir(parents=True)
