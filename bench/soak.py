@@ -31,7 +31,6 @@ import io
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -54,7 +53,7 @@ from atomicdeploy.inventory import HostConfig  # noqa: E402
 from atomicdeploy.plan import Outcome  # noqa: E402
 from atomicdeploy.report import Reporter  # noqa: E402
 from atomicdeploy.testing import LocalHost, LocalHosts, write_inventory  # noqa: E402
-from tests.kit.load import Load, Sample, Verdict, judge  # noqa: E402
+from tests.kit.load import Load, Sample, Verdict, judge, set_version  # noqa: E402
 from tests.kit.web import WebHost  # noqa: E402
 
 KEEP = 3  # keep_releases
@@ -257,19 +256,6 @@ class Findings:
     most_releases: dict[str, int] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
     strays: int = 0
-
-
-def set_version(app: Path, version: str) -> None:
-    """The example app answers `version X (email vY)`, X and Y from two files: a response
-    mixing two releases shows it. Backdated as the integration tests do: opcache caches no
-    script modified less than opcache.file_update_protection (2 s) before it compiles it."""
-    old = time.time() - 60
-    for name in ("Email.php", "Notification.php"):
-        f = app / "src" / name
-        f.write_text(
-            re.sub(r"const VERSION = '[^']*';", f"const VERSION = '{version}';", f.read_text())
-        )
-        os.utime(f, (old, old))
 
 
 class Soak:

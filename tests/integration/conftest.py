@@ -8,9 +8,11 @@ fresh project (app source, fabfile, inventory) and its own known_hosts file.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import pytest
 import yaml
 
 from atomicdeploy.testing import LocalHosts
+from tests.kit.load import Load, Verdict, judge
 
 REPO = Path(__file__).resolve().parents[2]
 FAB = [sys.executable, "-m", "fabric"]
@@ -80,6 +83,19 @@ class Project:
             env={**os.environ, **(env or {})},
         )
 
+    def start(self, *args: str, **kw) -> subprocess.Popen:
+        """`fab ARGS` started as `fab` runs it, left running: for what happens meanwhile."""
+        self.write_inventory()
+        return subprocess.Popen(
+            [*FAB, *args],
+            cwd=self.dir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            **kw,
+        )
+
     def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
         proc = self.fab(*args, **kw)
         assert proc.returncode == 0, (
@@ -108,6 +124,41 @@ class Project:
 
     def served(self, name: str, relpath: str = "public/index.php") -> str:
         return (self.deploy_path(name) / "current" / relpath).read_text()
+
+
+def example_project(tmp_path: Path, hosts, config: dict, *, app: bool = True) -> Project:
+    """A project on `hosts` whose source is a copy of examples/app (with `app` False, the
+    caller writes its own under `project.app`)."""
+    d = tmp_path / "project"
+    d.mkdir()
+    (d / "fabfile.py").write_text(FABFILE)
+    if app:
+        shutil.copytree(REPO / "examples" / "app", d / "app")
+    return Project(
+        dir=d,
+        hosts=list(hosts),
+        srv=tmp_path / "srv",
+        known_hosts=tmp_path / "known_hosts",
+        config=config,
+    )
+
+
+def under_load(
+    project: Project, *fab_args: str, expected: str, clients_per_host: int = 2
+) -> tuple[subprocess.CompletedProcess, Verdict]:
+    """`fab ARGS` while every web host of `project` is requested; what the requests saw,
+    with `expected` the version that must answer once the command returned."""
+    loads = [
+        Load(w.url("/"), clients=clients_per_host, max_seconds=60).start() for w in project.webs
+    ]
+    time.sleep(0.5)
+    proc = project.ok(*fab_args)
+    returned_at = time.monotonic()
+    time.sleep(1.0)
+    samples = [s for load in loads for s in load.stop()]
+    verdict = judge(samples, returned_at=returned_at, expected=expected)
+    print(f"fab {' '.join(fab_args)} under load: {verdict}")
+    return proc, verdict
 
 
 def write_app(app: Path, version: str, *, extra_files: int = 0) -> None:

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.kit.load import Load, judge
+from tests.kit.load import set_version
 from tests.kit.web import WebHosts
 
-from .conftest import FABFILE, REPO, Project, write_app
-from .test_zero_downtime import set_version
+from .conftest import REPO, Project, example_project, under_load, write_app
 
 pytestmark = pytest.mark.integration
 
@@ -192,23 +191,11 @@ def example_release(release: Path, version: str) -> None:
 def old_site(tmp_path, sshd_hosts):
     """Two hosts laid out by Capistrano, served as its users serve them: nginx's root is
     `current/public` with $realpath_root, php-fpm with opcache (validate_timestamps=0)."""
-    d = tmp_path / "project"
-    d.mkdir()
-    (d / "fabfile.py").write_text(FABFILE)
-    shutil.copytree(REPO / "examples" / "app", d / "app")
     hosts = list(sshd_hosts)[:2]
-    srv = tmp_path / "srv"
-    project = Project(
-        dir=d,
-        hosts=hosts,
-        srv=srv,
-        known_hosts=tmp_path / "known_hosts",
-        config={"keep_releases": 3},
-    )
-    for h in hosts:
-        path = srv / h.name / "app"
+    project = example_project(tmp_path, hosts, {"keep_releases": 3})
+    paths = [project.deploy_path(h.name) for h in hosts]
+    for path in paths:
         capistrano_host(path, lambda rel, v: example_release(rel, "1"))
-    paths = [srv / h.name / "app" for h in hosts]
     with WebHosts(tmp_path / "web", paths, mode="realpath", names=[h.name for h in hosts]) as w:
         for h, web in zip(hosts, w, strict=True):
             project.overrides[h.name] = {
@@ -221,26 +208,11 @@ def old_site(tmp_path, sshd_hosts):
 def test_the_switch_from_a_capistrano_layout_under_load(old_site):
     site = old_site
     set_version(site.app, "2")
-    loads = [Load(w.url("/"), clients=2, max_seconds=60).start() for w in site.webs]
-    time.sleep(0.5)
-    site.ok("test", "deploy")
-    returned_at = time.monotonic()
-    time.sleep(1.0)
-    verdict = judge(
-        [s for load in loads for s in load.stop()], returned_at=returned_at, expected="2"
-    )
-    print(f"switch from a Capistrano layout under load: {verdict}")
+    _, verdict = under_load(site, "test", "deploy", expected="2")
     assert verdict.requests > 100, verdict
     assert (verdict.failed, verdict.mixed, verdict.stale_after_return) == (0, 0, 0), verdict
-    loads = [Load(w.url("/"), clients=2, max_seconds=60).start() for w in site.webs]
-    time.sleep(0.5)
-    site.ok("test", "rollback")  # back to Capistrano's own last release
-    returned_at = time.monotonic()
-    time.sleep(1.0)
-    verdict = judge(
-        [s for load in loads for s in load.stop()], returned_at=returned_at, expected="1"
-    )
-    print(f"rollback to an adopted release under load: {verdict}")
+    # back to Capistrano's own last release
+    _, verdict = under_load(site, "test", "rollback", expected="1")
     assert verdict.requests > 100, verdict
     assert (verdict.failed, verdict.mixed, verdict.stale_after_return) == (0, 0, 0), verdict
     assert os.readlink(site.deploy_path("web1") / "current") == f"releases/{CAPISTRANO[-1]}"

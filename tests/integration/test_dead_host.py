@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import time
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from atomicdeploy.testing import LocalHosts
 from tests.kit.web import children
 
-from .conftest import FAB, write_app
+from .conftest import write_app
 
 pytestmark = pytest.mark.integration
 
@@ -59,14 +58,7 @@ def deploy_and_freeze_when(project, marker, *args: str):
     sessions); return the finished process and how long the deploy took."""
     project.write_inventory()
     start = time.monotonic()
-    proc = subprocess.Popen(
-        [*FAB, "test", "deploy", *args],
-        cwd=project.dir,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = project.start("test", "deploy", *args)
     deadline = time.monotonic() + 60
     while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)

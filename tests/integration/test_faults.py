@@ -99,15 +99,7 @@ def test_ssh_killed_in_the_middle_of_an_upload(project):
         for _ in range(96):
             f.write(os.urandom(1 << 20))
     write_app(project.app, "2")
-    project.write_inventory()
-    proc = subprocess.Popen(
-        [*FAB, "test", "deploy"],
-        cwd=project.dir,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = project.start("test", "deploy")
     web2 = next(h for h in project.hosts if h.name == "web2")
     killed = None
     deadline = time.monotonic() + 60
@@ -200,15 +192,7 @@ def test_an_interrupt_after_go_live_keeps_the_release_live_and_releases_the_lock
     plant_sentinels(project)
     project.config["hooks"] = {"after_switch": ["sleep 2"]}
     write_app(project.app, "2")
-    project.write_inventory()
-    proc = subprocess.Popen(
-        [*FAB, "test", "deploy"],
-        cwd=project.dir,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = project.start("test", "deploy")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # every host live on version 2: the finish phase
         if all(project.served(h.name) == "<?php echo 'version 2';\n" for h in project.hosts):
@@ -323,7 +307,7 @@ def test_an_interrupt_while_locking_releases_every_lock_taken(project, tarpit, s
     before = {h.name: project.current(h.name) for h in project.hosts}
     write_app(project.app, "2")
     _with_hung_host(project)
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # not project.start: it would write the usual inventory again
         [*FAB, "test", "deploy"],
         cwd=project.dir,
         stdin=subprocess.DEVNULL,

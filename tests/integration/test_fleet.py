@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import threading
 import time
 
@@ -15,7 +14,7 @@ import pytest
 
 from atomicdeploy.testing import LocalHosts
 
-from .conftest import FAB, write_app
+from .conftest import write_app
 from .invariants import record
 
 pytestmark = pytest.mark.integration
@@ -181,16 +180,7 @@ def test_an_interrupt_during_prepare_cleans_up_and_exits_130(fleet, sig):
     # A slow nginx test stands in for a long build: the deploy sits in prepare.
     fleet.config["nginx"] = {"test": "sleep 3", "reload": "true", "pid_file": "/nonexistent"}
     write_app(fleet.app, "2")
-    fleet.write_inventory()
-    proc = subprocess.Popen(
-        [*FAB, "test", "deploy"],
-        cwd=fleet.dir,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ),
-    )
+    proc = fleet.start("test", "deploy")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # wait until every host holds our lock
         if all(fleet.locked(h.name) for h in fleet.hosts):
@@ -244,15 +234,7 @@ def test_an_interrupt_during_go_live_finishes_the_switch_everywhere_then_exits_1
     # A slow reload keeps every host in go-live long enough to interrupt it there.
     fleet.config["nginx"] = {"test": "true", "reload": "sleep 2", "pid_file": "/nonexistent"}
     write_app(fleet.app, "2")
-    fleet.write_inventory()
-    proc = subprocess.Popen(
-        [*FAB, "test", "deploy"],
-        cwd=fleet.dir,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = fleet.start("test", "deploy")
     deadline = time.monotonic() + 60
     new = None
     while time.monotonic() < deadline and new is None:  # wait for the first host to switch

@@ -12,18 +12,16 @@ import os
 import pty
 import re
 import select
-import shutil
 import subprocess
 import termios
 import time
 
 import pytest
 
-from tests.kit.load import Load, judge
+from tests.kit.load import set_version
 from tests.kit.web import WebHosts
 
-from .conftest import FAB, FABFILE, REPO, Project
-from .test_zero_downtime import set_version
+from .conftest import FAB, Project, example_project, under_load
 
 pytestmark = pytest.mark.integration
 
@@ -232,21 +230,10 @@ def test_ssh_opens_a_login_shell_in_the_live_release(project):
 
 @pytest.fixture
 def stage(tmp_path, sshd_hosts):
-    d = tmp_path / "project"
-    d.mkdir()
-    (d / "fabfile.py").write_text(FABFILE)
-    shutil.copytree(REPO / "examples" / "app", d / "app")
-    hosts = list(sshd_hosts)[:3]
-    srv = tmp_path / "srv"
-    project = Project(
-        dir=d,
-        hosts=hosts,
-        srv=srv,
-        known_hosts=tmp_path / "known_hosts",
-        config={"shared_dirs": ["storage"], "shared_files": [".env"], "keep_releases": 3},
-    )
+    config = {"shared_dirs": ["storage"], "shared_files": [".env"], "keep_releases": 3}
+    project = example_project(tmp_path, list(sshd_hosts)[:3], config)
     with_roles(project)
-    paths = [srv / name / "app" for name in WEB]
+    paths = [project.deploy_path(name) for name in WEB]
     with WebHosts(tmp_path / "web", paths, names=list(WEB)) as webs:
         for name, web in zip(WEB, webs, strict=True):
             settings = web.inventory_settings()
@@ -263,17 +250,10 @@ def test_web_hosts_and_a_worker_go_live_in_one_go_live_under_load(stage):
     r1 = release_of(stage.ok("test", "deploy"))
     assert not (stage.deploy_path(WORKER) / "root_dir.nginx.conf").exists()
     set_version(stage.app, "2")
-    loads = [Load(w.url("/"), clients=2, max_seconds=60).start() for w in stage.webs]
-    time.sleep(0.5)
-    proc = stage.ok("test", "deploy")
-    returned_at = time.monotonic()
-    time.sleep(1.0)
-    samples = [s for load in loads for s in load.stop()]
+    proc, verdict = under_load(stage, "test", "deploy", expected="2")
     r2 = release_of(proc)
     assert r2 != r1
     assert {stage.current(n) for n in (*WEB, WORKER)} == {f"releases/{r2}"}
-    verdict = judge(samples, returned_at=returned_at, expected="2")
-    print(f"roles deploy under load: {verdict}")
     assert verdict.requests > 100, verdict
     assert (verdict.failed, verdict.mixed, verdict.stale_after_return) == (0, 0, 0), verdict
     assert f"restarted-{r2}" in marks(stage, WORKER)

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from tests.kit.load import Load, judge
+from tests.kit.load import set_version
 from tests.kit.web import WebHosts
 
-from .conftest import FABFILE, REPO, Project
-from .test_zero_downtime import set_version
+from .conftest import REPO, example_project, under_load
 
 pytestmark = pytest.mark.integration
 
@@ -28,10 +26,10 @@ DENY = r"location ~ ^/(data|conf|\.git)(/|$) { deny all; }"
 
 @pytest.fixture
 def root_site(tmp_path, sshd_hosts):
-    d = tmp_path / "project"
-    d.mkdir()
-    (d / "fabfile.py").write_text(FABFILE)
-    app = d / "app"
+    hosts = list(sshd_hosts)[:2]
+    config = {"shared_dirs": ["data"], "writable_dirs": ["data"], "keep_releases": 3}
+    project = example_project(tmp_path, hosts, config, app=False)
+    app = project.app
     shutil.copytree(REPO / "examples" / "app" / "src", app / "src")
     index = (REPO / "examples" / "app" / "public" / "index.php").read_text()
     (app / "index.php").write_text(index.replace("/../src/", "/src/"))
@@ -39,16 +37,7 @@ def root_site(tmp_path, sshd_hosts):
     (app / "conf" / "secret.php").write_text("<?php echo 'the database password';\n")
     (app / "data" / "pages").mkdir(parents=True)
     (app / "data" / "pages" / "start.txt").write_text("seeded page\n")
-    hosts = list(sshd_hosts)[:2]
-    srv = tmp_path / "srv"
-    project = Project(
-        dir=d,
-        hosts=hosts,
-        srv=srv,
-        known_hosts=tmp_path / "known_hosts",
-        config={"shared_dirs": ["data"], "writable_dirs": ["data"], "keep_releases": 3},
-    )
-    paths = [srv / h.name / "app" for h in hosts]
+    paths = [project.deploy_path(h.name) for h in hosts]
     with WebHosts(tmp_path / "web", paths, names=[h.name for h in hosts], extra=DENY) as webs:
         for h, web in zip(hosts, webs, strict=True):
             project.overrides[h.name] = web.inventory_settings(public_dir=".")
@@ -61,18 +50,6 @@ def status_of(url: str) -> int:
         return urllib.request.urlopen(url, timeout=5).status
     except urllib.error.HTTPError as exc:
         return exc.code
-
-
-def under_load(project: Project, *args: str, expected: str):
-    loads = [Load(w.url("/"), clients=2, max_seconds=60).start() for w in project.webs]
-    time.sleep(0.5)
-    project.ok(*args)
-    returned_at = time.monotonic()
-    time.sleep(1.0)
-    samples = [s for load in loads for s in load.stop()]
-    verdict = judge(samples, returned_at=returned_at, expected=expected)
-    print(f"root-served: fab {' '.join(args)} under load: {verdict}")
-    return verdict
 
 
 def stat_of(path) -> tuple[int, int, int]:
@@ -91,10 +68,10 @@ def test_a_root_served_app_deploys_and_rolls_back_under_load_with_its_data_kept(
             assert status_of(web.url(denied)) == 403, denied
     (data["web1"] / "pages" / "written-by-the-app.txt").write_text("kept\n")
     set_version(site.app, "2")
-    verdict = under_load(site, "test", "deploy", expected="2")
+    _, verdict = under_load(site, "test", "deploy", expected="2")
     assert verdict.requests > 100, verdict
     assert (verdict.failed, verdict.mixed, verdict.stale_after_return) == (0, 0, 0), verdict
-    verdict = under_load(site, "test", "rollback", expected="1")
+    _, verdict = under_load(site, "test", "rollback", expected="1")
     assert verdict.requests > 100, verdict
     assert (verdict.failed, verdict.mixed, verdict.stale_after_return) == (0, 0, 0), verdict
     assert {n: stat_of(d) for n, d in data.items()} == before

@@ -8,19 +8,17 @@ shows the old version.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
 from tests import faults
-from tests.kit.load import Load, judge
+from tests.kit.load import set_version
 from tests.kit.web import WebHosts
 
-from .conftest import FABFILE, REPO, Project
+from .conftest import Project, example_project, under_load
 
 pytestmark = pytest.mark.integration
 
@@ -35,40 +33,18 @@ echo json_encode(['enabled' => $s['opcache_enabled'],
 """
 
 
-def set_version(app: Path, version: str) -> None:
-    # Backdated like files from a real build: opcache does not cache a script modified
-    # less than opcache.file_update_protection (2 s) before it is compiled.
-    old = time.time() - 60
-    for name in ("Email.php", "Notification.php"):
-        f = app / "src" / name
-        f.write_text(
-            re.sub(r"const VERSION = '[^']*';", f"const VERSION = '{version}';", f.read_text())
-        )
-        os.utime(f, (old, old))
-
-
 @pytest.fixture
 def site(tmp_path, sshd_hosts):
     """Two sshd hosts, each with its own nginx + php-fpm serving its deploy path."""
-    d = tmp_path / "project"
-    d.mkdir()
-    (d / "fabfile.py").write_text(FABFILE)
-    shutil.copytree(REPO / "examples" / "app", d / "app")
     hosts = list(sshd_hosts)[:2]
-    srv = tmp_path / "srv"
-    project = Project(
-        dir=d,
-        hosts=hosts,
-        srv=srv,
-        known_hosts=tmp_path / "known_hosts",
-        config={
-            "shared_dirs": ["storage"],
-            "shared_files": [".env"],
-            "writable_dirs": ["storage"],
-            "keep_releases": 3,
-        },
-    )
-    paths = [srv / h.name / "app" for h in hosts]
+    config = {
+        "shared_dirs": ["storage"],
+        "shared_files": [".env"],
+        "writable_dirs": ["storage"],
+        "keep_releases": 3,
+    }
+    project = example_project(tmp_path, hosts, config)
+    paths = [project.deploy_path(h.name) for h in hosts]
     with WebHosts(tmp_path / "web", paths, names=[h.name for h in hosts]) as webs:
         for h, web in zip(hosts, webs, strict=True):
             project.overrides[h.name] = web.inventory_settings()
@@ -92,20 +68,6 @@ def pages(project) -> list[str]:
     return [
         urllib.request.urlopen(w.url("/"), timeout=5).read().decode().strip() for w in project.webs
     ]
-
-
-def under_load(project, *fab_args: str, expected: str, clients_per_host: int = 2):
-    loads = [
-        Load(w.url("/"), clients=clients_per_host, max_seconds=60).start() for w in project.webs
-    ]
-    time.sleep(0.5)
-    proc = project.ok(*fab_args)
-    returned_at = time.monotonic()
-    time.sleep(1.0)
-    samples = [s for load in loads for s in load.stop()]
-    verdict = judge(samples, returned_at=returned_at, expected=expected)
-    print(f"fab {' '.join(fab_args)} under load: {verdict}")
-    return proc, verdict
 
 
 def test_deploy_and_rollback_under_load_fail_nothing_mix_nothing_serve_nothing_stale(site):

@@ -13,13 +13,29 @@ are counted and reported.
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 VERSION = re.compile(r"version (\S+) \(email v(\S+)\)")
+
+
+def set_version(app: Path, version: str) -> None:
+    """The example app answers `version X (email vY)`, X and Y from two files, so a response
+    that mixes two releases shows it. Backdated like files from a real build: opcache does
+    not cache a script modified less than opcache.file_update_protection (2 s) before it
+    is compiled."""
+    old = time.time() - 60
+    for name in ("Email.php", "Notification.php"):
+        f = app / "src" / name
+        f.write_text(
+            re.sub(r"const VERSION = '[^']*';", f"const VERSION = '{version}';", f.read_text())
+        )
+        os.utime(f, (old, old))
 
 
 @dataclass(frozen=True)

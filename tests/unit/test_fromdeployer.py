@@ -84,29 +84,27 @@ def test_a_deploy_yaml_becomes_an_inventory_that_loads():
         assert why in left
 
 
-def test_the_console_script_prints_the_inventory_and_what_it_left(tmp_path):
-    (tmp_path / "deploy.yaml").write_text(DEPLOY_YAML)
+def from_deployer(cwd, name: str) -> subprocess.CompletedProcess:
+    """The console script, as a user runs it in `cwd`."""
     code = "from atomicdeploy.cli import program; program.run()"
-    proc = subprocess.run(
-        [sys.executable, "-c", code, "from-deployer", "deploy.yaml"],
-        cwd=tmp_path,
+    return subprocess.run(
+        [sys.executable, "-c", code, "from-deployer", name],
+        cwd=cwd,
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
         check=False,
     )
+
+
+def test_the_console_script_prints_the_inventory_and_what_it_left(tmp_path):
+    (tmp_path / "deploy.yaml").write_text(DEPLOY_YAML)
+    proc = from_deployer(tmp_path, "deploy.yaml")
     assert proc.returncode == 0, proc.stderr
     parse(proc.stdout)
     assert "not carried over: import contrib/php-fpm.php" in proc.stderr
     (tmp_path / "bad.yaml").write_text("hosts:\n  h: {deploy_path: relative/path}\n")
-    bad = subprocess.run(
-        [sys.executable, "-c", code, "from-deployer", "bad.yaml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    bad = from_deployer(tmp_path, "bad.yaml")
     assert bad.returncode == 1
     assert "the inventory does not load yet" in bad.stderr
     assert "deploy_path must be an absolute path" in bad.stderr
