@@ -24,6 +24,7 @@ from fabric.runners import Remote as FabricRunner
 from .errors import ConfigError
 from .inventory import HostConfig
 from .keepalive import Keepalive
+from .shell import NEXT_MARKER
 
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
@@ -89,6 +90,8 @@ class _Runner(FabricRunner):
     # `c.run` goes through Fabric's usual path.
     payload: bytes | None = None
     keep_stdin = False
+    # Set by `Remote.run` for a script that asks for the next one (shell.then_next).
+    reply: Callable[[str], bytes] | None = None
 
     def send_start_message(self, command: str) -> None:
         super().send_start_message(command)
@@ -102,7 +105,12 @@ class _Runner(FabricRunner):
         self, buffer_: list[str], hide: bool, output: IO[str], reader: Callable[[int], bytes]
     ) -> None:
         kept = 0
+        asking = None
+        if self.reply is not None and reader == self.read_proc_stdout:
+            asking = _Asking(self.reply, self.channel.sendall)
         for data in self.read_proc_output(reader):
+            if asking is not None and asking.sent(data):
+                asking = None
             if not hide:
                 self.write_our_output(stream=output, string=data)
             buffer_.append(data)
@@ -123,6 +131,29 @@ class _Runner(FabricRunner):
     def kill(self) -> None:
         self._killed = True
         super().kill()
+
+
+class _Asking:
+    """Watches a script's stdout for its NEXT_MARKER line (shell.then_next), then sends
+    it the next script: `reply` gets what the script printed before asking. Runs in
+    Invoke's stdout thread, on each chunk as it comes; paramiko's sends are locked."""
+
+    MARK = f"\n{NEXT_MARKER}\n"
+
+    def __init__(self, reply: Callable[[str], bytes], send: Callable[[bytes], None]) -> None:
+        self.reply, self.send = reply, send
+        self.printed: list[str] = []
+        self.tail = "\n"  # the marker's line may be the first line
+
+    def sent(self, data: str) -> bool:
+        """Take one chunk of stdout; True once the next script was sent."""
+        self.printed.append(data)
+        seen, self.tail = self.tail + data, (self.tail + data)[-len(self.MARK) :]
+        if self.MARK not in seen:
+            return False
+        text = "".join(self.printed)
+        self.send(self.reply(text[: ("\n" + text).find(self.MARK)]))
+        return True
 
 
 QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only

@@ -47,6 +47,7 @@ class DryRemote(Remote):
         out: IO[str] | None = None,
         read_only: bool = False,
         stand_in: str | None = None,
+        reply: Callable[[str], str] | None = None,  # never in a dry run (see goback.eligible)
     ) -> tuple[int, str]:
         if read_only:
             return super().run(script, step, ok=ok, stdin=stdin, out=out, read_only=True)

@@ -1,12 +1,15 @@
 """A rollback or switch in one pass per host: lock, read, choose, arm; then all go live at once.
 
-Each host logs in, takes its lock (the stage's first host alone, before the others, as every
-run does), reads its state, chooses its target and arms its switch, without waiting for the
-slowest host between these steps. The one barrier is the go signal: it is sent when every host
-is armed (or done), and only if every host was locked and has a target. Otherwise every armed
-host is told `no`, renames nothing and releases its lock in the same script: nothing moves
-anywhere. The same guarantees as running the phases one after the other (lock and read
-everywhere, then switch everywhere), which costs the slowest host's round trips once more.
+Each host logs in and runs one script in two halves over one channel: setup, lock and
+state read (the stage's first host alone, before the others, as every run does); then the
+second half, sent back as soon as that host's state is read: its armed switch to the
+target chosen from the state, which waits for the go signal and releases the lock. No
+host waits for the slowest between these steps. The one barrier is the go signal: it is
+sent when every host is armed (or done), and only if every host was locked and has a
+target. Otherwise every armed host is told `no`, renames nothing and releases its lock in
+the same script: nothing moves anywhere. The same guarantees as running the phases one
+after the other (lock and read everywhere, then switch everywhere), which costs the
+slowest host's round trips once more, and a second channel and shell per host.
 
 Used outside a dry run for 2 to WIDE hosts, the fleet the go signal can hold at once;
 pipeline.py runs the phases one after the other otherwise.
@@ -17,15 +20,15 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field, replace
 
-from . import golive
+from . import golive, shell
 from .config import Config
-from .errors import AtomicDeployError
+from .errors import AtomicDeployError, RemoteError
 from .plan import rollback_to
-from .releases import HostState
+from .releases import HostState, parse_state
 from .remote import Remote
 from .run import FirstLock, Run, fail
 from .runner import WIDE
-from .steps import lock, setup, switch
+from .steps import setup, switch
 
 
 def eligible(run: Run) -> bool:
@@ -87,16 +90,17 @@ def _one(run: Run, p: _Pass, r: Remote, gate: FirstLock) -> tuple[Config, float 
     """One host's pass; None if it never got its lock because the first host was not ours,
     or if it was told `no`."""
     trigger = p.triggers[r.name]
+    host = _Host(run, r, gate)
+    ok = False
     try:
-        with run.fleet.timing(r.name, "lock"):
-            state = gate.lock(r, lambda r: setup.begin(r, run.cfgs[r.name], upload=False))
-        if state is None:
-            return None
-        return _arm_and_go(run, p, r, state, trigger)
+        done = gate.lock(r, lambda r: host.go(trigger))
+        ok = True
+        return done
     except BaseException:
         p.trouble.set()
         raise
     finally:
+        host.ended(ok)
         trigger.armed.set()
 
 
@@ -109,29 +113,71 @@ def choose(run: Run, name: str, state: HostState) -> str:
         raise
 
 
-def _arm_and_go(
-    run: Run, p: _Pass, r: Remote, state: HostState, trigger: switch.Trigger
-) -> tuple[Config, float | None] | None:
-    cfg = run.cfgs[r.name]
-    try:
-        target = choose(run, r.name, state)
-    except AtomicDeployError:
-        lock.unlock(r, cfg)
-        raise
-    cfg = replace(cfg, release=target, previous=state.current)
-    with run.fleet.timing(r.name, "go-live"):
-        if target == state.current:
-            trigger.armed.set()
-            p.fire.wait()  # ours until the fleet has decided
-            if p.abort.is_set():
-                lock.unlock(r, cfg)
-                return None
-            golive.already_live(run, r, cfg)
-            return cfg, None
+class _Host:
+    """One host's pass as one script in two halves: setup, lock and state; then, sent back
+    once the state is read, the armed switch to the target chosen from it (or the wait for
+    the fleet's decision on a host already there, or the unlock when there is no target),
+    which releases the lock. One login, one channel, one shell."""
+
+    def __init__(self, run: Run, r: Remote, gate: FirstLock) -> None:
+        self.run, self.r, self.gate = run, r, gate
+        self.cfg = run.cfgs[r.name]
+        self.error: Exception | None = None  # found while choosing: raised after the unlock
+        self.start = run.fleet.started(r.name, "lock")  # the login and the wait count too
+        self.went_on: float | None = None  # when the second half was sent
+
+    def go(self, trigger: switch.Trigger) -> tuple[Config, float | None] | None:
+        first = shell.then_next(setup.script(self.cfg, upload=False))
         try:
-            return cfg, golive.back(run, r, cfg, trigger)
+            out = switch.armed_run(self.r, first, trigger, self.reply)
         except switch.Cancelled:
             return None
+        except RemoteError as exc:
+            held = setup.lock_held(exc, self.cfg) if self.went_on is None else None
+            if held is None:
+                raise
+            raise held from exc
+        return self._after(out.partition(f"\n{shell.NEXT_MARKER}\n")[2])
+
+    def reply(self, printed: str) -> str:
+        """The second half, from the state the first half printed. Never raises (the
+        script waits for it): an error is kept, the lock released, and `go` raises it."""
+        fleet, name = self.run.fleet, self.r.name
+        fleet.spent(name, "lock", self.start)
+        self.went_on = fleet.started(name, "go-live")
+        self.gate.won(name)
+        try:
+            return self._second_half(parse_state(printed, shell.STATE_MARKERS))
+        except Exception as exc:
+            self.error = exc
+            return shell.unlock_own(self.cfg.layout, self.cfg.run.token)
+
+    def _second_half(self, state: HostState) -> str:
+        cfg, layout, token = self.cfg, self.cfg.layout, self.cfg.run.token
+        target = choose(self.run, self.r.name, state)
+        self.cfg = cfg = replace(cfg, release=target, previous=state.current)
+        if target == state.current:  # ours until the fleet has decided
+            return shell.then_unlock(shell.wait_for_go(), layout, token)
+        lines = golive.back_lines(self.run, cfg)
+        return switch.script(cfg, target, lines, unlock=True, armed=True)
+
+    def ended(self, ok: bool) -> None:
+        """The host's time in its phase so far counts (the live table and the summary)."""
+        if self.went_on is None:
+            self.run.fleet.spent(self.r.name, "lock", self.start, ok=ok)
+        else:
+            self.run.fleet.spent(self.r.name, "go-live", self.went_on, ok=ok)
+
+    def _after(self, out: str) -> tuple[Config, float | None]:
+        if self.error is not None:
+            raise self.error
+        cfg = self.cfg
+        if cfg.release == cfg.previous:
+            self.run.reporter.host(self.r.name, f"already live: releases/{cfg.release}")
+            return cfg, None
+        expected = cfg.layout.current_target(cfg.release)
+        done = switch.switched(out, expected, self.r.name)
+        return cfg, golive.went_back(self.run, self.r, cfg, done)
 
 
 def _stopped(run: Run, failures: dict[str, BaseException], interrupted: bool) -> None:

@@ -234,15 +234,29 @@ def already_live(run: Run, r: Remote, cfg: Config) -> None:
 def back(run: Run, r: Remote, cfg: Config, trigger: switch.Trigger | None) -> float | None:
     """One host of a rollback or switch to `cfg.release`, logged, its lock released in the
     same script; then its health check. Returns the host's clock at the rename."""
+    lines = back_lines(run, cfg)
+    done = switch.switch(r, cfg, cfg.release, lines, unlock=True, trigger=trigger)
+    return went_back(run, r, cfg, done)
+
+
+def back_lines(run: Run, cfg: Config) -> list[str]:
+    """The log lines of a rollback or switch to `cfg.release` from `cfg.previous`."""
     lines = [release.log_line(cfg, cfg.release, LIVE, run.opts.action)]
     if cfg.previous and not run.opts.switch_only:
         note = f"rolled back to {cfg.release}"
         lines.insert(0, release.log_line(cfg, cfg.previous, ROLLED_BACK, note))
-    at = _switch(run, r, cfg.release, lines, cfg, unlock=True, trigger=trigger)
+    return lines
+
+
+def went_back(run: Run, r: Remote, cfg: Config, done: switch.Switched) -> float | None:
+    """Say a host's switch back and its warnings, then check its health. Returns the
+    host's clock at the rename."""
+    for text in done.warnings:
+        run.reporter.warn(r.name, text)
     verb = "switched" if run.opts.switch_only else "rolled back"
     run.reporter.host(r.name, f"{verb}: current -> releases/{cfg.release} (was {cfg.previous})")
     health.check(r, cfg)
-    return at
+    return done.at
 
 
 def settle_back(

@@ -73,10 +73,13 @@ class Remote:
         out: IO[str] | None = None,
         read_only: bool = False,
         stand_in: str | None = None,
+        reply: Callable[[str], str] | None = None,
     ) -> tuple[int, str]:
         """Run a script from `shell`; return (exit status, stdout). Raise on other statuses.
 
-        `stdin` feeds the script (the go signal); `out` sees stdout as it arrives.
+        `stdin` feeds the script (the go signal); `out` sees stdout as it arrives. A script
+        made by `shell.then_next` asks for its second half: `reply` gets what the first
+        half printed and returns the script to send.
         `read_only` and `stand_in` are for a dry run (DryRemote): a script that only reads
         runs there too, and a `stand_in` is the read-only script that runs there in place
         of this one, printing what this one prints when it succeeds.
@@ -84,9 +87,13 @@ class Remote:
         streams: dict = {"hide": True}
         if out is not None:  # hide=True would keep stdout from reaching `out`
             streams = {"hide": False, "out_stream": out, "err_stream": io.StringIO()}
+        keep_stdin = stdin is not None or reply is not None
         try:
-            result = self._runner(script, keep_stdin=stdin is not None).run(
-                shell.remote(stdin=stdin is not None),
+            runner = self._runner(script, keep_stdin=keep_stdin)
+            if reply is not None:
+                runner.reply = _framed(reply)
+            result = runner.run(
+                shell.remote(stdin=keep_stdin),
                 warn=True,
                 in_stream=stdin or False,
                 pty=False,
@@ -217,6 +224,20 @@ class Remote:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _framed(reply: Callable[[str], str]) -> Callable[[str], bytes]:
+    """`reply`'s script framed for the host (shell.script_payload). A `reply` that raised
+    (a bug: it should not) still answers, with a script that fails: the host never waits
+    for a second half that will not come."""
+
+    def framed(printed: str) -> bytes:
+        try:
+            return shell.script_payload(reply(printed))
+        except BaseException:
+            return shell.script_payload("echo 'atomicdeploy: no second half' >&2; exit 70")
+
+    return framed
 
 
 def _markers(stderr: str) -> tuple[list[str], list[str], list[str]]:

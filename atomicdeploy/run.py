@@ -57,17 +57,25 @@ class FirstLock:
     def ours(self) -> bool:
         return self._ours.is_set()
 
-    def lock(self, r: Remote, begin: Callable[[Remote], HostState]) -> HostState | None:
-        """`begin` (setup, lock, state) on `r` in its turn; None if it was not to begin."""
+    def lock(self, r: Remote, begin: Callable[[Remote], T]) -> T | None:
+        """`begin` (setup, lock, state, and what follows in the same script if anything
+        does) on `r` in its turn; None if it was not to begin. A `begin` that goes on after
+        its lock calls `won` once the lock is taken."""
         if r.name != self.first:
             r.login("setup")
             self._done.wait()
             return begin(r) if self.ours else None
         try:
-            state = begin(r)
+            done = begin(r)
             self._ours.set()
-            return state
+            return done
         finally:
+            self._done.set()
+
+    def won(self, name: str) -> None:
+        """Host `name` holds its lock now: if it is the first host, the others' turn."""
+        if name == self.first:
+            self._ours.set()
             self._done.set()
 
     def release(self) -> None:

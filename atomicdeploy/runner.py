@@ -124,16 +124,24 @@ class Fleet:
     def timing(self, name: str, phase: str) -> Iterator[None]:
         """Count the block as host `name`'s time in `phase`, for the summary and the live
         table (a run whose phases follow each other within one pass per host uses it)."""
-        start = time.monotonic()
-        self.reporter.progress(name, phase, "running")
-        state = "failed"
+        start = self.started(name, phase)
+        ok = False
         try:
             yield
-            state = "done"
+            ok = True
         finally:
-            spent = time.monotonic() - start
-            self.timings[name][phase] = self.timings[name].get(phase, 0.0) + spent
-            self.reporter.progress(name, phase, f"{state} ({spent:.1f}s)")
+            self.spent(name, phase, start, ok=ok)
+
+    def started(self, name: str, phase: str) -> float:
+        """Host `name` starts `phase` now (the live table says so); returns the time."""
+        self.reporter.progress(name, phase, "running")
+        return time.monotonic()
+
+    def spent(self, name: str, phase: str, start: float, *, ok: bool = True) -> None:
+        """Count the time since `start` as host `name`'s time in `phase`."""
+        spent = time.monotonic() - start
+        self.timings[name][phase] = self.timings[name].get(phase, 0.0) + spent
+        self.reporter.progress(name, phase, f"{'done' if ok else 'failed'} ({spent:.1f}s)")
 
     def close(self) -> None:
         for remote in self._remotes.values():

@@ -14,6 +14,7 @@ from .core import (  # noqa: F401
     ARMED_MARKER,
     CURRENT_IS_DIR,
     LOCK_HELD,
+    NEXT_MARKER,
     NGINX_MARKER,
     OPCACHE_OK,
     REFUSED,
@@ -30,6 +31,7 @@ from .core import (  # noqa: F401
     script_payload,
     sequence,
     started,
+    then_next,
 )
 from .golive import (  # noqa: F401
     go_live,
@@ -38,6 +40,7 @@ from .golive import (  # noqa: F401
     switch_back,
     switch_link,
     switch_rename,
+    wait_for_go,
 )
 from .rsync import (  # noqa: F401
     TUNNEL_ENV,

@@ -55,6 +55,10 @@ WARN_MARKER = "@@ad:warn="
 ARMED_MARKER = "@@ad:armed"
 
 
+# Printed on stdout by a script that waits for the controller's next script (`then_next`).
+NEXT_MARKER = "@@ad:next"
+
+
 SWITCHED_MARKER = "@@ad:switched="
 
 
@@ -108,6 +112,15 @@ def started(name: str) -> str:
 # that many bytes, so what follows on stdin (the armed switch's go signal) stays unread.
 # `eval` is a builtin: the script runs in this same shell, no new argv.
 _BOOTSTRAP = 'IFS= read -r ad_n && ad_s=$(head -c "$ad_n") && eval "$ad_s"'
+
+
+def then_next(script: str) -> str:
+    """`script`, then NEXT_MARKER on stdout, then the script the controller sends back on
+    stdin (as `script_payload` frames it), in the same shell: a second round trip without
+    a second channel, login shell and bootstrap. A failing `script` exits first, so what is
+    sent back only ever runs after it succeeded. `script` gets no stdin: what follows on it
+    is for the next script."""
+    return f"{{ {script}\n}} </dev/null\necho {NEXT_MARKER}\n{_BOOTSTRAP}"
 
 
 def remote(*, stdin: bool = False) -> str:

@@ -49,6 +49,12 @@ def switch_back(layout: Layout) -> str:
     return f'if [ -n "$prev" ]; then {link} && {rename}; else rm -f -- {q(layout.current)}; fi'
 
 
+def wait_for_go() -> str:
+    """Say the script is armed, then wait for the fleet's go signal on stdin; anything but
+    `go` ends the script (91: told no; 90: stdin closed)."""
+    return f'echo {ARMED_MARKER}; IFS= read -r go || exit 90; [ "$go" = go ] || exit 91'
+
+
 def go_live(
     layout: Layout,
     release: str,
@@ -79,7 +85,7 @@ def go_live(
     # The swap's two halves, so that only the rename follows `go`.
     lines.append(sequence([("switch", switch_link(layout, release))]))
     if armed:
-        lines.append(f'echo {ARMED_MARKER}; IFS= read -r go || exit 90; [ "$go" = go ] || exit 91')
+        lines.append(wait_for_go())
     marker = q(STEP_MARKER + "switch")
     lines.append(f"{switch_rename(layout)} || {{ rc=$?; echo {marker} >&2; exit $rc; }}")
     # The host's own clock right after the rename: the fleet's switch skew is measured from it.

@@ -22,29 +22,41 @@ def begin(remote: Remote, cfg: Config, *, upload: bool) -> HostState:
     Refuses a real directory at `current` (it could not be swapped atomically) and
     a lock held by someone else (with who and since when).
     """
+    # A dry run takes no lock: it only reads the state.
+    read = shell.read_state(cfg.layout, rsync_version=upload)
+    try:
+        _, out = remote.run(script(cfg, upload=upload), "setup", stand_in=read)
+    except RemoteError as exc:
+        held = lock_held(exc, cfg)
+        if held is None:
+            raise
+        raise held from exc
+    return parse_state(out, shell.STATE_MARKERS)
+
+
+def script(cfg: Config, *, upload: bool) -> str:
+    """`begin`'s script: setup, lock, state."""
     layout = cfg.layout
-    script = shell.sequence(
+    return shell.sequence(
         [
             ("setup", shell.setup(layout)),
             ("lock", shell.lock(layout, owner_record(cfg))),
             ("state", shell.read_state(layout, rsync_version=upload)),
         ]
     )
-    # A dry run takes no lock: it only reads the state.
-    read = shell.read_state(layout, rsync_version=upload)
-    try:
-        _, out = remote.run(script, "setup", stand_in=read)
-    except RemoteError as exc:
-        if exc.exit_status == shell.LOCK_HELD:
-            # The held-lock branch prints the owner record on stdout.
-            raise LockHeld(
-                f"locked by {describe_owner(exc.stdout or None)}:"
-                f" if that deploy is dead, run `fab {cfg.run.stage} unlock`",
-                host=remote.name,
-                step="lock",
-            ) from exc
-        raise
-    return parse_state(out, shell.STATE_MARKERS)
+
+
+def lock_held(exc: RemoteError, cfg: Config) -> LockHeld | None:
+    """If `script` failed on a lock someone else holds: the error that says who."""
+    if exc.exit_status != shell.LOCK_HELD:
+        return None
+    # The held-lock branch prints the owner record on stdout.
+    return LockHeld(
+        f"locked by {describe_owner(exc.stdout or None)}:"
+        f" if that deploy is dead, run `fab {cfg.run.stage} unlock`",
+        host=exc.host,
+        step="lock",
+    )
 
 
 def read_state(remote: Remote, cfg: Config, *, rsync_version: bool = False) -> HostState:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .. import shell
@@ -43,7 +43,7 @@ class Cancelled(Exception):
 
 
 # The armed go-live script's exit status when told anything but `go` (see shell.go_live).
-_TOLD_NO = 91
+TOLD_NO = 91
 
 
 class _GoSignal(io.TextIOBase):
@@ -78,21 +78,49 @@ class _ArmedWatch(io.TextIOBase):
         return len(text)
 
 
-def _armed(remote: Remote, script: str, trigger: Trigger) -> str:
-    """Run the armed script: it waits for the go signal just before its rename."""
+def armed_run(
+    remote: Remote, script: str, trigger: Trigger, reply: Callable[[str], str] | None = None
+) -> str:
+    """Run an armed script: it waits for the go signal just before its rename. (With
+    `reply`, a two-half script: see Remote.run.) Returns its stdout."""
     try:
         with remote.nagle():
             _, out = remote.run(
-                script, "switch", stdin=_GoSignal(trigger), out=_ArmedWatch(trigger.armed)
+                script,
+                "switch",
+                stdin=_GoSignal(trigger),
+                out=_ArmedWatch(trigger.armed),
+                reply=reply,
             )
     except RemoteError as exc:
         told_no = trigger.abort is not None and trigger.abort.is_set()
-        if told_no and exc.exit_status == _TOLD_NO:
+        if told_no and exc.exit_status == TOLD_NO:
             raise Cancelled(remote.name) from exc
         raise
     finally:
         trigger.armed.set()
     return out
+
+
+def script(
+    cfg: Config,
+    release: str,
+    log_lines: Sequence[str] = (),
+    *,
+    unlock: bool = False,
+    armed: bool = False,
+) -> str:
+    """The go-live script that makes `release` live on this host (see `switch`)."""
+    layout = cfg.layout
+    text = shell.go_live(
+        layout,
+        release,
+        log_lines=log_lines,
+        nginx=nginx.go_live_parts(cfg, release),
+        opcache=opcache.script(cfg),
+        armed=armed,
+    )
+    return shell.then_unlock(text, layout, cfg.run.token) if unlock else text
 
 
 def switch(
@@ -110,23 +138,19 @@ def switch(
     With `unlock`, our lock is released in the same round trip, whatever happened.
     With a `trigger`, the rename waits for the fleet's go signal.
     """
-    layout = cfg.layout
-    script = shell.go_live(
-        layout,
-        release,
-        log_lines=log_lines,
-        nginx=nginx.go_live_parts(cfg, release),
-        opcache=opcache.script(cfg),
-        armed=trigger is not None,
-    )
-    if unlock:
-        script = shell.then_unlock(script, layout, cfg.run.token)
-    expected = layout.current_target(release)
+    text = script(cfg, release, log_lines, unlock=unlock, armed=trigger is not None)
+    expected = cfg.layout.current_target(release)
     if trigger is None:
         # A dry run switches nothing: it answers as a switch that went well would.
-        _, out = remote.run(script, "switch", stand_in=shell.say(expected))
+        _, out = remote.run(text, "switch", stand_in=shell.say(expected))
     else:
-        out = _armed(remote, script, trigger)
+        out = armed_run(remote, text, trigger)
+    return switched(out, expected, remote.name)
+
+
+def switched(out: str, expected: str, host: str) -> Switched:
+    """What a go-live script printed: its warnings, the host's clock at the rename, and
+    `current`'s target, which must be `expected`."""
     warnings, rest, at = [], [], None
     for line in out.splitlines():
         if line.startswith(shell.WARN_MARKER):
@@ -141,6 +165,6 @@ def switch(
     live = rest[-1] if rest else ""
     if live != expected:
         raise RemoteError(
-            f"current points to {live!r}, expected {expected!r}", host=remote.name, step="switch"
+            f"current points to {live!r}, expected {expected!r}", host=host, step="switch"
         )
     return Switched(tuple(warnings), at)

@@ -158,6 +158,39 @@ def test_a_host_without_a_target_stops_a_rollback_before_anything_moves(project)
     assert not any(project.locked(h.name) for h in project.hosts)
 
 
+def _one_host_back_on_the_first(project):
+    """Two releases everywhere, the first host switched back to the older one."""
+    before, _ = _two_releases(project)
+    older = before[project.hosts[0].name][1][0]
+    first = project.hosts[0].name
+    project.ok("test", "switch", "--release", older, "--hosts", first)
+    return older, snapshot(project), {h.name: project.log(h.name) for h in project.hosts}
+
+
+def test_a_rollback_to_a_release_one_host_already_runs_moves_the_others_only(project):
+    """The host already there waits for the fleet's decision holding its lock, then
+    releases it; it logs nothing and renames nothing."""
+    older, before, logs = _one_host_back_on_the_first(project)
+    first = project.hosts[0].name
+    proc = project.ok("test", "rollback", "--release", older)
+    assert f"already live: releases/{older}" in proc.stdout
+    assert all(project.current(h.name) == f"releases/{older}" for h in project.hosts)
+    assert project.log(first) == logs[first]
+    assert project.releases(first) == before[first][1]
+    assert not any(project.locked(h.name) for h in project.hosts)
+
+
+def test_a_host_already_on_the_target_is_told_no_when_another_host_is_locked(project):
+    older, before, logs = _one_host_back_on_the_first(project)
+    last = project.hosts[-1].name
+    (project.deploy_path(last) / ".dep" / "deploy.lock").mkdir()
+    proc = project.fab("test", "rollback", "--release", older)
+    assert proc.returncode == 1 and "lock failed on 1/3 host(s): " + last in proc.stderr
+    assert snapshot(project) == before
+    assert {h.name: project.log(h.name) for h in project.hosts} == logs
+    assert [project.locked(h.name) for h in project.hosts] == [False, False, True]
+
+
 @pytest.mark.parametrize("action", ["rollback", "deploy"])
 def test_a_first_host_whose_connection_cannot_be_made_stops_the_run_at_once(
     project, tmp_path, action

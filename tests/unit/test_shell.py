@@ -6,6 +6,7 @@ paths full of spaces, quotes, `$(...)`, backticks and unicode. Nothing here uses
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shlex
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 from atomicdeploy import remote, shell, tunnel
 from atomicdeploy.config import Config, RunInfo
+from atomicdeploy.connection import _Asking
 from atomicdeploy.errors import ConfigError
 from atomicdeploy.inventory import HostConfig
 from atomicdeploy.layout import Layout, check_relative_path, check_release_name
@@ -1524,3 +1526,54 @@ def test_one_swap_builder_serves_switch_go_live_and_the_switch_back():
     assert back_rename == rename
     assert f"{back_link} && {back_rename}" in shell.switch_back(HOSTILE)
     assert shell.switch_back(HOSTILE) in live  # nginx refused: current goes back
+
+
+@pytest.mark.parametrize("login_shell", ["sh", "bash"])
+def test_then_next_runs_the_half_sent_back_in_the_same_shell_after_the_first(tmp_path, login_shell):
+    """The first half gets no stdin (what follows is the second half); a first half that
+    fails ends the script before the second half is read or run."""
+    second = shell.script_payload('echo "two $ad_mark"')
+
+    def run(first: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [login_shell, "-c", shell.remote(stdin=True)],
+            input=(shell.script_payload(shell.then_next(first)) + second).decode(),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=_env(tmp_path),
+            timeout=30,
+            check=False,
+        )
+
+    res = run("ad_mark=same-shell; cat; echo one")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == f"one\n{shell.NEXT_MARKER}\ntwo same-shell\n"
+    res = run("echo one; exit 3")
+    assert (res.returncode, res.stdout) == (3, "one\n")
+
+
+@given(st.lists(st.integers(min_value=0, max_value=60), max_size=6), st.booleans())
+def test_the_next_half_is_sent_once_whatever_the_chunks(cuts, first_line):
+    """The marker may arrive split across chunks, or as the script's first line."""
+    head = "" if first_line else "state line 1\nstate @@ad:next not alone\n"
+    printed = f"{head}{shell.NEXT_MARKER}\n{shell.ARMED_MARKER}\n"
+    asked, sent = [], []
+    asking = _Asking(lambda text: asked.append(text) or b"next", sent.append)
+    bounds = sorted({0, len(printed), *(c for c in cuts if c < len(printed))})
+    chunks = [printed[a:b] for a, b in itertools.pairwise(bounds)]
+    # The runner stops asking once it was sent: the rest of stdout is the second half's.
+    told = next(i for i, chunk in enumerate(chunks) if asking.sent(chunk))
+    assert asked == [head] and sent == [b"next"]
+    assert shell.NEXT_MARKER in "".join(chunks[: told + 1])
+
+
+def test_a_reply_that_fails_still_answers_with_a_script_that_fails():
+    def broken(printed: str) -> str:
+        raise ValueError(printed)
+
+    payload = remote._framed(broken)("state\n")
+    res = subprocess.run(
+        ["sh", "-c", shell.remote()], input=payload, capture_output=True, timeout=30, check=False
+    )
+    assert res.returncode == 70 and b"no second half" in res.stderr
