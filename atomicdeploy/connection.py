@@ -92,6 +92,8 @@ class _Runner(FabricRunner):
     keep_stdin = False
     # Set by `Remote.run` for a script that asks for the next one (shell.then_next).
     reply: Callable[[str], bytes] | None = None
+    # Set by `Remote.run`: given the function that writes to the script's stdin.
+    attach: Callable[[Callable[[bytes], None]], None] | None = None
 
     def send_start_message(self, command: str) -> None:
         super().send_start_message(command)
@@ -100,6 +102,8 @@ class _Runner(FabricRunner):
             self.channel.sendall(self.payload)
             if not self.keep_stdin:
                 self.channel.shutdown_write()
+        if self.attach is not None:
+            self.attach(self.channel.sendall)
 
     def _handle_output(
         self, buffer_: list[str], hide: bool, output: IO[str], reader: Callable[[int], bytes]

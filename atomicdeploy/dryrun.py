@@ -43,14 +43,14 @@ class DryRemote(Remote):
         step: str,
         *,
         ok: tuple[int, ...] = (0,),
-        stdin: IO[str] | None = None,
+        attach: Callable[[Callable[[bytes], None]], None] | None = None,
         out: IO[str] | None = None,
         read_only: bool = False,
         stand_in: str | None = None,
         reply: Callable[[str], str] | None = None,  # never in a dry run (see goback.eligible)
     ) -> tuple[int, str]:
         if read_only:
-            return super().run(script, step, ok=ok, stdin=stdin, out=out, read_only=True)
+            return super().run(script, step, ok=ok, attach=attach, out=out, read_only=True)
         self.recorded.append((step, script))
         if stand_in is None:
             return 0, ""

@@ -42,14 +42,12 @@ class _Pass:
 
     names: list[str]
     trouble: threading.Event = field(default_factory=threading.Event)
-    fire: threading.Event = field(default_factory=threading.Event)
-    abort: threading.Event = field(default_factory=threading.Event)
+    fire: switch.Fire = field(default_factory=switch.Fire)
     triggers: dict[str, switch.Trigger] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.triggers = {
-            n: switch.Trigger(fire=self.fire, armed=threading.Event(), abort=self.abort)
-            for n in self.names
+            n: switch.Trigger(fire=self.fire, armed=threading.Event()) for n in self.names
         }
 
     def decide(self, interrupted: list[int]) -> None:
@@ -57,7 +55,7 @@ class _Pass:
         for trigger in self.triggers.values():
             trigger.armed.wait()
         if self.trouble.is_set() or interrupted:
-            self.abort.set()
+            self.fire.abort.set()
         self.fire.set()
 
 
@@ -76,7 +74,7 @@ def rollback(run: Run) -> None:
         for trigger in p.triggers.values():
             trigger.armed.set()
         p.fire.wait()
-    if p.abort.is_set():
+    if p.fire.abort.is_set():
         _stopped(run, failures, bool(interrupted))
     at: dict[str, float | None] = {}
     for n, (cfg, when) in ((n, v) for n, v in done.items() if v is not None):

@@ -60,7 +60,7 @@ def arm(names: list[str]) -> dict[str, switch.Trigger]:
     """
     if not 1 < len(names) <= WIDE:
         return {}
-    fire = threading.Event()
+    fire = switch.Fire()
     triggers = {n: switch.Trigger(fire=fire, armed=threading.Event()) for n in names}
 
     def fire_when_armed() -> None:

@@ -69,7 +69,7 @@ class Remote:
         step: str,
         *,
         ok: tuple[int, ...] = (0,),
-        stdin: IO[str] | None = None,
+        attach: Callable[[Callable[[bytes], None]], None] | None = None,
         out: IO[str] | None = None,
         read_only: bool = False,
         stand_in: str | None = None,
@@ -77,7 +77,8 @@ class Remote:
     ) -> tuple[int, str]:
         """Run a script from `shell`; return (exit status, stdout). Raise on other statuses.
 
-        `stdin` feeds the script (the go signal); `out` sees stdout as it arrives. A script
+        `attach` is given, once the script started, the function that writes to its
+        stdin (the go signal is written with it); `out` sees stdout as it arrives. A script
         made by `shell.then_next` asks for its second half: `reply` gets what the first
         half printed and returns the script to send.
         `read_only` and `stand_in` are for a dry run (DryRemote): a script that only reads
@@ -87,15 +88,16 @@ class Remote:
         streams: dict = {"hide": True}
         if out is not None:  # hide=True would keep stdout from reaching `out`
             streams = {"hide": False, "out_stream": out, "err_stream": io.StringIO()}
-        keep_stdin = stdin is not None or reply is not None
+        keep_stdin = attach is not None or reply is not None
         try:
             runner = self._runner(script, keep_stdin=keep_stdin)
+            runner.attach = attach
             if reply is not None:
                 runner.reply = _framed(reply)
             result = runner.run(
                 shell.remote(stdin=keep_stdin),
                 warn=True,
-                in_stream=stdin or False,
+                in_stream=False,
                 pty=False,
                 **streams,
             )

@@ -6,6 +6,7 @@ and wait for its old workers, log, clear the opcache.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 from collections.abc import Callable, Sequence
@@ -24,18 +25,63 @@ class Switched:
     at: float | None  # the host's clock (epoch seconds) right after the rename
 
 
+class Fire:
+    """The fleet's go signal, given once: each armed script attached to it is written `go`
+    on its stdin at that moment (or `no`, if `abort` was set first), by the thread that
+    fires. No thread per host polls for it: with a hundred hosts, that polling cost more
+    CPU than the switches, and spread the go over tens of milliseconds."""
+
+    def __init__(self) -> None:
+        self.abort = threading.Event()
+        self._fired = threading.Event()
+        self._lock = threading.Lock()
+        self._waiting: list[Callable[[bytes], None]] = []
+
+    def is_set(self) -> bool:
+        return self._fired.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._fired.wait(timeout)
+
+    @property
+    def told_no(self) -> bool:
+        return self._fired.is_set() and self.abort.is_set()
+
+    def set(self) -> None:
+        """Fire: every script attached so far is told now, those attached later at once."""
+        with self._lock:
+            if self._fired.is_set():
+                return
+            self._fired.set()
+            waiting, self._waiting = self._waiting, []
+        for send in waiting:
+            self._tell(send)
+
+    def attach(self, send: Callable[[bytes], None]) -> None:
+        """`send` writes to one armed script's stdin."""
+        with self._lock:
+            if not self._fired.is_set():
+                self._waiting.append(send)
+                return
+        self._tell(send)
+
+    def _tell(self, send: Callable[[bytes], None]) -> None:
+        # A script that already ended (its host failed) has nobody left to tell.
+        with contextlib.suppress(Exception):
+            send(b"no\n" if self.abort.is_set() else b"go\n")
+
+
 @dataclass
 class Trigger:
     """Arm-then-fire: each host's script waits, just before its rename, for `fire`.
 
     `armed` is set when the host's script is waiting (or when the host is done,
-    failed or not, so the fleet never waits for a host that cannot arm). If `abort` is
-    set when `fire` is, the script is told `no`: it renames nothing and ends.
+    failed or not, so the fleet never waits for a host that cannot arm). If the fire's
+    `abort` is set when it fires, the script is told `no`: it renames nothing and ends.
     """
 
-    fire: threading.Event
+    fire: Fire
     armed: threading.Event
-    abort: threading.Event | None = None
 
 
 class Cancelled(Exception):
@@ -44,24 +90,6 @@ class Cancelled(Exception):
 
 # The armed go-live script's exit status when told anything but `go` (see shell.go_live).
 TOLD_NO = 91
-
-
-class _GoSignal(io.TextIOBase):
-    """stdin for an armed script: nothing until fired, then `go` (or `no` if the trigger
-    was aborted), then end of file."""
-
-    def __init__(self, trigger: Trigger) -> None:
-        self._trigger = trigger
-        self._left: str | None = None
-
-    def read(self, size: int = -1) -> str | None:  # type: ignore[override]
-        if not self._trigger.fire.wait(0.01):
-            return None  # invoke: "not ready yet", asks again
-        if self._left is None:
-            abort = self._trigger.abort
-            self._left = "no\n" if abort is not None and abort.is_set() else "go\n"
-        out, self._left = self._left[:1], self._left[1:]
-        return out
 
 
 class _ArmedWatch(io.TextIOBase):
@@ -88,13 +116,12 @@ def armed_run(
             _, out = remote.run(
                 script,
                 "switch",
-                stdin=_GoSignal(trigger),
+                attach=trigger.fire.attach,
                 out=_ArmedWatch(trigger.armed),
                 reply=reply,
             )
     except RemoteError as exc:
-        told_no = trigger.abort is not None and trigger.abort.is_set()
-        if told_no and exc.exit_status == TOLD_NO:
+        if trigger.fire.told_no and exc.exit_status == TOLD_NO:
             raise Cancelled(remote.name) from exc
         raise
     finally:

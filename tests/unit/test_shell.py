@@ -28,6 +28,7 @@ from atomicdeploy.inventory import HostConfig
 from atomicdeploy.layout import Layout, check_relative_path, check_release_name
 from atomicdeploy.releases import LogEntry, parse_log, parse_state
 from atomicdeploy.steps.lock import describe_owner, owner_record
+from atomicdeploy.steps.switch import Fire
 from tests import faults
 from tests.local_transport import LocalTransport
 
@@ -1577,3 +1578,25 @@ def test_a_reply_that_fails_still_answers_with_a_script_that_fails():
         ["sh", "-c", shell.remote()], input=payload, capture_output=True, timeout=30, check=False
     )
     assert res.returncode == 70 and b"no second half" in res.stderr
+
+
+def test_the_go_signal_is_written_once_to_every_armed_script_by_the_firing_thread():
+    fire, heard = Fire(), []
+    fire.attach(heard.append)
+
+    def gone(data: bytes) -> None:
+        raise OSError("channel closed")  # a host whose script already ended
+
+    fire.attach(gone)
+    assert heard == [] and not fire.is_set()
+    fire.set()
+    fire.set()
+    assert heard == [b"go\n"] and not fire.told_no
+    fire.attach(heard.append)  # armed after the go: told at once
+    assert heard == [b"go\n", b"go\n"]
+    no, told = Fire(), []
+    no.attach(told.append)
+    no.abort.set()
+    assert not no.told_no  # not yet fired
+    no.set()
+    assert told == [b"no\n"] and no.told_no
