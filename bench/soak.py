@@ -13,7 +13,9 @@ quiet reporter), and measures:
     began, answered by another version than the one it made live);
   - this process, the controller: resident memory (VmRSS), open file descriptors and threads
     at the first, middle and last cycle, and their peaks (VmHWM; descriptors and threads
-    sampled every 50 ms by one thread of this script, counted among the threads);
+    sampled every 50 ms by one thread of this script, counted among the threads); and the
+    blocks Python's allocator holds then (sys.getallocatedblocks), which grow if objects
+    leak, where RSS also moves with the C allocator's per-thread arenas (MALLOC_ARENA_MAX);
   - after each cycle, on every host: `releases/` holding at most keep_releases + 1 (the
     rollback target) directories, and no process left, neither under its sshd listener nor
     anywhere else in its deploy path (2 s of grace).
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
+import gc
 import io
 import json
 import math
@@ -67,6 +70,7 @@ class Figures:
     rss_mib: float
     fds: int
     threads: int
+    blocks: int = 0  # Python's own allocator: blocks in use (after a collection, at the marks)
 
 
 def status_kib(field_name: str) -> int:
@@ -78,9 +82,12 @@ def status_kib(field_name: str) -> int:
 
 
 def controller_now() -> Figures:
-    """This process's resident memory, open descriptors and (OS) threads."""
+    """This process's resident memory, open descriptors, (OS) threads and Python blocks."""
     return Figures(
-        status_kib("VmRSS") / 1024, len(os.listdir("/proc/self/fd")), status_kib("Threads")
+        status_kib("VmRSS") / 1024,
+        len(os.listdir("/proc/self/fd")),
+        status_kib("Threads"),
+        sys.getallocatedblocks(),
     )
 
 
@@ -325,6 +332,7 @@ class Soak:
             self.check_hosts(cycle)
             time.sleep(max(0.0, self.pause - (time.monotonic() - returned)))
             if cycle in marks:
+                gc.collect()  # blocks held by garbage not yet collected are not growth
                 self.found.controller[cycle] = controller_now()
 
 
@@ -393,6 +401,10 @@ def controller_rows(found: Findings, peak: Figures) -> list[tuple[str, str]]:
         (
             f"controller threads {at}",
             f"{' / '.join(str(f.threads) for f in figs)} ({peak.threads})",
+        ),
+        (
+            f"controller Python blocks in use at cycle {' / '.join(map(str, marks))}",
+            " / ".join(f"{f.blocks:,}" for f in figs),
         ),
     ]
 
