@@ -28,8 +28,9 @@ class Switched:
 class Fire:
     """The fleet's go signal, given once: each armed script attached to it is written `go`
     on its stdin at that moment (or `no`, if `abort` was set first), by the thread that
-    fires. No thread per host polls for it: with a hundred hosts, that polling cost more
-    CPU than the switches, and spread the go over tens of milliseconds."""
+    fires. No thread per host polls for it: Invoke's stdin thread would wake 50 times a
+    second per host for the whole run and write `go` a byte per 10 ms (a hundred hosts:
+    a hundred such threads; see docs/benchmarks.md for what removing them saved)."""
 
     def __init__(self) -> None:
         self.abort = threading.Event()
