@@ -116,3 +116,26 @@ def test_a_host_frozen_at_go_live_is_given_up_and_the_stage_settles(frozen, part
         assert code == 1, out + err
         assert all(after[n] == before[n] for n in others)  # switched back
     assert not any(p.locked(n) for n in others)
+
+
+def test_a_host_frozen_before_a_rollback_stops_it_in_seconds_with_nothing_moved(frozen):
+    """The other hosts lock, read and arm meanwhile; each is then told `no`."""
+    p = frozen
+    p.write_inventory()
+    p.ok("test", "deploy")
+    write_app(p.app, "2")
+    p.ok("test", "deploy")
+    before = currents(p)
+    logs = {h.name: p.log(h.name) for h in p.hosts}
+    signal_tree(p.frozen.pid, signal.SIGSTOP)
+    start = time.monotonic()
+    proc = p.fab("test", "rollback", timeout=120)
+    took = time.monotonic() - start
+    signal_tree(p.frozen.pid, signal.SIGCONT)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"[{FROZEN}]" in proc.stderr, proc.stderr
+    print(f"frozen before a rollback: it failed after {took:.1f} s")
+    assert took < 40, took
+    assert currents(p) == before
+    assert {h.name: p.log(h.name) for h in p.hosts} == logs
+    assert not any(p.locked(h.name) for h in p.hosts)
