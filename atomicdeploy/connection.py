@@ -152,7 +152,8 @@ class _Asking:
     def sent(self, data: str) -> bool:
         """Take one chunk of stdout; True once the next script was sent."""
         self.printed.append(data)
-        seen, self.tail = self.tail + data, (self.tail + data)[-len(self.MARK) :]
+        seen = self.tail + data
+        self.tail = seen[-len(self.MARK) :]
         if self.MARK not in seen:
             return False
         text = "".join(self.printed)

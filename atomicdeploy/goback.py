@@ -171,7 +171,7 @@ class _Host:
             raise self.error
         cfg = self.cfg
         if cfg.release == cfg.previous:
-            self.run.reporter.host(self.r.name, f"already live: releases/{cfg.release}")
+            golive.say_already_live(self.run, self.r.name, cfg)  # its script released the lock
             return cfg, None
         expected = cfg.layout.current_target(cfg.release)
         done = switch.switched(out, expected, self.r.name)

@@ -228,7 +228,12 @@ def go_back(run: Run) -> None:
 
 def already_live(run: Run, r: Remote, cfg: Config) -> None:
     lock.unlock(r, cfg)
-    run.reporter.host(r.name, f"already live: releases/{cfg.release}")
+    say_already_live(run, r.name, cfg)
+
+
+def say_already_live(run: Run, name: str, cfg: Config) -> None:
+    """A host of a rollback or switch that was on its target: nothing moved there."""
+    run.reporter.host(name, f"already live: releases/{cfg.release}")
 
 
 def back(run: Run, r: Remote, cfg: Config, trigger: switch.Trigger | None) -> float | None:
