@@ -179,22 +179,47 @@ def then_unlock(script: str, layout: Layout, token: str) -> str:
 LOG_TAIL = 10_000
 
 
-# Cleanup rewrites the log when it has more lines than this: only the lines of
-# releases still on the host are kept, so the log cannot grow without bound.
-LOG_COMPACT_AT = 1_000
+# Cleanup rewrites the log when it has more entries than this (see compact_log). A
+# release rolled back to again and again gains two entries each time; without the
+# rewrite every run would read, and hold in memory on the controller, a log that grows
+# with the number of runs instead of with the releases on the host.
+LOG_COMPACT_AT = 100
+
+# Each argument is `"release": <name as JSON>`, the text a line of that release holds
+# (LogEntry.render: sorted keys, ASCII only; a quote inside a value is escaped, so that
+# text cannot appear inside another field). A whole line ends with `}` and has its state:
+# a line torn by a crash is never taken as a release's newest one.
+_COMPACT_AWK = r"""
+BEGIN { n = ARGC - 2; for (i = 1; i <= n; i++) { want[i] = ARGV[i]; delete ARGV[i] } }
+/}$/ && index($0, "\"state\": ") {
+    for (i = 1; i <= n; i++) if (index($0, want[i])) {
+        if (!(i in first)) first[i] = NR
+        if (index($0, "\"revision\": ")) rev[i] = NR
+        last[i] = NR; text[NR] = $0; break
+    }
+}
+END {
+    for (i = 1; i <= n; i++) if (i in first) {
+        keep[first[i]] = 1; keep[last[i]] = 1; if (i in rev) keep[rev[i]] = 1
+    }
+    for (l = 1; l <= NR; l++) if (l in keep) print text[l]
+}
+"""
 
 
 def compact_log(layout: Layout, keep: Sequence[str]) -> str:
-    """Rewrite the log with the lines of the releases in `keep` only (under our lock).
+    """Rewrite the log (under our lock) with, for each release in `keep`, the three lines
+    its state is read from: its first (who built it, when), its newest with a revision,
+    and its newest (its state). Lines of other releases, and torn ones, are dropped.
 
-    Each line is JSON with a `"release": "<name>"` field (LogEntry.render); grep keeps
-    those lines in order, and the new log replaces the old one in one rename.
+    The kept lines stay byte for byte and in order, and the new log replaces the old one
+    in one rename, so a crash leaves one or the other.
     """
     tmp = layout.log + ".tmp"
-    patterns = [arg for name in keep for arg in ("-e", f'"release": {json.dumps(name)}')]
+    args = [f'"release": {json.dumps(name)}' for name in keep]
     return (
-        f"{{ grep -F {shlex.join(patterns)} -- {q(layout.log)} > {q(tmp)};"
-        f" [ $? -le 1 ] && mv -f -- {q(tmp)} {q(layout.log)}; }}"
+        f"{{ awk {q(_COMPACT_AWK)} {shlex.join([*args, layout.log])} > {q(tmp)}"
+        f" && mv -f -- {q(tmp)} {q(layout.log)}; }}"
     )
 
 

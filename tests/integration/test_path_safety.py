@@ -752,7 +752,8 @@ def test_a_logged_release_named_like_an_option_is_left_alone_and_the_lock_releas
 
 def test_a_long_releases_log_is_compacted_and_still_chooses_the_right_releases(project):
     """20,000 lines of releases long gone: the next deploy reads only the log's tail, cleanup
-    keeps only the lines of releases still on the host, and rollback still finds its target."""
+    keeps only the lines the releases still on the host are read from, and rollback still
+    finds its target."""
     project.config["keep_releases"] = 2
     project.ok("test", "deploy")
     plant_sentinels(project)
@@ -784,7 +785,8 @@ def test_a_long_releases_log_is_compacted_and_still_chooses_the_right_releases(p
         "releases.log with 20,000 lines of removed releases",
         violations=len(v),
         outcome=outcome(
-            v, "compacted by cleanup to the releases on the host; rollback target still right"
+            v,
+            "compacted by cleanup to the lines of the releases on the host; rollback target still right",
         ),
     )
     assert v == []

@@ -26,7 +26,7 @@ from atomicdeploy.connection import _Asking
 from atomicdeploy.errors import ConfigError
 from atomicdeploy.inventory import HostConfig
 from atomicdeploy.layout import Layout, check_relative_path, check_release_name
-from atomicdeploy.releases import LogEntry, parse_log, parse_state
+from atomicdeploy.releases import LogEntry, fold, parse_log, parse_state
 from atomicdeploy.steps.lock import describe_owner, owner_record
 from atomicdeploy.steps.switch import Fire
 from tests import faults
@@ -1494,21 +1494,36 @@ def test_rsync_ends_a_stalled_transfer_with_its_own_timeout():
     assert argv.index("--timeout=30") < argv.index("--")
 
 
-def test_compact_log_keeps_exactly_the_lines_of_the_kept_releases_in_order(layout, sandbox):
+def _read_from(lines: list[str], name: str) -> set[str]:
+    """The lines the state of `name` is read from: its first, its newest with a
+    revision, its newest (releases.fold)."""
+    mine = [ln for ln in lines if parse_log(ln) and parse_log(ln)[0].release == name]
+    revised = [ln for ln in mine if parse_log(ln)[0].revision]
+    return {mine[0], mine[-1], *revised[-1:]} if mine else set()
+
+
+def test_compact_log_keeps_the_lines_each_kept_release_is_read_from_in_order(layout, sandbox):
     assert sh(shell.setup(layout), sandbox).returncode == 0
-    lines = [LogEntry(f"R{i % 7}", "complete", f"t{i}").render() for i in range(50)]
+    states = ["building", "complete", "live", "rolled_back"]
+    lines = [
+        LogEntry(
+            f"R{i % 7}", states[i % 4], f"t{i}", revision=f"c{i}" if i % 5 == 0 else ""
+        ).render()
+        for i in range(60)
+    ]
     lines.insert(3, '{"release": "R1", "sta')  # torn by a crash
-    lines.append(LogEntry('it\'s "q" ü', "live", "t").render())
-    Path(layout.log).write_text("\n".join(lines) + "\n")
-    keep = ["R1", "R5", 'it\'s "q" ü']
+    lines.append('{"release": "R5", "state": "live", "ti')  # torn, and the newest of R5
+    lines.append(LogEntry('it\'s "q" ü', "live", "t", note='"release": "R2"}').render())
+    Path(layout.log).write_text("\n" + "\n\n".join(lines) + "\n")
+    keep = ["R1", "R5", "R6", 'it\'s "q" ü']
     res = sh(shell.compact_log(layout, keep), sandbox)
     assert res.returncode == 0, res.stderr
     kept = Path(layout.log).read_text().splitlines()
-    # (A torn line naming a kept release may stay: the reader skips it.)
-    whole = [ln for ln in kept if parse_log(ln)]
-    assert whole == [ln for ln in lines if parse_log(ln) and parse_log(ln)[0].release in keep]
-    assert len(kept) - len(whole) <= 1
-    assert {e.release for e in parse_log("\n".join(kept))} == set(keep)
+    wanted = set().union(*(_read_from(lines, name) for name in keep))
+    assert kept == [ln for ln in lines if ln in wanted]
+    assert len(kept) <= 3 * len(keep)
+    before = fold(keep, parse_log("\n".join(lines)), "R5")
+    assert fold(keep, parse_log("\n".join(kept)), "R5") == before
     assert not Path(layout.log + ".tmp").exists()
 
 
