@@ -155,6 +155,45 @@ def test_a_commands_output_is_kept_as_its_last_mebibyte_only():
     assert kept.endswith("x@@ad:step=hook last\n")
 
 
+def test_a_commands_timeout_is_kept_without_a_thread_of_its_own():
+    """Invoke starts a timer thread per command; ours waits on the channel with a
+    deadline, closes the channel when it passes, and reports the timeout."""
+    import threading
+    import time
+
+    from fabric import Connection
+
+    from atomicdeploy import remote
+
+    class Channel:
+        closed = False
+        status_event = threading.Event()
+
+        def exit_status_ready(self) -> bool:
+            return self.closed
+
+        def close(self) -> None:
+            self.closed = True
+
+    runner = remote._Runner(context=Connection("localhost"))
+    runner.channel, runner.threads = Channel(), {}
+    threads = threading.active_count()
+    runner.start_timer(0.2)
+    assert threading.active_count() == threads
+    assert not runner.timed_out
+    started = time.monotonic()
+    runner.wait()
+    assert 0.2 <= time.monotonic() - started < 2
+    assert runner.channel.closed and runner.timed_out
+
+    quick = remote._Runner(context=Connection("localhost"))
+    quick.channel, quick.threads = Channel(), {}
+    quick.start_timer(None)
+    quick.channel.closed = True  # the command ended on its own
+    quick.wait()
+    assert not quick.timed_out
+
+
 def test_a_connect_error_on_a_jump_host_names_the_jump_host():
     import paramiko
 
