@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
+import ctypes
 import gc
 import io
 import json
@@ -71,6 +72,7 @@ class Figures:
     fds: int
     threads: int
     blocks: int = 0  # Python's own allocator: blocks in use (after a collection, at the marks)
+    c_heap_mib: float = 0.0  # the C allocator's bytes in use (glibc's mallinfo2), at the marks
 
 
 def status_kib(field_name: str) -> int:
@@ -81,13 +83,46 @@ def status_kib(field_name: str) -> int:
     return 0
 
 
+_MALLINFO2 = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in _MALLINFO2.split(" ")]
+
+
+def c_heap_in_use() -> float:
+    """MiB the C allocator has handed out and not had back (glibc 2.33 and later; else 0).
+
+    RSS also holds what was freed but kept by the allocator for reuse; this does not, so
+    it grows only if C allocations leak."""
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (AttributeError, OSError):
+        return 0.0
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return (info.uordblks + info.hblkhd) / 2**20
+
+
+def open_fds() -> int:
+    """This process's descriptors, less the one the sampler thread may hold on its status
+    file at that moment (Peaks reads /proc/self/status every 50 ms)."""
+    fds = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            fds += not os.readlink(f"/proc/self/fd/{fd}").endswith("/status")
+    return fds
+
+
 def controller_now() -> Figures:
-    """This process's resident memory, open descriptors, (OS) threads and Python blocks."""
+    """This process's resident memory, open descriptors, (OS) threads, Python blocks and
+    C heap in use."""
     return Figures(
         status_kib("VmRSS") / 1024,
-        len(os.listdir("/proc/self/fd")),
+        open_fds(),
         status_kib("Threads"),
         sys.getallocatedblocks(),
+        c_heap_in_use(),
     )
 
 
@@ -405,6 +440,10 @@ def controller_rows(found: Findings, peak: Figures) -> list[tuple[str, str]]:
         (
             f"controller Python blocks in use at cycle {' / '.join(map(str, marks))}",
             " / ".join(f"{f.blocks:,}" for f in figs),
+        ),
+        (
+            f"controller C heap in use MiB at cycle {' / '.join(map(str, marks))}",
+            " / ".join(f"{f.c_heap_mib:.1f}" for f in figs),
         ),
     ]
 
