@@ -786,7 +786,8 @@ def test_a_long_releases_log_is_compacted_and_still_chooses_the_right_releases(p
         violations=len(v),
         outcome=outcome(
             v,
-            "compacted by cleanup to the lines of the releases on the host; rollback target still right",
+            "compacted by cleanup to the lines of the releases on the host;"
+            " rollback target still right",
         ),
     )
     assert v == []
