@@ -21,7 +21,6 @@ from invoke.exceptions import CommandTimedOut
 
 from . import shell, tunnel
 from .connection import (  # noqa: F401  (the names callers and tests know remote by)
-    OUTPUT_CAP,
     KnownHosts,
     _QuickAckSocket,
     _Runner,
@@ -30,6 +29,7 @@ from .connection import (  # noqa: F401  (the names callers and tests know remot
 )
 from .errors import RemoteError
 from .inventory import HostConfig
+from .streams import OUTPUT_CAP  # noqa: F401  (as above)
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,13 @@ from hypothesis import strategies as st
 
 from atomicdeploy import remote, shell, tunnel
 from atomicdeploy.config import Config, RunInfo
-from atomicdeploy.connection import _Asking
 from atomicdeploy.errors import ConfigError
 from atomicdeploy.inventory import HostConfig
 from atomicdeploy.layout import Layout, check_relative_path, check_release_name
 from atomicdeploy.releases import LogEntry, fold, parse_log, parse_state
 from atomicdeploy.steps.lock import describe_owner, owner_record
 from atomicdeploy.steps.switch import Fire
+from atomicdeploy.streams import Asking
 from tests import faults
 from tests.local_transport import LocalTransport
 
@@ -1575,7 +1575,7 @@ def test_the_next_half_is_sent_once_whatever_the_chunks(cuts, first_line):
     head = "" if first_line else "state line 1\nstate @@ad:next not alone\n"
     printed = f"{head}{shell.NEXT_MARKER}\n{shell.ARMED_MARKER}\n"
     asked, sent = [], []
-    asking = _Asking(lambda text: asked.append(text) or b"next", sent.append)
+    asking = Asking(lambda text: asked.append(text) or b"next", sent.append)
     bounds = sorted({0, len(printed), *(c for c in cuts if c < len(printed))})
     chunks = [printed[a:b] for a, b in itertools.pairwise(bounds)]
     # The runner stops asking once it was sent: the rest of stdout is the second half's.
