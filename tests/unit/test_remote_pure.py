@@ -194,6 +194,65 @@ def test_a_commands_timeout_is_kept_without_a_thread_of_its_own():
     assert not quick.timed_out
 
 
+def test_one_thread_reads_both_streams_whole_and_ends_with_them():
+    """stdout and stderr fed in random turns and sizes, sometimes while the reader is
+    busy, sometimes while it sleeps: each arrives whole and in order, and the reader
+    ends at the end of the command, not before."""
+    import random
+    import time
+
+    from fabric import Connection
+    from paramiko.buffered_pipe import BufferedPipe
+
+    from atomicdeploy import remote
+
+    class Channel:
+        def __init__(self) -> None:
+            self.in_buffer, self.in_stderr_buffer = BufferedPipe(), BufferedPipe()
+            self.closed = self.eof_received = False
+
+        def recv_ready(self) -> bool:
+            return self.in_buffer.read_ready()
+
+        def recv_stderr_ready(self) -> bool:
+            return self.in_stderr_buffer.read_ready()
+
+        def recv(self, n: int) -> bytes:
+            return self.in_buffer.read(n)
+
+        def recv_stderr(self, n: int) -> bytes:
+            return self.in_stderr_buffer.read(n)
+
+    rng = random.Random(7)
+    for _ in range(20):
+        chan = Channel()
+        runner = remote._Runner(context=Connection("localhost"))
+        runner.channel, runner.encoding = chan, "utf-8"
+        runner._setup("true", {"hide": True, "in_stream": False})
+        threads, stdout, stderr = runner.create_io_threads()
+        assert len(threads) == 1
+        (reader,) = threads.values()
+        reader.start()
+        sent = {"out": [], "err": []}
+        for i in range(rng.randint(0, 40)):
+            which = rng.choice(["out", "err"])
+            chunk = f"{which}{i}:" + "x" * rng.randint(0, 20000)  # 40 of them < OUTPUT_CAP
+            sent[which].append(chunk)
+            pipe = chan.in_buffer if which == "out" else chan.in_stderr_buffer
+            pipe.feed(chunk.encode())
+            if rng.random() < 0.3:
+                time.sleep(0.002)
+        time.sleep(0.01)
+        assert reader.is_alive()  # no end yet: still reading
+        chan.eof_received = True
+        chan.in_buffer.close()
+        chan.in_stderr_buffer.close()
+        reader.join(5)
+        assert not reader.is_alive()
+        assert "".join(stdout) == "".join(sent["out"])
+        assert "".join(stderr) == "".join(sent["err"])
+
+
 def test_a_connect_error_on_a_jump_host_names_the_jump_host():
     import paramiko
 
