@@ -113,8 +113,9 @@ class _Runner(FabricRunner):
             return super().create_io_threads()
         stdout: list[str] = []
         stderr: list[str] = []
-        out = self._output(stdout, "stdout", self.streams["out"])
-        err = self._output(stderr, "stderr", self.streams["err"])
+        hide = self.opts["hide"]
+        out = self._output(stdout, "stdout", self.streams["out"], "stdout" in hide)
+        err = self._output(stderr, "stderr", self.streams["err"], "stderr" in hide)
         threads = {
             self._read_both: ExceptionHandlingThread(
                 target=self._read_both, kwargs={"out": out, "err": err}
@@ -161,14 +162,11 @@ class _Runner(FabricRunner):
         for data in self.read_proc_output(reader):
             sink.take(data)
 
-    def _output(
-        self, buffer_: list[str], stream: str, output: IO[str], hide: bool | None = None
-    ) -> Output:
+    def _output(self, buffer_: list[str], stream: str, output: IO[str], hide: bool) -> Output:
         asking = None
         if self.reply is not None and stream == "stdout":
             asking = Asking(self.reply, self.channel.sendall)
-        hidden = stream in self.opts["hide"] if hide is None else hide
-        return Output(self, buffer_, hidden, output, asking)
+        return Output(self, buffer_, hide, output, asking)
 
     def start_timer(self, timeout: int | None) -> None:
         self._deadline = None if timeout is None else time.monotonic() + timeout

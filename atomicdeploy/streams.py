@@ -64,8 +64,9 @@ class Output:
 
 class Asking:
     """Watches a script's stdout for its NEXT_MARKER line (shell.then_next), then sends
-    it the next script: `reply` gets what the script printed before asking. Runs in
-    Invoke's stdout thread, on each chunk as it comes; paramiko's sends are locked."""
+    it the next script: `reply` gets what the script printed before asking. Runs in the
+    thread that reads the command's output, on each chunk as it comes; paramiko's sends
+    are locked."""
 
     MARK = f"\n{NEXT_MARKER}\n"
 
