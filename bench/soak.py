@@ -14,8 +14,9 @@ quiet reporter), and measures:
   - this process, the controller: resident memory (VmRSS), open file descriptors and threads
     at the first, middle and last cycle, and their peaks (VmHWM; descriptors and threads
     sampled every 50 ms by one thread of this script, counted among the threads); and the
-    blocks Python's allocator holds then (sys.getallocatedblocks), which grow if objects
-    leak, where RSS also moves with the C allocator's per-thread arenas (MALLOC_ARENA_MAX);
+    blocks Python's allocator holds then (sys.getallocatedblocks) and the C heap in use
+    (glibc's mallinfo2), which grow if objects or C allocations leak, where RSS also moves
+    with what the allocators keep for reuse (Python's arenas, glibc's per-thread arenas);
   - after each cycle, on every host: `releases/` holding at most keep_releases + 1 (the
     rollback target) directories, and no process left, neither under its sshd listener nor
     anywhere else in its deploy path (2 s of grace).
@@ -145,9 +146,11 @@ class Peaks:
         self._thread.join()
 
     def _sample(self) -> None:
+        # Only the two counts: controller_now's readlinks and mallinfo2 (which locks every
+        # malloc arena) 20 times a second would weigh on the runs being measured.
         while not self._halt.wait(0.05):
-            now = controller_now()
-            self.fds, self.threads = max(self.fds, now.fds), max(self.threads, now.threads)
+            self.fds = max(self.fds, len(os.listdir("/proc/self/fd")))
+            self.threads = max(self.threads, status_kib("Threads"))
 
     def figures(self) -> Figures:
         return Figures(status_kib("VmHWM") / 1024, self.fds, self.threads)
