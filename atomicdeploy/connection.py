@@ -77,15 +77,17 @@ class _Runner(FabricRunner):
     """Fabric's runner, told at once when the command exits, that sends a script on
     stdin and keeps only the tail of what the command prints.
 
-    Invoke's `wait()` polls every 10 ms; this one sleeps on paramiko's exit-status
-    event instead, so a short command's answer is not held back by the poll. It also
-    keeps the command's timeout itself, where Invoke starts a timer thread per command:
-    a deploy of 10 hosts ran 60 of them, and each thread started is C memory the
-    allocator may keep (a controller running deploy after deploy grew with them).
+    The thread that runs the command reads its output itself, where Invoke starts a
+    reader thread per stream and a timer thread per command (a deploy of 10 hosts
+    started 160 of them; each thread started is C memory the allocator may keep, and a
+    controller running deploy after deploy grew with them). It sleeps on paramiko's
+    events, so a short command's answer is not held back by Invoke's 10 ms poll, and
+    keeps the command's timeout as a deadline it checks as it wakes.
     """
 
     _deadline: float | None = None
     _expired = False
+    _inline: tuple[Output, Output] | None = None  # read by `wait`, in the command's thread
     # Set by `Remote.run` for its own scripts (see shell.remote); a Python hook's
     # `c.run` goes through Fabric's usual path.
     payload: bytes | None = None
@@ -106,9 +108,9 @@ class _Runner(FabricRunner):
             self.attach(self.channel.sendall)
 
     def create_io_threads(self):  # type: ignore[no-untyped-def]
-        """One thread reads both stdout and stderr, where Invoke starts one for each: a
-        deploy of 10 hosts started 100 of them, and each thread started is C memory the
-        allocator may keep. (A pty has one stream: Invoke's own way.)"""
+        """No reader thread: `wait` reads both streams. A Python hook's `c.run` with
+        watchers gets one reader thread, so that a watcher's error ends the command as
+        Invoke reports it; a pty (one stream) and a stream to send keep Invoke's way."""
         if self.using_pty:
             return super().create_io_threads()
         stdout: list[str] = []
@@ -116,11 +118,13 @@ class _Runner(FabricRunner):
         hide = self.opts["hide"]
         out = self._output(stdout, "stdout", self.streams["out"], "stdout" in hide)
         err = self._output(stderr, "stderr", self.streams["err"], "stderr" in hide)
-        threads = {
-            self._read_both: ExceptionHandlingThread(
+        threads = {}
+        if self.watchers:
+            threads[self._read_both] = ExceptionHandlingThread(
                 target=self._read_both, kwargs={"out": out, "err": err}
             )
-        }
+        else:
+            self._inline = (out, err)
         if self.streams["in"]:  # a Python hook's `c.run` given a stream to send
             threads[self.handle_stdin] = ExceptionHandlingThread(
                 target=self.handle_stdin,
@@ -152,7 +156,7 @@ class _Runner(FabricRunner):
                 err.take(self.decode(chan.recv_stderr(self.read_chunk_size)))
             if ended:
                 return
-            wake.wait(1.0)
+            wake.wait(self._keep_deadline(1.0))
 
     def _handle_output(
         self, buffer_: list[str], hide: bool, output: IO[str], reader: Callable[[int], bytes]
@@ -175,12 +179,25 @@ class _Runner(FabricRunner):
     def timed_out(self) -> bool:
         return self._expired
 
+    def _keep_deadline(self, step: float) -> float:
+        """Kill the command if its deadline passed (closing the channel ends every wait
+        on it); else how long to sleep: `step`, or less if the deadline is nearer."""
+        if self._deadline is None:
+            return step
+        left = self._deadline - time.monotonic()
+        if left > 0:
+            return min(step, left)
+        self._expired, self._deadline = True, None
+        self.kill()
+        return step
+
     def wait(self) -> None:
+        if self._inline is not None:
+            self._read_both(*self._inline)
+        # A reader thread that died (a watcher's error) ends the wait: then poll for it.
+        step = 0.05 if self.threads else 1.0
         while not (self.process_is_finished or self.has_dead_threads):
-            if self._deadline is not None and time.monotonic() >= self._deadline:
-                self._expired, self._deadline = True, None
-                self.kill()  # closes the channel: process_is_finished at once
-            self.channel.status_event.wait(0.05)
+            self.channel.status_event.wait(self._keep_deadline(step))
 
 
 QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only

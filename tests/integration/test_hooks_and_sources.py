@@ -209,6 +209,8 @@ def test_symfony_recipe_clears_and_warms_the_cache_on_every_host(project):
 # --- Python hooks from a fabfile ---------------------------------------------------------------
 
 PY_FABFILE = """
+from invoke import Responder
+
 from atomicdeploy import Hooks, namespace
 
 hooks = Hooks()
@@ -216,6 +218,8 @@ hooks = Hooks()
 @hooks.after("upload")
 def mark(c, cfg):
     c.run(f"echo {cfg.host.name} {cfg.previous or 'none'} > {cfg.release_path}/py-hook")
+    answer = Responder(pattern=r"Proceed\\? ", response="yes\\n")
+    c.run(f"printf 'Proceed? '; read a; echo $a > {cfg.release_path}/answered", watchers=[answer])
 
 @hooks.before("switch")
 def check(c, cfg):
@@ -236,6 +240,8 @@ def test_python_hooks_get_the_connection_and_config_and_can_fail_the_deploy(proj
     for h in names(project):
         got = (project.deploy_path(h) / "releases" / first / "py-hook").read_text()
         assert got == f"{h} none\n"
+        answered = project.deploy_path(h) / "releases" / first / "answered"
+        assert answered.read_text() == "yes\n"  # a watcher answered the prompt
     write_app(project.app, "2")
     proc = project.fab("test", "deploy")
     assert proc.returncode == 1

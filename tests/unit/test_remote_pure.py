@@ -194,11 +194,13 @@ def test_a_commands_timeout_is_kept_without_a_thread_of_its_own():
     assert not quick.timed_out
 
 
-def test_one_thread_reads_both_streams_whole_and_ends_with_them():
+def test_the_commands_thread_reads_both_streams_whole_and_ends_with_them():
     """stdout and stderr fed in random turns and sizes, sometimes while the reader is
     busy, sometimes while it sleeps: each arrives whole and in order, and the reader
-    ends at the end of the command, not before."""
+    ends at the end of the command, not before. No thread is started for it: `wait`,
+    in the command's own thread, reads; with a hook's watchers, one reader thread does."""
     import random
+    import threading
     import time
 
     from fabric import Connection
@@ -210,6 +212,7 @@ def test_one_thread_reads_both_streams_whole_and_ends_with_them():
         def __init__(self) -> None:
             self.in_buffer, self.in_stderr_buffer = BufferedPipe(), BufferedPipe()
             self.closed = self.eof_received = False
+            self.status_event = threading.Event()
 
         def recv_ready(self) -> bool:
             return self.in_buffer.read_ready()
@@ -223,16 +226,22 @@ def test_one_thread_reads_both_streams_whole_and_ends_with_them():
         def recv_stderr(self, n: int) -> bytes:
             return self.in_stderr_buffer.read(n)
 
+        def exit_status_ready(self) -> bool:
+            return self.status_event.is_set()
+
     rng = random.Random(7)
-    for _ in range(20):
+    for round_ in range(20):
         chan = Channel()
         runner = remote._Runner(context=Connection("localhost"))
         runner.channel, runner.encoding = chan, "utf-8"
-        runner._setup("true", {"hide": True, "in_stream": False})
-        threads, stdout, stderr = runner.create_io_threads()
-        assert len(threads) == 1
-        (reader,) = threads.values()
-        reader.start()
+        watchers = [] if round_ % 4 else [invoke_watcher()]
+        runner._setup("true", {"hide": True, "in_stream": False, "watchers": watchers})
+        runner.threads, stdout, stderr = runner.create_io_threads()
+        assert len(runner.threads) == (1 if watchers else 0)
+        for thread in runner.threads.values():
+            thread.start()
+        waiter = threading.Thread(target=runner.wait)
+        waiter.start()
         sent = {"out": [], "err": []}
         for i in range(rng.randint(0, 40)):
             which = rng.choice(["out", "err"])
@@ -243,14 +252,24 @@ def test_one_thread_reads_both_streams_whole_and_ends_with_them():
             if rng.random() < 0.3:
                 time.sleep(0.002)
         time.sleep(0.01)
-        assert reader.is_alive()  # no end yet: still reading
+        assert waiter.is_alive()  # no end yet: still reading
         chan.eof_received = True
         chan.in_buffer.close()
         chan.in_stderr_buffer.close()
-        reader.join(5)
-        assert not reader.is_alive()
+        chan.status_event.set()
+        waiter.join(5)
+        assert not waiter.is_alive()
+        for thread in runner.threads.values():
+            thread.join(5)
+            assert not thread.is_alive()
         assert "".join(stdout) == "".join(sent["out"])
         assert "".join(stderr) == "".join(sent["err"])
+
+
+def invoke_watcher():  # type: ignore[no-untyped-def]
+    from invoke import Responder
+
+    return Responder(pattern="never printed", response="y\n")
 
 
 def test_a_connect_error_on_a_jump_host_names_the_jump_host():
