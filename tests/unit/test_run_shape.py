@@ -279,3 +279,47 @@ def test_a_recording_remote_shows_what_a_hook_plan_would_send():
     assert [step for step, _ in remote.sent] == ["build", "py", "build"]
     assert remote.sent[1][0] == "py" and remote.sent[1][1].endswith("notify(c, cfg)")
     assert "echo a" in remote.sent[0][1]
+
+
+def test_the_fleets_threads_serve_every_phase_within_parallel_and_end_with_it():
+    """One pool per run: a phase reuses the threads the one before started, at most
+    `parallel` hosts work at once (every host at once when `wide`), results keep the
+    inventory's order, a host's failure is its own, and close() ends the threads."""
+    import io
+    import threading
+    import time
+
+    from atomicdeploy.report import Reporter
+    from atomicdeploy.runner import Fleet
+
+    hosts = [HostConfig(name=f"web{i}", deploy_path="/srv/app", hostname="h") for i in range(6)]
+    fleet = Fleet(hosts, Reporter(io.StringIO(), io.StringIO(), live=False), parallel=2)
+    before = set(threading.enumerate())
+    lock, busy, most, seen = threading.Lock(), [0], [0], set()
+
+    def work(remote):  # type: ignore[no-untyped-def]
+        with lock:
+            busy[0] += 1
+            most[0] = max(most[0], busy[0])
+            seen.add(threading.current_thread())
+        time.sleep(0.02)
+        with lock:
+            busy[0] -= 1
+        if remote.name == "web3":
+            raise RuntimeError("web3 says no")
+        return remote.name
+
+    try:
+        done, failed = fleet.each(work, phase="prepare")
+        assert most[0] == 2
+        assert list(done) == ["web0", "web1", "web2", "web4", "web5"]
+        assert list(failed) == ["web3"] and str(failed["web3"]) == "web3 says no"
+        most[0] = 0
+        for _ in range(3):
+            fleet.each(work, wide=True)
+        assert most[0] == 6
+        assert len(seen) == 6  # six hosts at once needed six threads; no phase started more
+        assert len(set(threading.enumerate()) - before) == 6
+    finally:
+        fleet.close()
+    assert not (set(threading.enumerate()) - before) - {threading.current_thread()}
