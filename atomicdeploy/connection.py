@@ -25,7 +25,7 @@ from invoke.util import ExceptionHandlingThread
 
 from .errors import ConfigError
 from .inventory import HostConfig
-from .keepalive import Keepalive
+from .keepalive import Keepalive, Keepalives
 from .streams import Asking, Output, SetOnly
 
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -233,6 +233,7 @@ class _Connection(Connection):
     """
 
     alive: tuple[int, int] = (0, 0)  # server_alive_interval, server_alive_count_max
+    keepalives: Keepalives | None = None  # the run's clock, if it shares one
     keepalive: Keepalive | None = None
 
     def open(self):  # type: ignore[no-untyped-def]
@@ -241,7 +242,8 @@ class _Connection(Connection):
         result = self._open()
         interval, count = self.alive
         if interval and self.transport is not None and self.keepalive is None:
-            self.keepalive = Keepalive(self.transport, interval, count).start()
+            clock = self.keepalives or Keepalives()
+            self.keepalive = clock.watch(self.transport, interval, count)
         return result
 
     @property
@@ -335,8 +337,14 @@ def _checked_gateway(gateway: object, host: HostConfig, known_hosts: KnownHosts)
     return hop
 
 
-def connect(host: HostConfig, base: FabricConfig, known_hosts: KnownHosts) -> Connection:
-    """A Connection of its own for one host (never shared between threads)."""
+def connect(
+    host: HostConfig,
+    base: FabricConfig,
+    known_hosts: KnownHosts,
+    keepalives: Keepalives | None = None,
+) -> Connection:
+    """A Connection of its own for one host (never shared between threads); its keepalive
+    is kept by `keepalives`, the run's one clock for all its connections, if given."""
     config = base.clone()
     config.run.in_stream = False  # never read the local terminal; CI has none
     config.runners.remote = _Runner
@@ -364,6 +372,7 @@ def connect(host: HostConfig, base: FabricConfig, known_hosts: KnownHosts) -> Co
         connect_kwargs=kwargs,
     )
     conn.alive = (host.server_alive_interval, host.server_alive_count_max)
+    conn.keepalives = keepalives
     _check_host_keys(conn, host, known_hosts)
     conn.gateway = _checked_gateway(conn.gateway, host, known_hosts)
     return conn

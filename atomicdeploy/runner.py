@@ -24,6 +24,7 @@ from fabric import Config as FabricConfig
 from .connection import KnownHosts, connect
 from .dryrun import DryRemote
 from .inventory import HostConfig
+from .keepalive import Keepalives
 from .remote import Remote
 from .report import Reporter
 
@@ -48,6 +49,7 @@ class Fleet:
         # Cloned before any Connection exists: a shared Config accumulates key files.
         self._base = (fabric_config or FabricConfig()).clone()
         self._known_hosts = KnownHosts()
+        self._keepalives = Keepalives()
         self._remotes: dict[str, Remote] = {}
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
@@ -62,7 +64,7 @@ class Fleet:
         with self._lock:
             if name not in self._remotes:
                 host = self.hosts[name]
-                conn = connect(host, self._base, self._known_hosts)
+                conn = connect(host, self._base, self._known_hosts, self._keepalives)
                 kind = DryRemote if self.dry else Remote
                 self._remotes[name] = kind(host, conn)
                 remote = self._remotes[name]
