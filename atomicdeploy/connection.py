@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import IO
 
 import paramiko
@@ -30,6 +31,7 @@ from .streams import Asking, Output, SetOnly
 
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+CLOSE_WAIT = 2.0  # seconds close() waits for paramiko's thread (a gateway's socket may lag)
 
 
 class KnownHosts:
@@ -71,6 +73,45 @@ class _AcceptNew(paramiko.MissingHostKeyPolicy):
     def missing_host_key(self, client, hostname, key) -> None:  # type: ignore[no-untyped-def]
         self.known_hosts.record(self.path, hostname, key)
         client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+class Identities:
+    """Each identity file read once per run, where paramiko reads it for every connection,
+    trying one key type after another: each miss is an exception whose traceback holds
+    the SSH client, a reference cycle that kept every connection of the run (its buffers,
+    its ciphers) in memory until the cyclic collector ran, long after the run ended."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: dict[str, paramiko.PKey | None] = {}
+
+    def key(self, path: str) -> paramiko.PKey | None:
+        """The key `path` holds, or None for paramiko to load it its own way."""
+        with self._lock:
+            if path not in self._keys:
+                self._keys[path] = _load_key(path)
+            return self._keys[path]
+
+
+def _load_key(path: str) -> paramiko.PKey | None:
+    # A key with a certificate beside it, one that needs a passphrase, a file that cannot be
+    # read: paramiko's own path, which uses the certificate, or names the error.
+    if os.path.exists(f"{path}-cert.pub"):
+        return None
+    try:
+        return paramiko.PKey.from_path(path)
+    except (OSError, ValueError, TypeError, paramiko.SSHException):
+        return None  # TypeError: cryptography's word for a passphrase that was not given
+
+
+@dataclass
+class Shared:
+    """What the connections of one run share: the known_hosts files, each read once; one
+    keepalive clock; each identity file, read once."""
+
+    known_hosts: KnownHosts = field(default_factory=KnownHosts)
+    keepalives: Keepalives = field(default_factory=Keepalives)
+    identities: Identities = field(default_factory=Identities)
 
 
 class _Runner(FabricRunner):
@@ -194,6 +235,9 @@ class _Runner(FabricRunner):
     def wait(self) -> None:
         if self._inline is not None:
             self._read_both(*self._inline)
+            # Each Output holds this runner: without the pair, refcounting frees the runner
+            # and its output when the command returns, not the cyclic collector later.
+            self._inline = None
         # A reader thread that died (a watcher's error) ends the wait: then poll for it.
         step = 0.05 if self.threads else 1.0
         while not (self.process_is_finished or self.has_dead_threads):
@@ -251,10 +295,26 @@ class _Connection(Connection):
         """Seconds the host did not answer, if the keepalive gave up on it."""
         return self.keepalive.silent if self.keepalive else None
 
-    def close(self) -> None:
+    def hang_up(self) -> None:
+        """Shut the socket down: paramiko's reader wakes and ends at once, where a plain
+        close leaves it to notice at its next 0.1 s poll. A fleet hangs up every
+        connection first, then closes each: their threads end together."""
         if self.keepalive is not None:
             self.keepalive.stop()
+        transport = self.transport
+        if transport is not None and isinstance(transport.sock, socket.socket):
+            with contextlib.suppress(OSError):
+                transport.sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Close, and return once paramiko's thread for the connection has ended: the
+        transport (a reference cycle: a table of its own methods) is then garbage that
+        the run collects as it ends (runner.Fleet.close)."""
+        self.hang_up()
+        transport = self.transport
         super().close()
+        if transport is not None and transport is not threading.current_thread():
+            transport.join(CLOSE_WAIT)
 
     def _open(self):  # type: ignore[no-untyped-def]
         if self.gateway or "sock" in self.connect_kwargs:
@@ -337,14 +397,10 @@ def _checked_gateway(gateway: object, host: HostConfig, known_hosts: KnownHosts)
     return hop
 
 
-def connect(
-    host: HostConfig,
-    base: FabricConfig,
-    known_hosts: KnownHosts,
-    keepalives: Keepalives | None = None,
-) -> Connection:
-    """A Connection of its own for one host (never shared between threads); its keepalive
-    is kept by `keepalives`, the run's one clock for all its connections, if given."""
+def connect(host: HostConfig, base: FabricConfig, shared: Shared | None = None) -> Connection:
+    """A Connection of its own for one host (never shared between threads), with what it
+    shares with the run's other connections (a run of its own if not given)."""
+    shared = shared or Shared()
     config = base.clone()
     config.run.in_stream = False  # never read the local terminal; CI has none
     config.runners.remote = _Runner
@@ -361,7 +417,9 @@ def connect(
         config._set(base_ssh_config=parsed)
     kwargs = _timeouts(host)
     if host.identity_file:
-        kwargs.update(key_filename=[host.identity_file], look_for_keys=False)
+        key = shared.identities.key(host.identity_file)
+        kwargs.update({"pkey": key} if key else {"key_filename": [host.identity_file]})
+        kwargs.update(look_for_keys=False)
     conn = _Connection(
         host.hostname,
         user=host.remote_user,
@@ -372,9 +430,9 @@ def connect(
         connect_kwargs=kwargs,
     )
     conn.alive = (host.server_alive_interval, host.server_alive_count_max)
-    conn.keepalives = keepalives
-    _check_host_keys(conn, host, known_hosts)
-    conn.gateway = _checked_gateway(conn.gateway, host, known_hosts)
+    conn.keepalives = shared.keepalives
+    _check_host_keys(conn, host, shared.known_hosts)
+    conn.gateway = _checked_gateway(conn.gateway, host, shared.known_hosts)
     return conn
 
 

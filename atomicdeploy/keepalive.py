@@ -31,10 +31,10 @@ class Keepalive:
         transport: paramiko.Transport,
         interval: float,
         count_max: int,
-        wake: Callable[[], None] = lambda: None,
+        forget: Callable[[Keepalive], None] = lambda alive: None,
     ) -> None:
         self.transport, self.interval, self.count_max = transport, interval, count_max
-        self._wake = wake  # tells the clock to look again (and end, if nothing is left)
+        self._forget = forget  # the clock lets go of it (and ends, if nothing is left)
         self.silent: float | None = None  # seconds without an answer, once it gave up
         self.due = time.monotonic() + interval
         self._missed = 0
@@ -44,7 +44,7 @@ class Keepalive:
 
     def stop(self) -> None:
         self._stopped = True
-        self._wake()
+        self._forget(self)
 
     @property
     def watching(self) -> bool:
@@ -87,7 +87,7 @@ class Keepalives:
         self._thread: threading.Thread | None = None
 
     def watch(self, transport: paramiko.Transport, interval: float, count_max: int) -> Keepalive:
-        alive = Keepalive(transport, interval, count_max, self._look.set)
+        alive = Keepalive(transport, interval, count_max, self._forget)
         with self._lock:
             self._watched.append(alive)
             if self._thread is None:
@@ -97,6 +97,14 @@ class Keepalives:
                 self._thread.start()
         self._look.set()  # it may be due before the one the thread sleeps for
         return alive
+
+    def _forget(self, alive: Keepalive) -> None:
+        """Let go of a closed connection now, not at the clock's next tick: its transport
+        is then garbage when the run collects (runner.Fleet.close)."""
+        with self._lock:
+            if alive in self._watched:
+                self._watched.remove(alive)
+        self._look.set()
 
     def _keep_time(self) -> None:
         while (pause := self._tick()) is not None:

@@ -24,7 +24,7 @@ from fabric import Config as FabricConfig
 
 from . import dryrun, goback, golive, homes, shell
 from .config import Config, RunInfo
-from .connection import KnownHosts, connect, describe_connect_error
+from .connection import connect, describe_connect_error
 from .deploying import Deploy
 from .errors import AtomicDeployError, ConfigError, RemoteError
 from .hooks import Hooks
@@ -247,7 +247,7 @@ def login(host: HostConfig, fabric_config: FabricConfig | None = None) -> int:
     """An interactive login shell in the host's live release, over the same connection
     settings as a deploy (ssh_config, port, key, known_hosts); returns its exit status."""
     (host,) = homes.resolve([host], Reporter(), fabric_config)
-    conn = connect(host, (fabric_config or FabricConfig()).clone(), KnownHosts())
+    conn = connect(host, (fabric_config or FabricConfig()).clone())
     conn.config.timeouts.command = None  # a shell stays open as long as its user wants
     layout = Config(host=host, run=run_info("")).layout
     try:

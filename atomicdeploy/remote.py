@@ -22,6 +22,7 @@ from invoke.exceptions import CommandTimedOut
 from . import shell, tunnel
 from .connection import (  # noqa: F401  (the names callers and tests know remote by)
     KnownHosts,
+    Shared,
     _QuickAckSocket,
     _Runner,
     connect,
@@ -223,6 +224,12 @@ class Remote:
             raise self._silent(step) or RemoteError(
                 describe_connect_error(self.host, exc), host=self.name, step=step
             ) from exc
+
+    def hang_up(self) -> None:
+        """The first half of close: see connection._Connection.hang_up."""
+        hang_up = getattr(self.conn, "hang_up", None)
+        if hang_up is not None:
+            hang_up()
 
     def close(self) -> None:
         self.conn.close()

@@ -60,6 +60,10 @@ def wants_live(stream: TextIO) -> bool:
     return tty and os.environ.get("TERM", "") not in ("", "dumb") and not os.environ.get("CI")
 
 
+def _as_is(text: str) -> str:
+    return text
+
+
 class Reporter:
     def __init__(
         self,
@@ -72,8 +76,7 @@ class Reporter:
         self.out = out or sys.stdout
         # Every line is masked (secrets -> ***), then escaped (one_line, cell) before it is
         # printed; `mask` does both, for one-line texts (also the notifier's).
-        self._secrets = mask or (lambda text: text)
-        self.mask = lambda text: one_line(self._secrets(text))
+        self._secrets = mask or _as_is
         self.err = err or sys.stderr
         self._lock = threading.Lock()
         self.live = wants_live(self.out) if live is None else live
@@ -81,6 +84,9 @@ class Reporter:
         self._drawn = 0
         self._last_draw = 0.0
         self._held: list[tuple[TextIO, str]] = []  # lines printed after the live table ends
+
+    def mask(self, text: str) -> str:
+        return one_line(self._secrets(text))
 
     def _write(self, stream: TextIO, text: str) -> None:
         """One line: a newline inside it is data (see one_line), never a line of its own."""

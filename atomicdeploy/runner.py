@@ -12,6 +12,7 @@ for a deploy of 10 hosts; each thread started is C memory the allocator may keep
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import threading
 import time
@@ -21,10 +22,9 @@ from typing import TypeVar
 
 from fabric import Config as FabricConfig
 
-from .connection import KnownHosts, connect
+from .connection import Shared, connect
 from .dryrun import DryRemote
 from .inventory import HostConfig
-from .keepalive import Keepalives
 from .remote import Remote
 from .report import Reporter
 
@@ -48,11 +48,11 @@ class Fleet:
         self.parallel = max(1, parallel or min(h.parallel for h in hosts))
         # Cloned before any Connection exists: a shared Config accumulates key files.
         self._base = (fabric_config or FabricConfig()).clone()
-        self._known_hosts = KnownHosts()
-        self._keepalives = Keepalives()
+        self._shared = Shared()
         self._remotes: dict[str, Remote] = {}
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._inside = threading.local()  # .host: the host this thread works for, if any
         # seconds each host spent in each phase, for the summary table
         self.timings: dict[str, dict[str, float]] = {name: {} for name in self.hosts}
 
@@ -64,7 +64,7 @@ class Fleet:
         with self._lock:
             if name not in self._remotes:
                 host = self.hosts[name]
-                conn = connect(host, self._base, self._known_hosts, self._keepalives)
+                conn = connect(host, self._base, self._shared)
                 kind = DryRemote if self.dry else Remote
                 self._remotes[name] = kind(host, conn)
                 remote = self._remotes[name]
@@ -92,6 +92,8 @@ class Fleet:
         one round of SSH round trips instead of `hosts / parallel` rounds.
         """
         names = list(self.hosts if names is None else names)
+        if getattr(self._inside, "host", None) is not None:
+            return self._each_here(fn, names, phase)
         results: dict[str, T] = {}
         failures: dict[str, BaseException] = {}
         waiting = iter(names)
@@ -123,6 +125,21 @@ class Fleet:
             {n: failures[n] for n in names if n in failures},
         )
 
+    def _each_here(
+        self, fn: Callable[[Remote], T], names: list[str], phase: str
+    ) -> tuple[dict[str, T], dict[str, BaseException]]:
+        """`each` called by a host's own work (its unlock after a failed hook): run in
+        this thread, host after host. The pool's threads may all be busy with the outer
+        phase, each waiting for this call: a task queued behind them would never run."""
+        results: dict[str, T] = {}
+        failures: dict[str, BaseException] = {}
+        for name in names:
+            try:
+                results[name] = self._call(fn, name, phase)
+            except Exception as exc:
+                failures[name] = exc
+        return results, failures
+
     def _workers(self) -> ThreadPoolExecutor:
         """The run's threads, started as hosts need them and kept for the next phase.
         One per host at most: phases run at once (`Run.first_then_the_rest`) on
@@ -135,10 +152,14 @@ class Fleet:
             return self._pool
 
     def _call(self, fn: Callable[[Remote], T], name: str, phase: str) -> T:
-        if not phase:
-            return fn(self.remote(name))
-        with self.timing(name, phase):
-            return fn(self.remote(name))
+        outer, self._inside.host = getattr(self._inside, "host", None), name
+        try:
+            if not phase:
+                return fn(self.remote(name))
+            with self.timing(name, phase):
+                return fn(self.remote(name))
+        finally:
+            self._inside.host = outer
 
     @contextlib.contextmanager
     def timing(self, name: str, phase: str) -> Iterator[None]:
@@ -164,10 +185,28 @@ class Fleet:
         self.reporter.progress(name, phase, f"{'done' if ok else 'failed'} ({spent:.1f}s)")
 
     def close(self) -> None:
+        """End the run's threads and connections, then collect its garbage.
+
+        paramiko's transports are reference cycles (each holds a table of its own
+        methods), and so are its host key lookups: they hold a run's buffers and ciphers
+        until the cyclic collector runs, which is when enough new objects were made. A
+        process that deploys again and again (a CI runner, a chat bot) then held several
+        runs at once, and its memory grew with them. One collection here (a few ms)
+        frees them as the run ends."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-        for remote in self._remotes.values():
+        self._hang_up_and_close()
+        gc.collect()
+
+    def _hang_up_and_close(self) -> None:
+        """Every connection hung up first, then closed: their threads end together. (A
+        function of its own: none of them is left in a local when the run collects.)"""
+        remotes = list(self._remotes.values())
+        self._remotes.clear()
+        for remote in remotes:
+            with contextlib.suppress(Exception):
+                remote.hang_up()
+        for remote in remotes:
             with contextlib.suppress(Exception):
                 remote.close()
-        self._remotes.clear()

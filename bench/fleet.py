@@ -92,10 +92,10 @@ def counting_commands() -> Iterator[list[str]]:
 
 def ssh_floor(stage, commands: int, parallel: int) -> float:
     """Seconds for a fresh login plus `commands` no-op commands on every host of `stage`."""
-    known = remote.KnownHosts()
+    shared = remote.Shared()
 
     def one(host) -> None:  # type: ignore[no-untyped-def]
-        conn = remote.connect(host, FabricConfig(), known)
+        conn = remote.connect(host, FabricConfig(), shared)
         conn.open()
         for _ in range(commands):
             conn.run("true", hide=True, in_stream=False)

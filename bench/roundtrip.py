@@ -25,7 +25,7 @@ from fabric import Config as FabricConfig  # noqa: E402
 from fabric import Connection  # noqa: E402
 
 from atomicdeploy import inventory  # noqa: E402
-from atomicdeploy.remote import KnownHosts, Remote, connect  # noqa: E402
+from atomicdeploy.remote import Remote, connect  # noqa: E402
 from atomicdeploy.testing import LocalHosts, write_inventory  # noqa: E402
 
 
@@ -59,7 +59,7 @@ def main() -> None:
         )
         [host] = inventory.load(inv).stage("bench")
         # Records the host key first, so both sides below find it known.
-        ours = lambda: connect(host, FabricConfig(), KnownHosts())  # noqa: E731
+        ours = lambda: connect(host, FabricConfig())  # noqa: E731
         measure(ours, 1)
 
         def fabric_default() -> Connection:

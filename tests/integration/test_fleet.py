@@ -305,3 +305,47 @@ def test_a_hundred_hosts_deploy_and_roll_back_with_no_descriptor_left_open(tmp_p
             time.sleep(0.05)
         assert len(os.listdir("/proc/self/fd")) == fds
         assert threading.active_count() == threads
+
+
+def test_a_run_ends_with_its_garbage_collected(tmp_path):
+    """paramiko's transports and host key lookups are reference cycles, which only the
+    cyclic collector frees, when enough new objects were made: a process that deploys
+    again and again (a CI runner, a chat bot) held several runs' connections, buffers and
+    ciphers at once, and grew with them. Each run collects its own as it ends, and leaves
+    no cycle of its own: with the automatic collector off, nothing is left for it."""
+    import collections
+    import gc
+
+    from atomicdeploy import inventory, pipeline
+    from atomicdeploy.report import Reporter
+    from atomicdeploy.testing import write_inventory
+
+    app = tmp_path / "app"
+    write_app(app, "one")
+    with LocalHosts(tmp_path / "kit", 3, prefix="g") as hosts:
+        inv = write_inventory(
+            tmp_path / "inventory.yml",
+            hosts,
+            stage="g",
+            source=str(app),
+            known_hosts=tmp_path / "known_hosts",
+        )
+        stage = inventory.load(inv).stage("g")
+        opts = pipeline.Options(stage="g")
+        gc.collect()
+        gc.disable()
+        try:
+            pipeline.deploy(stage, opts, Reporter(io.StringIO(), io.StringIO()), source=str(app))
+            write_app(app, "two")
+            pipeline.deploy(stage, opts, Reporter(io.StringIO(), io.StringIO()), source=str(app))
+            pipeline.rollback(stage, opts, Reporter(io.StringIO(), io.StringIO()))
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            gc.collect()
+            left = collections.Counter(
+                f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.garbage
+            )
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+    assert left == {}

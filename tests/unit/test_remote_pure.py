@@ -292,3 +292,42 @@ def test_a_connect_error_on_a_jump_host_names_the_jump_host():
     assert "ssh-keygen -R '[10.0.0.9]:2222' -f /kh" in remote.describe_connect_error(host, changed)
     plain = remote.describe_connect_error(host, paramiko.AuthenticationException("no"))
     assert plain == "cannot log in to behind-jump:22: no"
+
+
+def test_an_identity_file_is_read_once_per_run_and_hard_cases_stay_paramikos(tmp_path):
+    """Read once, the key is given to every connection of the run (paramiko would read the
+    file for each, trying key types in turn); a key with a certificate beside it, one that
+    needs a passphrase, and a missing file are left to paramiko, which uses the
+    certificate or names the error."""
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from fabric import Config as FabricConfig
+
+    from atomicdeploy.connection import Identities, Shared, connect
+    from atomicdeploy.inventory import HostConfig
+
+    def key_file(name: str, encryption: ser.KeySerializationEncryption) -> str:
+        path = tmp_path / name
+        fmt = ser.PrivateFormat.OpenSSH
+        path.write_bytes(
+            Ed25519PrivateKey.generate().private_bytes(ser.Encoding.PEM, fmt, encryption)
+        )
+        return str(path)
+
+    plain = key_file("id_plain", ser.NoEncryption())
+    locked = key_file("id_locked", ser.BestAvailableEncryption(b"secret"))
+    certified = key_file("id_cert", ser.NoEncryption())
+    (tmp_path / "id_cert-cert.pub").write_text("ssh-ed25519-cert-v01@openssh.com AAAA\n")
+    ids = Identities()
+    key = ids.key(plain)
+    assert key is not None and ids.key(plain) is key
+    assert ids.key(locked) is None
+    assert ids.key(certified) is None
+    assert ids.key(str(tmp_path / "missing")) is None
+
+    shared = Shared(identities=ids)
+    for path, given in ((plain, {"pkey": key}), (locked, {"key_filename": [locked]})):
+        host = HostConfig(name="h", deploy_path="/srv/app", hostname="h", identity_file=path)
+        kwargs = connect(host, FabricConfig(), shared).connect_kwargs
+        assert {k: kwargs.get(k) for k in given} == given
+        assert kwargs["look_for_keys"] is False

@@ -284,7 +284,9 @@ def test_a_recording_remote_shows_what_a_hook_plan_would_send():
 def test_the_fleets_threads_serve_every_phase_within_parallel_and_end_with_it():
     """One pool per run: a phase reuses the threads the one before started, at most
     `parallel` hosts work at once (every host at once when `wide`), results keep the
-    inventory's order, a host's failure is its own, and close() ends the threads."""
+    inventory's order, a host's failure is its own, a host's work that calls `each` for
+    itself runs it in its own thread (never queued behind the busy pool), and close()
+    ends the threads."""
     import io
     import threading
     import time
@@ -296,6 +298,7 @@ def test_the_fleets_threads_serve_every_phase_within_parallel_and_end_with_it():
     fleet = Fleet(hosts, Reporter(io.StringIO(), io.StringIO(), live=False), parallel=2)
     before = set(threading.enumerate())
     lock, busy, most, seen = threading.Lock(), [0], [0], set()
+    stuck = False
 
     def work(remote):  # type: ignore[no-untyped-def]
         with lock:
@@ -320,6 +323,25 @@ def test_the_fleets_threads_serve_every_phase_within_parallel_and_end_with_it():
         assert most[0] == 6
         assert len(seen) == 6  # six hosts at once needed six threads; no phase started more
         assert len(set(threading.enumerate()) - before) == 6
+
+        def unlock_own(remote):  # type: ignore[no-untyped-def]
+            # A host's own work calling `each` for itself (its unlock after a failed
+            # hook), while every thread of the pool is busy with the outer phase.
+            worker = threading.current_thread()
+            done, _ = fleet.each(lambda r: (r.name, threading.current_thread()), [remote.name])
+            return done[remote.name] == (remote.name, worker)
+
+        got: dict = {}
+        outer = threading.Thread(
+            target=lambda: got.update(out=fleet.each(unlock_own, wide=True)), daemon=True
+        )
+        outer.start()
+        outer.join(10)
+        stuck = outer.is_alive()  # then close() would wait for the stuck threads too
+        assert not stuck, "a host's own `each` waited behind the busy pool"
+        done, failed = got["out"]
+        assert failed == {} and all(done.values()) and len(done) == 6
     finally:
-        fleet.close()
+        if not stuck:
+            fleet.close()
     assert not (set(threading.enumerate()) - before) - {threading.current_thread()}

@@ -11,7 +11,7 @@ from fabric import Config as FabricConfig
 from atomicdeploy import shell
 from atomicdeploy.inventory import HostConfig, NginxConfig, OpcacheConfig, parse
 from atomicdeploy.layout import Layout
-from atomicdeploy.remote import KnownHosts, connect
+from atomicdeploy.remote import connect
 from atomicdeploy.report import Reporter
 from atomicdeploy.secrets import Masker
 from tests import faults
@@ -20,7 +20,7 @@ from tests import faults
 def test_agent_forwarding_is_off_unless_asked():
     (host,) = parse("hosts:\n  web1: {deploy_path: /srv/app}\n").hosts
     assert host.forward_agent is False
-    conn = connect(host, FabricConfig(), KnownHosts())  # builds, does not connect
+    conn = connect(host, FabricConfig())  # builds, does not connect
     assert conn.forward_agent is False
     faults.record(
         "security",
