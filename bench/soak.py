@@ -172,11 +172,9 @@ def load_child(urls: list[str], clients: int) -> None:
     events = [Event(*e) for e in json.loads(sys.stdin.read() or "[]")]
     samples = [s for load in loads for s in load.stop()]
     failed = [(s.start, s.end, s.status, s.body[:160]) for s in samples if s.status != 200]
-    print(
-        json.dumps(
-            {"verdict": asdict(judge(samples)), "stale": stale(samples, events), "failed": failed}
-        )
-    )
+    late = stale(samples, events)
+    verdict = asdict(judge(samples))
+    print(json.dumps({"verdict": verdict, "stale": explain_stale(late), "failed": failed}))
 
 
 class Traffic:
@@ -202,16 +200,16 @@ class Traffic:
             raise
         return self
 
-    def stop(self, events: list[Event]) -> tuple[Verdict, int, list[Sample]]:
-        """Stop the load; its verdict over every request, how many were stale, and the
-        failed responses."""
+    def stop(self, events: list[Event]) -> tuple[Verdict, list[str], list[Sample]]:
+        """Stop the load; its verdict over every request, the stale responses (each told in
+        a line), and the failed responses."""
         assert self.proc is not None
         said, _ = self.proc.communicate(json.dumps([astuple(e) for e in events]), timeout=600)
         if self.proc.returncode != 0:
             raise RuntimeError(f"the load exited with status {self.proc.returncode}")
         out = json.loads(said)
         failed = [Sample(start, end, status, body) for start, end, status, body in out["failed"]]
-        return Verdict(**out["verdict"]), int(out["stale"]), failed
+        return Verdict(**out["verdict"]), list(out["stale"]), failed
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -397,19 +395,30 @@ def write_stage(
 
 
 # --- the figures ---------------------------------------------------------------------------
-def stale(samples: list[Sample], events: list[Event]) -> int:
+def stale(samples: list[Sample], events: list[Event]) -> list[tuple[Event, Sample]]:
     """The kit's stale_after_return for each event, over the requests that started after it
-    returned and before the next one started."""
+    returned and before the next one started: each such request, with its event."""
     samples = sorted(samples, key=lambda s: s.start)
     starts = [s.start for s in samples]
-    count = 0
+    found = []
     for i, ev in enumerate(events):
         until = events[i + 1].started if i + 1 < len(events) else math.inf
         window = samples[
             bisect.bisect_right(starts, ev.returned) : bisect.bisect_left(starts, until)
         ]
-        count += judge(window, returned_at=ev.returned, expected=ev.version).stale_after_return
-    return count
+        if judge(window, returned_at=ev.returned, expected=ev.version).stale_after_return:
+            found += [(ev, s) for s in window if s.version != ev.version]
+    return found
+
+
+def explain_stale(found: list[tuple[Event, Sample]]) -> list[str]:
+    """Each stale response: how long after its deploy or rollback returned, and what it said."""
+    return [
+        f"{s.start - ev.returned:+.3f} s after a {ev.action} that made {ev.version!r} live"
+        f" returned (it took {ev.returned - ev.started:.2f} s), status {s.status} in"
+        f" {s.end - s.start:.3f} s{' (retried)' if s.retried else ''}: {s.body.strip()[:160]!r}"
+        for ev, s in found
+    ]
 
 
 def per_host(most: dict[str, int]) -> str:
@@ -469,7 +478,7 @@ def report(
     args: argparse.Namespace,
     failed: list[Sample],
     verdict: Verdict,
-    stale_count: int,
+    late: list[str],
     found: Findings,
     peak: Figures,
     seconds: tuple[float, float],
@@ -480,7 +489,7 @@ def report(
         ("requests", f"{verdict.requests:,} ({verdict.retried} retried on a closed keep-alive)"),
         ("failed", str(verdict.failed)),
         ("mixed", str(verdict.mixed)),
-        ("stale", str(stale_count)),
+        ("stale", str(len(late))),
     ]
     rows += controller_rows(found, peak)
     rows += [
@@ -500,7 +509,9 @@ def report(
         print(f"violated: {line}")
     for line in explain(failed, found.events)[:20]:
         print(f"failed: {line}")
-    bad = verdict.failed + verdict.mixed + stale_count + len(found.violations)
+    for line in late[:20]:
+        print(f"stale: {line}")
+    bad = verdict.failed + verdict.mixed + len(late) + len(found.violations)
     return 1 if bad else 0
 
 
@@ -524,9 +535,9 @@ def soak(args: argparse.Namespace, base: Path) -> int:
             run.cycles(args.cycles)
         cycled = time.monotonic() - started
         peak = peaks.figures()
-        verdict, stale_count, failed = traffic.stop(run.found.events)
+        verdict, late, failed = traffic.stop(run.found.events)
     seconds = (time.monotonic() - began, cycled)
-    return report(args, failed, verdict, stale_count, run.found, peak, seconds)
+    return report(args, failed, verdict, late, run.found, peak, seconds)
 
 
 def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
