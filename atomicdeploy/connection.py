@@ -31,6 +31,7 @@ from .streams import Asking, Output, SetOnly
 
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+READS_PER_PASS = 64  # chunks of one stream read before the deadline is looked at again
 CLOSE_WAIT = 2.0  # seconds close() waits for paramiko's thread (a gateway's socket may lag)
 
 
@@ -100,8 +101,8 @@ def _load_key(path: str) -> paramiko.PKey | None:
         return None
     try:
         return paramiko.PKey.from_path(path)
-    except (OSError, ValueError, TypeError, paramiko.SSHException):
-        return None  # TypeError: cryptography's word for a passphrase that was not given
+    except Exception:  # a passphrase not given (TypeError), a key type paramiko does not
+        return None  # load this way (a DSA or security key): its own path says or skips it
 
 
 @dataclass
@@ -151,7 +152,9 @@ class _Runner(FabricRunner):
     def create_io_threads(self):  # type: ignore[no-untyped-def]
         """No reader thread: `wait` reads both streams. A Python hook's `c.run` with
         watchers gets one reader thread, so that a watcher's error ends the command as
-        Invoke reports it; a pty (one stream) and a stream to send keep Invoke's way."""
+        Invoke reports it, and so does one run `asynchronous=True`, whose output must be
+        read while the hook goes on; a pty (one stream) and a stream to send keep
+        Invoke's way."""
         if self.using_pty:
             return super().create_io_threads()
         stdout: list[str] = []
@@ -160,7 +163,7 @@ class _Runner(FabricRunner):
         out = self._output(stdout, "stdout", self.streams["out"], "stdout" in hide)
         err = self._output(stderr, "stderr", self.streams["err"], "stderr" in hide)
         threads = {}
-        if self.watchers:
+        if self.watchers or self._asynchronous:
             threads[self._read_both] = ExceptionHandlingThread(
                 target=self._read_both, kwargs={"out": out, "err": err}
             )
@@ -191,13 +194,24 @@ class _Runner(FabricRunner):
         while True:
             wake.clear()
             ended = chan.closed or chan.eof_received
-            while chan.recv_ready():
-                out.take(self.decode(chan.recv(self.read_chunk_size)))
-            while chan.recv_stderr_ready():
-                err.take(self.decode(chan.recv_stderr(self.read_chunk_size)))
-            if ended:
+            out_drained = self._take(chan.recv_ready, chan.recv, out)
+            err_drained = self._take(chan.recv_stderr_ready, chan.recv_stderr, err)
+            drained = out_drained and err_drained
+            if ended and drained:
                 return
-            wake.wait(self._keep_deadline(1.0))
+            if self.threads and self.has_dead_threads:
+                return  # the stdin thread failed: Invoke reports it, as it would
+            pause = self._keep_deadline(1.0)  # a command that prints without end, too
+            if drained:
+                wake.wait(pause)
+
+    def _take(self, ready: Callable[[], bool], recv: Callable[[int], bytes], sink: Output) -> bool:
+        """Up to READS_PER_PASS chunks of one stream; whether it has nothing more now."""
+        for _ in range(READS_PER_PASS):
+            if not ready():
+                return True
+            sink.take(self.decode(recv(self.read_chunk_size)))
+        return not ready()
 
     def _handle_output(
         self, buffer_: list[str], hide: bool, output: IO[str], reader: Callable[[int], bytes]
@@ -223,9 +237,10 @@ class _Runner(FabricRunner):
     def _keep_deadline(self, step: float) -> float:
         """Kill the command if its deadline passed (closing the channel ends every wait
         on it); else how long to sleep: `step`, or less if the deadline is nearer."""
-        if self._deadline is None:
+        deadline = self._deadline  # read once: a hook's reader thread keeps it too
+        if deadline is None:
             return step
-        left = self._deadline - time.monotonic()
+        left = deadline - time.monotonic()
         if left > 0:
             return min(step, left)
         self._expired, self._deadline = True, None
@@ -285,10 +300,15 @@ class _Connection(Connection):
             return super().open()
         result = self._open()
         interval, count = self.alive
-        if interval and self.transport is not None and self.keepalive is None:
+        if interval and self.transport is not None and not self._watched:
             clock = self.keepalives or Keepalives()
             self.keepalive = clock.watch(self.transport, interval, count)
         return result
+
+    @property
+    def _watched(self) -> bool:
+        """A keepalive watches this connection (not one left from before a reconnect)."""
+        return self.keepalive is not None and self.keepalive.watching
 
     @property
     def silent(self) -> float | None:
@@ -315,6 +335,8 @@ class _Connection(Connection):
         super().close()
         if transport is not None and transport is not threading.current_thread():
             transport.join(CLOSE_WAIT)
+        if isinstance(self.gateway, Connection):
+            self.gateway.close()  # its ProxyJump hop, which Fabric leaves open
 
     def _open(self):  # type: ignore[no-untyped-def]
         if self.gateway or "sock" in self.connect_kwargs:

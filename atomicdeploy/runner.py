@@ -193,11 +193,15 @@ class Fleet:
         process that deploys again and again (a CI runner, a chat bot) then held several
         runs at once, and its memory grew with them. One collection here (a few ms)
         frees them as the run ends."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-        self._hang_up_and_close()
-        gc.collect()
+        pool, self._pool = self._pool, None
+        try:
+            if pool is not None:  # after an interrupt, hosts may still be running: their
+                pool.shutdown(wait=False, cancel_futures=True)  # commands end as we hang up
+            self._hang_up_and_close()
+            if pool is not None:
+                pool.shutdown(wait=True)
+        finally:
+            gc.collect()
 
     def _hang_up_and_close(self) -> None:
         """Every connection hung up first, then closed: their threads end together. (A

@@ -229,6 +229,8 @@ def test_the_commands_thread_reads_both_streams_whole_and_ends_with_them():
         def exit_status_ready(self) -> bool:
             return self.status_event.is_set()
 
+    import weakref
+
     rng = random.Random(7)
     for round_ in range(20):
         chan = Channel()
@@ -264,6 +266,59 @@ def test_the_commands_thread_reads_both_streams_whole_and_ends_with_them():
             assert not thread.is_alive()
         assert "".join(stdout) == "".join(sent["out"])
         assert "".join(stderr) == "".join(sent["err"])
+        if not watchers:  # no cycle left: the runner goes with its last reference
+            gone = weakref.ref(runner)
+            del runner
+            assert gone() is None
+
+
+def test_a_command_that_prints_without_end_still_times_out():
+    """Its output is read in bounded passes, with the deadline looked at between them: a
+    command that prints faster than it is read ends at its timeout all the same."""
+    import threading
+    import time
+
+    from fabric import Connection
+    from paramiko.buffered_pipe import BufferedPipe
+
+    from atomicdeploy import remote
+
+    class Flood:
+        def __init__(self) -> None:
+            self.in_buffer, self.in_stderr_buffer = BufferedPipe(), BufferedPipe()
+            self.closed = self.eof_received = False
+            self.status_event = threading.Event()
+
+        def recv_ready(self) -> bool:
+            return not self.closed
+
+        def recv_stderr_ready(self) -> bool:
+            return False
+
+        def recv(self, n: int) -> bytes:
+            return b"y\n" * (n // 2)
+
+        recv_stderr = recv
+
+        def exit_status_ready(self) -> bool:
+            return self.closed
+
+        def close(self) -> None:
+            self.closed = True
+            self.status_event.set()
+
+    runner = remote._Runner(context=Connection("localhost"))
+    runner.channel, runner.encoding = Flood(), "utf-8"
+    runner._setup("yes", {"hide": True, "in_stream": False})
+    runner.threads, _, _ = runner.create_io_threads()
+    runner.start_timer(0.2)
+    started = time.monotonic()
+    waiter = threading.Thread(target=runner.wait, daemon=True)
+    waiter.start()
+    waiter.join(5)
+    assert not waiter.is_alive(), "still reading past the deadline"
+    assert 0.2 <= time.monotonic() - started < 3
+    assert runner.channel.closed and runner.timed_out
 
 
 def invoke_watcher():  # type: ignore[no-untyped-def]
@@ -324,6 +379,9 @@ def test_an_identity_file_is_read_once_per_run_and_hard_cases_stay_paramikos(tmp
     assert ids.key(locked) is None
     assert ids.key(certified) is None
     assert ids.key(str(tmp_path / "missing")) is None
+    odd = tmp_path / "id_odd"  # a key paramiko cannot load this way (a DSA or security key)
+    odd.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n")
+    assert ids.key(str(odd)) is None
 
     shared = Shared(identities=ids)
     for path, given in ((plain, {"pkey": key}), (locked, {"key_filename": [locked]})):
@@ -331,3 +389,25 @@ def test_an_identity_file_is_read_once_per_run_and_hard_cases_stay_paramikos(tmp
         kwargs = connect(host, FabricConfig(), shared).connect_kwargs
         assert {k: kwargs.get(k) for k in given} == given
         assert kwargs["look_for_keys"] is False
+
+
+def test_closing_a_connection_closes_its_jump_host_too():
+    """Fabric's close leaves a ProxyJump hop's connection (its socket and paramiko's thread
+    for it) open; a run's connections close theirs, once per host."""
+    from fabric import Config as FabricConfig
+    from fabric import Connection
+
+    from atomicdeploy.connection import connect
+    from atomicdeploy.inventory import HostConfig
+
+    closed = []
+
+    class Hop(Connection):
+        def close(self) -> None:
+            closed.append(self.host)
+
+    host = HostConfig(name="h", deploy_path="/srv/app", hostname="target")
+    conn = connect(host, FabricConfig())
+    conn.gateway = Hop("jump")
+    conn.close()
+    assert closed == ["jump"]
