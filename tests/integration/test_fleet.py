@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -268,28 +269,36 @@ def test_an_interrupt_during_go_live_finishes_the_switch_everywhere_then_exits_1
     assert not any(fleet.locked(h.name) for h in fleet.hosts)
 
 
+@contextlib.contextmanager
+def in_process(tmp_path, app, count: int, prefix: str):  # type: ignore[no-untyped-def]
+    """`count` kit hosts in a stage named `prefix` whose source is `app`, for runs made
+    through the library in this process: (hosts, stage, options)."""
+    from atomicdeploy import inventory, pipeline
+    from atomicdeploy.testing import write_inventory
+
+    with LocalHosts(tmp_path / "kit", count, prefix=prefix) as hosts:
+        inv = write_inventory(
+            tmp_path / "inventory.yml",
+            hosts,
+            stage=prefix,
+            source=str(app),
+            known_hosts=tmp_path / "known_hosts",
+        )
+        yield hosts, inventory.load(inv).stage(prefix), pipeline.Options(stage=prefix)
+
+
 def test_a_hundred_hosts_deploy_and_roll_back_with_no_descriptor_left_open(tmp_path):
     """The kit starts 100 hosts (a port, a key and an sshd each) and a deploy and a rollback
     reach every one of them in one run each; the controller ends with the file descriptors
     and threads it started with, so a long-lived process that deploys again and again
     (a CI runner, a chat bot) does not run out of them."""
-    from atomicdeploy import inventory, pipeline
+    from atomicdeploy import pipeline
     from atomicdeploy.report import Reporter
-    from atomicdeploy.testing import write_inventory
 
     app = tmp_path / "app"
     (app / "public").mkdir(parents=True)
     (app / "public" / "index.php").write_text("<?php echo 'one';\n")
-    with LocalHosts(tmp_path / "kit", 100, prefix="h") as hosts:
-        inv = write_inventory(
-            tmp_path / "inventory.yml",
-            hosts,
-            stage="big",
-            source=str(app),
-            known_hosts=tmp_path / "known_hosts",
-        )
-        stage = inventory.load(inv).stage("big")
-        opts = pipeline.Options(stage="big")
+    with in_process(tmp_path, app, 100, "h") as (hosts, stage, opts):
         quiet = Reporter(io.StringIO(), io.StringIO())
         fds, threads = len(os.listdir("/proc/self/fd")), threading.active_count()
         first = pipeline.deploy(stage, opts, quiet, source=str(app))
@@ -316,22 +325,12 @@ def test_a_run_ends_with_its_garbage_collected(tmp_path):
     import collections
     import gc
 
-    from atomicdeploy import inventory, pipeline
+    from atomicdeploy import pipeline
     from atomicdeploy.report import Reporter
-    from atomicdeploy.testing import write_inventory
 
     app = tmp_path / "app"
     write_app(app, "one")
-    with LocalHosts(tmp_path / "kit", 3, prefix="g") as hosts:
-        inv = write_inventory(
-            tmp_path / "inventory.yml",
-            hosts,
-            stage="g",
-            source=str(app),
-            known_hosts=tmp_path / "known_hosts",
-        )
-        stage = inventory.load(inv).stage("g")
-        opts = pipeline.Options(stage="g")
+    with in_process(tmp_path, app, 3, "g") as (_, stage, opts):
         gc.collect()
         gc.disable()
         try:
