@@ -106,12 +106,15 @@ def c_heap_in_use() -> float:
 
 
 def open_fds() -> int:
-    """This process's descriptors, less the one the sampler thread may hold on its status
-    file at that moment (Peaks reads /proc/self/status every 50 ms)."""
+    """This process's descriptors, less those the sampler thread may hold at that moment
+    (Peaks reads /proc/self/status and lists /proc/self/fd every 50 ms). This listing's own
+    descriptor is closed by the time it is read, so it is never counted either."""
+    listing = f"/proc/{os.getpid()}/fd"
     fds = 0
     for fd in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):
-            fds += not os.readlink(f"/proc/self/fd/{fd}").endswith("/status")
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            fds += not target.endswith("/status") and target != listing
     return fds
 
 
