@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 
 import pytest
 
@@ -155,6 +156,37 @@ def test_a_commands_output_is_kept_as_its_last_mebibyte_only():
     assert kept.endswith("x@@ad:step=hook last\n")
 
 
+class FakeChannel:
+    """What a runner uses of a paramiko channel: the two receive buffers, their ends, and
+    the exit status, ready once the channel is closed or the status arrived."""
+
+    def __init__(self) -> None:
+        from paramiko.buffered_pipe import BufferedPipe
+
+        self.in_buffer, self.in_stderr_buffer = BufferedPipe(), BufferedPipe()
+        self.closed = self.eof_received = False
+        self.status_event = threading.Event()
+
+    def recv_ready(self) -> bool:
+        return self.in_buffer.read_ready()
+
+    def recv_stderr_ready(self) -> bool:
+        return self.in_stderr_buffer.read_ready()
+
+    def recv(self, n: int) -> bytes:
+        return self.in_buffer.read(n)
+
+    def recv_stderr(self, n: int) -> bytes:
+        return self.in_stderr_buffer.read(n)
+
+    def exit_status_ready(self) -> bool:
+        return self.closed or self.status_event.is_set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.status_event.set()
+
+
 def test_a_commands_timeout_is_kept_without_a_thread_of_its_own():
     """Invoke starts a timer thread per command; ours waits on the channel with a
     deadline, closes the channel when it passes, and reports the timeout."""
@@ -165,18 +197,8 @@ def test_a_commands_timeout_is_kept_without_a_thread_of_its_own():
 
     from atomicdeploy import remote
 
-    class Channel:
-        closed = False
-        status_event = threading.Event()
-
-        def exit_status_ready(self) -> bool:
-            return self.closed
-
-        def close(self) -> None:
-            self.closed = True
-
     runner = remote._Runner(context=Connection("localhost"))
-    runner.channel, runner.threads = Channel(), {}
+    runner.channel, runner.threads = FakeChannel(), {}
     threads = threading.active_count()
     runner.start_timer(0.2)
     assert threading.active_count() == threads
@@ -187,7 +209,7 @@ def test_a_commands_timeout_is_kept_without_a_thread_of_its_own():
     assert runner.channel.closed and runner.timed_out
 
     quick = remote._Runner(context=Connection("localhost"))
-    quick.channel, quick.threads = Channel(), {}
+    quick.channel, quick.threads = FakeChannel(), {}
     quick.start_timer(None)
     quick.channel.closed = True  # the command ended on its own
     quick.wait()
@@ -202,38 +224,15 @@ def test_the_commands_thread_reads_both_streams_whole_and_ends_with_them():
     import random
     import threading
     import time
+    import weakref
 
     from fabric import Connection
-    from paramiko.buffered_pipe import BufferedPipe
 
     from atomicdeploy import remote
 
-    class Channel:
-        def __init__(self) -> None:
-            self.in_buffer, self.in_stderr_buffer = BufferedPipe(), BufferedPipe()
-            self.closed = self.eof_received = False
-            self.status_event = threading.Event()
-
-        def recv_ready(self) -> bool:
-            return self.in_buffer.read_ready()
-
-        def recv_stderr_ready(self) -> bool:
-            return self.in_stderr_buffer.read_ready()
-
-        def recv(self, n: int) -> bytes:
-            return self.in_buffer.read(n)
-
-        def recv_stderr(self, n: int) -> bytes:
-            return self.in_stderr_buffer.read(n)
-
-        def exit_status_ready(self) -> bool:
-            return self.status_event.is_set()
-
-    import weakref
-
     rng = random.Random(7)
     for round_ in range(20):
-        chan = Channel()
+        chan = FakeChannel()
         runner = remote._Runner(context=Connection("localhost"))
         runner.channel, runner.encoding = chan, "utf-8"
         watchers = [] if round_ % 4 else [invoke_watcher()]
@@ -279,16 +278,10 @@ def test_a_command_that_prints_without_end_still_times_out():
     import time
 
     from fabric import Connection
-    from paramiko.buffered_pipe import BufferedPipe
 
     from atomicdeploy import remote
 
-    class Flood:
-        def __init__(self) -> None:
-            self.in_buffer, self.in_stderr_buffer = BufferedPipe(), BufferedPipe()
-            self.closed = self.eof_received = False
-            self.status_event = threading.Event()
-
+    class Flood(FakeChannel):
         def recv_ready(self) -> bool:
             return not self.closed
 
@@ -297,15 +290,6 @@ def test_a_command_that_prints_without_end_still_times_out():
 
         def recv(self, n: int) -> bytes:
             return b"y\n" * (n // 2)
-
-        recv_stderr = recv
-
-        def exit_status_ready(self) -> bool:
-            return self.closed
-
-        def close(self) -> None:
-            self.closed = True
-            self.status_event.set()
 
     runner = remote._Runner(context=Connection("localhost"))
     runner.channel, runner.encoding = Flood(), "utf-8"
