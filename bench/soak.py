@@ -20,6 +20,9 @@ quiet reporter), and measures:
   - after each cycle, on every host: `releases/` holding at most keep_releases + 1 (the
     rollback target) directories, and no process left, neither under its sshd listener nor
     anywhere else in its deploy path (2 s of grace).
+  - at the end, every line of the web hosts' error logs (PHP's, php-fpm's warnings, nginx's
+    at `warn`): none in a clean run, and the cause of a failed response when there is one.
+Figures are taken at cycle 1, the middle one and the last, and every 50th cycle of a longer run.
 A deploy or rollback is followed by `--pause` seconds (0.5) so that requests land after it.
 Exit status 1 if an invariant was violated, else 0. Not a test: it prints figures.
 Usage: python bench/soak.py [--cycles 100] [--hosts 10]
@@ -362,7 +365,8 @@ class Soak:
             self.found.violations += [f"cycle {cycle}: {name}: left running: {p}" for p in procs]
 
     def cycles(self, count: int) -> None:
-        marks = {1, max(1, count // 2), count}
+        # 1, the middle, the last; and every 50th in a longer run, to tell a level from a rise
+        marks = {1, max(1, count // 2), count, *range(50, count, 50)}
         for cycle in range(1, count + 1):
             self.act(str(cycle))
             time.sleep(self.pause)
@@ -477,6 +481,25 @@ def explain(failed: list[Sample], events: list[Event]) -> list[str]:
     return lines
 
 
+def error_log_lines(webs: Sequence[WebHost]) -> list[str]:
+    """What the web hosts logged as errors: PHP's error log, php-fpm's warnings (a worker
+    that died, a slow request) and nginx's error log at `warn`. A clean soak logs none; when a
+    response failed, these say why."""
+    lines = []
+    for web in webs:
+        for path, only in (
+            (web.php_error_log, ""),
+            (web.fpm_error_log, "WARNING|ERROR|ALERT"),
+            (web.nginx_error_log, ""),
+        ):
+            text = path.read_text(errors="replace") if path.exists() else ""
+            keep = [ln for ln in text.splitlines() if ln.strip()]
+            if only:
+                keep = [ln for ln in keep if any(w in ln for w in only.split("|"))]
+            lines += [f"{web.name} {path.name}: {ln}" for ln in keep]
+    return lines
+
+
 def report(
     args: argparse.Namespace,
     failed: list[Sample],
@@ -485,6 +508,7 @@ def report(
     found: Findings,
     peak: Figures,
     seconds: tuple[float, float],
+    logged: list[str],
 ) -> int:
     rows = [
         ("cycles (a deploy, then a rollback)", str(args.cycles)),
@@ -493,6 +517,7 @@ def report(
         ("failed", str(verdict.failed)),
         ("mixed", str(verdict.mixed)),
         ("stale", str(len(late))),
+        ("lines in the web hosts' error logs", str(len(logged))),
     ]
     rows += controller_rows(found, peak)
     rows += [
@@ -514,6 +539,8 @@ def report(
         print(f"failed: {line}")
     for line in late[:20]:
         print(f"stale: {line}")
+    for line in logged[:40]:
+        print(f"logged: {line}")
     bad = verdict.failed + verdict.mixed + len(late) + len(found.violations)
     return 1 if bad else 0
 
@@ -539,8 +566,9 @@ def soak(args: argparse.Namespace, base: Path) -> int:
         cycled = time.monotonic() - started
         peak = peaks.figures()
         verdict, late, failed = traffic.stop(run.found.events)
+        logged = error_log_lines(webs)
     seconds = (time.monotonic() - began, cycled)
-    return report(args, failed, verdict, late, run.found, peak, seconds)
+    return report(args, failed, verdict, late, run.found, peak, seconds, logged)
 
 
 def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
