@@ -348,3 +348,33 @@ def test_a_run_ends_with_its_garbage_collected(tmp_path):
             gc.garbage.clear()
             gc.enable()
     assert left == {}
+
+
+def test_a_connection_opened_again_is_watched_by_a_keepalive_of_its_own(tmp_path):
+    """After a reconnect (Fabric opens a closed connection again on its next command), the
+    keepalive must watch the new transport: one left on the old one would never find the
+    host dead, and a frozen host would hold the deploy until `command_timeout`."""
+    from dataclasses import replace
+
+    from fabric import Config as FabricConfig
+
+    from atomicdeploy.connection import Shared, connect
+
+    app = tmp_path / "app"
+    write_app(app, "one")
+    with in_process(tmp_path, app, 1, "k") as (_, stage, _opts):
+        host = replace(stage[0], server_alive_interval=1, server_alive_count_max=3)
+        shared = Shared()
+        conn = connect(host, FabricConfig(), shared)
+        try:
+            conn.run("true", hide=True)
+            first = conn.transport
+            assert conn.keepalive is not None and conn.keepalive.transport is first
+            conn.close()
+            assert not conn.keepalive.watching
+            conn.run("true", hide=True)
+            assert conn.transport is not first
+            assert conn.keepalive.transport is conn.transport
+            assert conn.keepalive.watching
+        finally:
+            conn.close()  # the run's clock thread ends with its last connection
