@@ -24,6 +24,8 @@ quiet reporter), and measures:
     at `warn`): none in a clean run, and the cause of a failed response when there is one.
 Figures are taken at cycle 1, the middle one and the last, and every 50th cycle of a longer run.
 A deploy or rollback is followed by `--pause` seconds (0.5) so that requests land after it.
+`--reset-above 0` makes every deploy and rollback reset the web hosts' opcache (by default the
+library resets it only when it fills): under load, such a reset can kill a php-fpm worker.
 Exit status 1 if an invariant was violated, else 0. Not a test: it prints figures.
 Usage: python bench/soak.py [--cycles 100] [--hosts 10]
 """
@@ -58,6 +60,7 @@ sys.path.insert(0, str(REPO))
 
 from atomicdeploy import inventory, pipeline  # noqa: E402
 from atomicdeploy.inventory import HostConfig  # noqa: E402
+from atomicdeploy.inventory.checks import OpcacheConfig  # noqa: E402
 from atomicdeploy.plan import Outcome  # noqa: E402
 from atomicdeploy.report import Reporter  # noqa: E402
 from atomicdeploy.testing import LocalHost, LocalHosts, write_inventory  # noqa: E402
@@ -380,9 +383,14 @@ class Soak:
 
 
 def write_stage(
-    base: Path, hosts: Sequence[LocalHost], webs: Sequence[WebHost], app: Path
+    base: Path,
+    hosts: Sequence[LocalHost],
+    webs: Sequence[WebHost],
+    app: Path,
+    reset_above: int | None = None,
 ) -> tuple[HostConfig, ...]:
-    """The stage's inventory: the integration tests' site settings, the web hosts' keys."""
+    """The stage's inventory: the integration tests' site settings, the web hosts' keys
+    (and `opcache.reset_above`, if given)."""
     path = write_inventory(
         base / "inventory.yml",
         hosts,
@@ -397,6 +405,8 @@ def write_stage(
     data = yaml.safe_load(path.read_text())
     for web in webs:
         data["hosts"][web.name].update(web.inventory_settings())
+        if reset_above is not None:
+            data["hosts"][web.name]["opcache"]["reset_above"] = reset_above
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return inventory.load(path).stage(STAGE)
 
@@ -481,6 +491,13 @@ def explain(failed: list[Sample], events: list[Event]) -> list[str]:
     return lines
 
 
+def reset_above(given: int | None) -> str:
+    default = OpcacheConfig().reset_above
+    if given is None:
+        return f"{default} (the default: a reset only when the opcache fills)"
+    return f"{given} (a reset at every deploy and rollback)" if given == 0 else str(given)
+
+
 def error_log_lines(webs: Sequence[WebHost]) -> list[str]:
     """What the web hosts logged as errors: PHP's error log, php-fpm's warnings (a worker
     that died, a slow request) and nginx's error log at `warn`. A clean soak logs none; when a
@@ -489,7 +506,7 @@ def error_log_lines(webs: Sequence[WebHost]) -> list[str]:
     for web in webs:
         for path, only in (
             (web.php_error_log, ""),
-            (web.fpm_error_log, "WARNING|ERROR|ALERT"),
+            (web.fpm_log, "WARNING|ERROR|ALERT"),
             (web.nginx_error_log, ""),
         ):
             text = path.read_text(errors="replace") if path.exists() else ""
@@ -513,6 +530,7 @@ def report(
     rows = [
         ("cycles (a deploy, then a rollback)", str(args.cycles)),
         ("hosts", f"{args.hosts} ({args.web} web under load, {args.hosts - args.web} plain)"),
+        ("opcache.reset_above", reset_above(args.reset_above)),
         ("requests", f"{verdict.requests:,} ({verdict.retried} retried on a closed keep-alive)"),
         ("failed", str(verdict.failed)),
         ("mixed", str(verdict.mixed)),
@@ -557,7 +575,8 @@ def soak(args: argparse.Namespace, base: Path) -> int:
             st.enter_context(WebHost(h.name, base / "web" / h.name, h.deploy_path))
             for h in list(hosts)[: args.web]
         ]
-        run = Soak(write_stage(base, list(hosts), webs, app), list(hosts), webs, app, args.pause)
+        stage = write_stage(base, list(hosts), webs, app, args.reset_above)
+        run = Soak(stage, list(hosts), webs, app, args.pause)
         run.act("0")
         traffic = st.enter_context(Traffic([w.url("/") for w in webs], args.clients))
         started = time.monotonic()
@@ -582,6 +601,12 @@ def main() -> None:
     ap.add_argument("--web", type=int, default=2, help="how many of the hosts serve, under load")
     ap.add_argument("--clients", type=int, default=2, help="load clients per web host")
     ap.add_argument("--pause", type=float, default=0.5, help="seconds after each deploy/rollback")
+    ap.add_argument(
+        "--reset-above",
+        type=int,
+        help="opcache.reset_above for the web hosts (0: an opcache reset at every deploy and"
+        " rollback; default: the library's, which resets only when the opcache fills)",
+    )
     ap.add_argument("--load-child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.load_child:

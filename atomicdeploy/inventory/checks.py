@@ -234,6 +234,8 @@ class OpcacheConfig:
     cachetool: str = "cachetool"  # binary (or `php /path/cachetool.phar`)
     url: str = ""  # http strategy
     reload: str = "sudo -n systemctl reload php8.2-fpm"  # fpm-reload strategy
+    # fcgi: reset only above this percent of opcache memory or script slots in use (0: always)
+    reset_above: int = 75
 
 
 @dataclass(frozen=True)
@@ -282,6 +284,7 @@ def _opcache(value: Any) -> OpcacheConfig:
             "cachetool": _str,
             "url": _http_url,
             "reload": _str,
+            "reset_above": _int(0, 99),
         },
     )(value)
     if "strategy" not in value and cfg.socket:

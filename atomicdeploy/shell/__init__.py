@@ -87,6 +87,7 @@ from .web import (  # noqa: F401
     nginx_reload_and_wait,
     nginx_set_only,
     opcache_reset,
+    opcache_reset_php,
     restore_previous,
     write_if_changed,
 )

@@ -131,6 +131,28 @@ def fcgi_status(socket: str, script: str, uri: str, document_root: str) -> str:
     )
 
 
+def opcache_reset_php(reset_above: int) -> str:
+    """The script the `fcgi` strategy runs in php-fpm: reset the opcache only when more than
+    `reset_above` percent of its memory or of its script slots is in use (0: always).
+
+    Each `opcache_reset()` under load risks a php-fpm worker that dies mid-request
+    ("zend_mm_heap corrupted", a 502: php-src GH-8739, GH-14471); with absolute release
+    paths a reset is only needed to make room, so one is made only when room runs short,
+    before opcache fills (a full opcache stops caching the new release's scripts)."""
+    return (
+        "<?php $s = function_exists('opcache_get_status') ? opcache_get_status(false) : false;"
+        " if (!$s) { echo 'opcache_reset() failed or opcache is off'; return; }"
+        " $m = $s['memory_usage']; $k = $s['opcache_statistics'];"
+        " $used = max(100 * ($m['used_memory'] + $m['wasted_memory'])"
+        " / max(1, $m['used_memory'] + $m['wasted_memory'] + $m['free_memory']),"
+        " 100 * $k['num_cached_keys'] / max(1, $k['max_cached_keys']));"
+        f" $reset = $used > {int(reset_above)};"
+        " if ($reset && !opcache_reset())"
+        " { echo 'opcache_reset() failed or opcache is off'; return; }"
+        f" echo '{OPCACHE_OK}', $reset ? ' reset at ' : ' kept at ', round($used), '%';"
+    )
+
+
 def opcache_reset(
     strategy: str,
     *,
@@ -140,16 +162,14 @@ def opcache_reset(
     cachetool: str = "",
     url: str = "",
     reload: str = "",
+    reset_above: int = 0,
 ) -> str | None:
     """Clear php-fpm's opcache; a failure prints a warning marker (the release is live)."""
     if strategy == "none":
         return None
     if strategy == "fcgi":
         script = f"{dep_dir}/opcache-reset-{token}.php"
-        php = (
-            f"<?php echo function_exists('opcache_reset') && opcache_reset()"
-            f" ? '{OPCACHE_OK}' : 'opcache_reset() failed or opcache is off';"
-        )
+        php = opcache_reset_php(reset_above)
         work = (
             f"printf '%s\\n' {q(php)} > {q(script)} && chmod 644 -- {q(script)}"
             f" && out=$({_fcgi_env(socket, script, '/', dep_dir)} </dev/null 2>&1);"

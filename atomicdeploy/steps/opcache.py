@@ -2,7 +2,9 @@
 
 With absolute release paths the new release's scripts have new opcache keys, so
 a reset is not needed for correctness; it frees the memory the old release's
-scripts hold. docs/nginx-php-fpm.md gives the measured trade-off of each strategy.
+scripts hold. The `fcgi` strategy resets only when that memory runs short
+(`opcache.reset_above`), since a reset under load can crash a php-fpm worker.
+docs/nginx-php-fpm.md gives the measured trade-off of each strategy.
 """
 
 from __future__ import annotations
@@ -21,4 +23,5 @@ def script(cfg: Config) -> str | None:
         cachetool=oc.cachetool,
         url=oc.url,
         reload=oc.reload,
+        reset_above=oc.reset_above,
     )

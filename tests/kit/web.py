@@ -106,6 +106,11 @@ class WebHost:
         return self.base / "php-fpm-error.log"
 
     @property
+    def fpm_log(self) -> Path:
+        """php-fpm's own log: started with -O, it writes its log (a worker that died) here."""
+        return self.base / "php-fpm.log"
+
+    @property
     def php_error_log(self) -> Path:
         return self.base / "php-errors.log"
 
