@@ -414,14 +414,21 @@ def write_stage(
 # --- the figures ---------------------------------------------------------------------------
 def stale(samples: list[Sample], events: list[Event]) -> list[tuple[Event, Sample]]:
     """The kit's stale_after_return for each event, over the requests that started after it
-    returned and before the next one started: each such request, with its event."""
+    returned and before the next one started: each such request, with its event. A request
+    still open when the next one started may be answered by the version that one makes live
+    (a slow one, or one retried on a new connection): that is not stale."""
     samples = sorted(samples, key=lambda s: s.start)
     starts = [s.start for s in samples]
     found = []
     for i, ev in enumerate(events):
-        until = events[i + 1].started if i + 1 < len(events) else math.inf
-        window = samples[
-            bisect.bisect_right(starts, ev.returned) : bisect.bisect_left(starts, until)
+        nxt = events[i + 1] if i + 1 < len(events) else None
+        until = nxt.started if nxt else math.inf
+        window = [
+            s
+            for s in samples[
+                bisect.bisect_right(starts, ev.returned) : bisect.bisect_left(starts, until)
+            ]
+            if not (nxt and s.end > until and s.version == nxt.version)
         ]
         if judge(window, returned_at=ev.returned, expected=ev.version).stale_after_return:
             found += [(ev, s) for s in window if s.version != ev.version]
