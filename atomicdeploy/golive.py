@@ -79,9 +79,16 @@ def _switch(
     """One host's switch; its warnings are said at once. Returns the host's clock right
     after the rename, which the run collects for the switch skew."""
     done = switch.switch(r, cfg or run.cfgs[r.name], target, lines, **kw)
-    for text in done.warnings:
-        run.reporter.warn(r.name, text)
+    _said(run, r.name, done)
     return done.at
+
+
+def _said(run: Run, name: str, done: switch.Switched) -> None:
+    """What a host's switch printed for its report: its warnings, then its notes."""
+    for text in done.warnings:
+        run.reporter.warn(name, text)
+    for text in done.notes:
+        run.reporter.host(name, text)
 
 
 def _switched(run: Run, times: dict[str, float | None]) -> None:
@@ -125,8 +132,7 @@ def _batch(run: Run, batch: list[str], name: str) -> tuple[str, dict[str, BaseEx
         lines = [release.log_line(cfg, name, LIVE)]
         done = switch.switch(r, cfg, name, lines, trigger=triggers.get(r.name))
         run.reporter.host(r.name, f"{verb}: current -> releases/{name}")
-        for text in done.warnings:
-            run.reporter.warn(r.name, text)
+        _said(run, r.name, done)
         return done.at
 
     done, failures = run.fleet.each(go_live, batch, phase="go-live", wide=True)
@@ -256,10 +262,9 @@ def back_lines(run: Run, cfg: Config) -> list[str]:
 def went_back(run: Run, r: Remote, cfg: Config, done: switch.Switched) -> float | None:
     """Say a host's switch back and its warnings, then check its health. Returns the
     host's clock at the rename."""
-    for text in done.warnings:
-        run.reporter.warn(r.name, text)
     verb = "switched" if run.opts.switch_only else "rolled back"
     run.reporter.host(r.name, f"{verb}: current -> releases/{cfg.release} (was {cfg.previous})")
+    _said(run, r.name, done)
     health.check(r, cfg)
     return done.at
 

@@ -16,6 +16,7 @@ from .core import (  # noqa: F401
     LOCK_HELD,
     NEXT_MARKER,
     NGINX_MARKER,
+    NOTE_MARKER,
     OPCACHE_OK,
     REFUSED,
     SHARED_MISSING,

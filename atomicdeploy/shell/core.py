@@ -52,6 +52,10 @@ START_MARKER = "@@ad:start="
 WARN_MARKER = "@@ad:warn="
 
 
+# A line a go-live script prints for its host's report (what the opcache step decided).
+NOTE_MARKER = "@@ad:note="
+
+
 ARMED_MARKER = "@@ad:armed"
 
 

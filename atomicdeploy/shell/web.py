@@ -6,7 +6,7 @@ import re
 import shlex
 
 from ..secrets import redact_url_passwords
-from .core import OPCACHE_OK, WARN_MARKER, say
+from .core import NOTE_MARKER, OPCACHE_OK, WARN_MARKER, say
 
 q = shlex.quote
 
@@ -174,7 +174,7 @@ def opcache_reset(
             f"printf '%s\\n' {q(php)} > {q(script)} && chmod 644 -- {q(script)}"
             f" && out=$({_fcgi_env(socket, script, '/', dep_dir)} </dev/null 2>&1);"
             f" rm -f -- {q(script)};"
-            f' case "$out" in *{OPCACHE_OK}*) ;;'
+            f' case "$out" in *{OPCACHE_OK}*) printf \'%s\' "${{out##*{OPCACHE_OK}}}";;'
             " *) printf '%s\\n' \"$out\" | tr -d '\\r' | tail -n 1; exit 1;; esac"
         )
     elif strategy == "cachetool":
@@ -186,7 +186,14 @@ def opcache_reset(
     else:
         raise ValueError(f"unknown opcache strategy {strategy!r}")
     warn = q(f"{WARN_MARKER}opcache reset ({strategy}) failed: ")
-    return f'msg=$( ( {work} ) 2>&1 ) || echo {warn}"$(printf \'%s\' "$msg" | tail -n 1)"'
+    note = q(f"{NOTE_MARKER}opcache")
+    # What `fcgi` decided (" kept at 12%", " reset at 80%") becomes a line of the host's
+    # report; a failure, a warning.
+    return (
+        f"if msg=$( ( {work} ) 2>&1 ); then"
+        f' if [ -n "$msg" ]; then printf \'%s\\n\' {note}"$msg in use"; fi;'
+        f' else echo {warn}"$(printf \'%s\' "$msg" | tail -n 1)"; fi'
+    )
 
 
 def health_check(url: str, status: int, contains: str, timeout: int) -> str:

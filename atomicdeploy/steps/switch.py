@@ -23,6 +23,7 @@ from . import nginx, opcache
 class Switched:
     warnings: tuple[str, ...]  # e.g. "opcache reset (fcgi) failed: ..."
     at: float | None  # the host's clock (epoch seconds) right after the rename
+    notes: tuple[str, ...] = ()  # e.g. "opcache kept at 12% in use"
 
 
 class Fire:
@@ -179,10 +180,12 @@ def switch(
 def switched(out: str, expected: str, host: str) -> Switched:
     """What a go-live script printed: its warnings, the host's clock at the rename, and
     `current`'s target, which must be `expected`."""
-    warnings, rest, at = [], [], None
+    warnings, notes, rest, at = [], [], [], None
     for line in out.splitlines():
         if line.startswith(shell.WARN_MARKER):
             warnings.append(line[len(shell.WARN_MARKER) :])
+        elif line.startswith(shell.NOTE_MARKER):
+            notes.append(line[len(shell.NOTE_MARKER) :])
         elif line.startswith(shell.SWITCHED_MARKER):
             try:
                 at = float(line[len(shell.SWITCHED_MARKER) :])
@@ -195,4 +198,4 @@ def switched(out: str, expected: str, host: str) -> Switched:
         raise RemoteError(
             f"current points to {live!r}, expected {expected!r}", host=host, step="switch"
         )
-    return Switched(tuple(warnings), at)
+    return Switched(tuple(warnings), at, tuple(notes))

@@ -73,3 +73,40 @@ def test_zero_always_resets_and_99_keeps_a_small_cache(tmp_path, reset_above):
 def test_opcache_off_is_reported_as_a_failure(tmp_path):
     out = run_reset(tmp_path, 75, 1, "-d", "opcache.enable_cli=0")
     assert out == "opcache_reset() failed or opcache is off"
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (f"{shell.OPCACHE_OK} kept at 12%", f"{shell.NOTE_MARKER}opcache kept at 12% in use"),
+        (f"{shell.OPCACHE_OK} reset at 80%", f"{shell.NOTE_MARKER}opcache reset at 80% in use"),
+        (shell.OPCACHE_OK, ""),
+        ("opcache_reset() failed or opcache is off", f"{shell.WARN_MARKER}opcache reset (fcgi)"),
+    ],
+)
+def test_what_the_script_decided_reaches_the_hosts_report(tmp_path, answer, said):
+    """The go-live script turns php-fpm's answer into a note for the host's report, or a
+    warning; the switch's reader sorts them out of the rest of its output."""
+    from atomicdeploy.steps import switch
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "cgi-fcgi"
+    fake.write_text(f"#!/bin/sh\nprintf 'Content-type: text/html\\r\\n\\r\\n%s' '{answer}'\n")
+    fake.chmod(0o755)
+    (tmp_path / ".dep").mkdir()
+    script = shell.opcache_reset(
+        "fcgi", socket="/run/php.sock", dep_dir=str(tmp_path / ".dep"), token="t", reset_above=75
+    )
+    assert script is not None
+    env = {"PATH": f"{bindir}:/usr/bin:/bin"}
+    out = subprocess.run(
+        ["sh", "-c", script], capture_output=True, text=True, env=env, timeout=30, check=True
+    ).stdout
+    assert out.startswith(said) and (said or out == ""), out
+    done = switch.switched(out + "releases/r1\n", "releases/r1", "web1")
+    if said.startswith(shell.NOTE_MARKER):
+        assert done.notes == (said[len(shell.NOTE_MARKER) :],) and done.warnings == ()
+    elif said:
+        assert done.warnings and done.notes == ()
+    assert list((tmp_path / ".dep").iterdir()) == []  # the script is removed again
