@@ -299,6 +299,7 @@ class Event:
     started: float
     returned: float
     version: str
+    switched: float = math.inf  # the first host's rename (monotonic; `returned` if unknown)
 
 
 @dataclass
@@ -343,7 +344,11 @@ class Soak:
         if version is not None:
             self.versions.update(dict.fromkeys(out.release.values(), version))
         action = "rollback" if version is None else "deploy"
-        self.found.events.append(Event(action, started, returned, self.live(out, action)))
+        # The hosts' clock is this machine's: their first rename, on the monotonic clock.
+        renamed = min(out.switched_at.values(), default=None)
+        switched = returned if renamed is None else renamed - (time.time() - time.monotonic())
+        live = self.live(out, action)
+        self.found.events.append(Event(action, started, returned, live, switched))
 
     def live(self, out: Outcome, action: str) -> str:
         live = sorted({self.versions.get(r, f"release {r}") for r in out.release.values()})
@@ -415,8 +420,8 @@ def write_stage(
 def stale(samples: list[Sample], events: list[Event]) -> list[tuple[Event, Sample]]:
     """The kit's stale_after_return for each event, over the requests that started after it
     returned and before the next one started: each such request, with its event. A request
-    still open when the next one started may be answered by the version that one makes live
-    (a slow one, or one retried on a new connection): that is not stale."""
+    still open when the next one's first host switched may be answered by the version that
+    one makes live (a slow one, or one retried on a new connection): that is not stale."""
     samples = sorted(samples, key=lambda s: s.start)
     starts = [s.start for s in samples]
     found = []
@@ -428,7 +433,7 @@ def stale(samples: list[Sample], events: list[Event]) -> list[tuple[Event, Sampl
             for s in samples[
                 bisect.bisect_right(starts, ev.returned) : bisect.bisect_left(starts, until)
             ]
-            if not (nxt and s.end > until and s.version == nxt.version)
+            if not (nxt and s.end > nxt.switched and s.version == nxt.version)
         ]
         if judge(window, returned_at=ev.returned, expected=ev.version).stale_after_return:
             found += [(ev, s) for s in window if s.version != ev.version]

@@ -133,23 +133,28 @@ def fcgi_status(socket: str, script: str, uri: str, document_root: str) -> str:
 
 def opcache_reset_php(reset_above: int) -> str:
     """The script the `fcgi` strategy runs in php-fpm: reset the opcache only when more than
-    `reset_above` percent of its memory or of its script slots is in use (0: always).
+    `reset_above` percent of its memory or of its script slots is in use (0: always), and
+    when it cannot tell (opcache_get_status disabled). It prints what it did. The interned
+    strings buffer is left out: PHP's own strings fill a quarter of the default 8 MB, and
+    a full one makes opcache keep strings with each script instead, not stop caching.
 
     Each `opcache_reset()` under load risks a php-fpm worker that dies mid-request
     ("zend_mm_heap corrupted", a 502: php-src GH-8739, GH-14471); with absolute release
     paths a reset is only needed to make room, so one is made only when room runs short,
     before opcache fills (a full opcache stops caching the new release's scripts)."""
+    failed = "echo 'opcache_reset() failed or opcache is off'; return;"
     return (
-        "<?php $s = function_exists('opcache_get_status') ? opcache_get_status(false) : false;"
-        " if (!$s) { echo 'opcache_reset() failed or opcache is off'; return; }"
-        " $m = $s['memory_usage']; $k = $s['opcache_statistics'];"
-        " $used = max(100 * ($m['used_memory'] + $m['wasted_memory'])"
+        "<?php $s = function_exists('opcache_get_status') ? opcache_get_status(false) : null;"
+        f" if ($s === false) {{ {failed} }}"
+        " $m = $s['memory_usage'] ?? null; $k = $s['opcache_statistics'] ?? null;"
+        " $used = null;"
+        " if ($m && $k) { $used = max(100 * ($m['used_memory'] + $m['wasted_memory'])"
         " / max(1, $m['used_memory'] + $m['wasted_memory'] + $m['free_memory']),"
-        " 100 * $k['num_cached_keys'] / max(1, $k['max_cached_keys']));"
-        f" $reset = $used > {int(reset_above)};"
-        " if ($reset && !opcache_reset())"
-        " { echo 'opcache_reset() failed or opcache is off'; return; }"
-        f" echo '{OPCACHE_OK}', $reset ? ' reset at ' : ' kept at ', round($used), '%';"
+        " 100 * $k['num_cached_keys'] / max(1, $k['max_cached_keys'])); }"
+        f" $reset = $used === null || $used > {int(reset_above)};"
+        f" if ($reset && !opcache_reset()) {{ {failed} }}"
+        f" echo '{OPCACHE_OK}', $reset ? ' reset' : ' kept',"
+        " $used === null ? ' (its use is unknown)' : ' at ' . round($used, 1) . '% in use';"
     )
 
 
@@ -171,9 +176,9 @@ def opcache_reset(
         script = f"{dep_dir}/opcache-reset-{token}.php"
         php = opcache_reset_php(reset_above)
         work = (
-            f"printf '%s\\n' {q(php)} > {q(script)} && chmod 644 -- {q(script)}"
+            f"out=; printf '%s\\n' {q(php)} > {q(script)} && chmod 644 -- {q(script)}"
             f" && out=$({_fcgi_env(socket, script, '/', dep_dir)} </dev/null 2>&1);"
-            f" rm -f -- {q(script)};"
+            f" rm -f -- {q(script)} 2>/dev/null;"
             f' case "$out" in *{OPCACHE_OK}*) printf \'%s\' "${{out##*{OPCACHE_OK}}}";;'
             " *) printf '%s\\n' \"$out\" | tr -d '\\r' | tail -n 1; exit 1;; esac"
         )
@@ -187,11 +192,12 @@ def opcache_reset(
         raise ValueError(f"unknown opcache strategy {strategy!r}")
     warn = q(f"{WARN_MARKER}opcache reset ({strategy}) failed: ")
     note = q(f"{NOTE_MARKER}opcache")
-    # What `fcgi` decided (" kept at 12%", " reset at 80%") becomes a line of the host's
-    # report; a failure, a warning.
+    # What `fcgi` decided (" kept at 12.3% in use") becomes a line of the host's report;
+    # a failure, a warning.
     return (
         f"if msg=$( ( {work} ) 2>&1 ); then"
-        f' if [ -n "$msg" ]; then printf \'%s\\n\' {note}"$msg in use"; fi;'
+        f' if [ -n "$msg" ]; then printf \'%s\\n\' {note}"$(printf \'%s\' "$msg" | tail -n 1)";'
+        " fi;"
         f' else echo {warn}"$(printf \'%s\' "$msg" | tail -n 1)"; fi'
     )
 

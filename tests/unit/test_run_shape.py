@@ -350,6 +350,7 @@ def test_the_fleets_threads_serve_every_phase_within_parallel_and_end_with_it():
 def test_a_run_gives_its_freed_memory_back_where_the_c_library_can(monkeypatch):
     """glibc's malloc_trim, called as a fleet closes; a C library without it is skipped."""
     import io
+    import platform
 
     from atomicdeploy import runner
     from atomicdeploy.report import Reporter
@@ -363,4 +364,5 @@ def test_a_run_gives_its_freed_memory_back_where_the_c_library_can(monkeypatch):
     runner.give_back_memory()  # nothing to call: no error
     monkeypatch.undo()
     runner._malloc_trim.cache_clear()
-    assert runner._malloc_trim() is not None  # this machine's glibc has it
+    if platform.libc_ver()[0] == "glibc":
+        assert runner._malloc_trim() is not None
