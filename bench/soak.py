@@ -64,7 +64,14 @@ from atomicdeploy.inventory.checks import OpcacheConfig  # noqa: E402
 from atomicdeploy.plan import Outcome  # noqa: E402
 from atomicdeploy.report import Reporter  # noqa: E402
 from atomicdeploy.testing import LocalHost, LocalHosts, write_inventory  # noqa: E402
-from tests.kit.load import Load, Sample, Verdict, judge, set_version  # noqa: E402
+from tests.kit.load import (  # noqa: E402
+    Load,
+    Sample,
+    Verdict,
+    judge,
+    set_version,
+    stale_samples,
+)
 from tests.kit.web import WebHost  # noqa: E402
 
 KEEP = 3  # keep_releases
@@ -418,7 +425,7 @@ def write_stage(
 
 # --- the figures ---------------------------------------------------------------------------
 def stale(samples: list[Sample], events: list[Event]) -> list[tuple[Event, Sample]]:
-    """The kit's stale_after_return for each event, over the requests that started after it
+    """The kit's stale_samples for each event, over the requests that started after it
     returned and before the next one started: each such request, with its event. A request
     still open when the next one's first host switched may be answered by the version that
     one makes live (a slow one, or one retried on a new connection): that is not stale."""
@@ -435,8 +442,7 @@ def stale(samples: list[Sample], events: list[Event]) -> list[tuple[Event, Sampl
             ]
             if not (nxt and s.end > nxt.switched and s.version == nxt.version)
         ]
-        if judge(window, returned_at=ev.returned, expected=ev.version).stale_after_return:
-            found += [(ev, s) for s in window if s.version != ev.version]
+        found += [(ev, s) for s in stale_samples(window, ev.returned, ev.version)]
     return found
 
 
@@ -517,14 +523,12 @@ def error_log_lines(webs: Sequence[WebHost]) -> list[str]:
     lines = []
     for web in webs:
         for path, only in (
-            (web.php_error_log, ""),
-            (web.fpm_log, "WARNING|ERROR|ALERT"),
-            (web.nginx_error_log, ""),
+            (web.php_error_log, ("",)),
+            (web.fpm_log, ("WARNING", "ERROR", "ALERT")),
+            (web.nginx_error_log, ("",)),
         ):
             text = path.read_text(errors="replace") if path.exists() else ""
-            keep = [ln for ln in text.splitlines() if ln.strip()]
-            if only:
-                keep = [ln for ln in keep if any(w in ln for w in only.split("|"))]
+            keep = [ln for ln in text.splitlines() if ln.strip() and any(w in ln for w in only)]
             lines += [f"{web.name} {path.name}: {ln}" for ln in keep]
     return lines
 

@@ -23,7 +23,7 @@ from . import nginx, opcache
 class Switched:
     warnings: tuple[str, ...]  # e.g. "opcache reset (fcgi) failed: ..."
     at: float | None  # the host's clock (epoch seconds) right after the rename
-    notes: tuple[str, ...] = ()  # e.g. "opcache kept at 12% in use"
+    notes: tuple[str, ...] = ()  # e.g. "opcache kept at 12.3% in use"
 
 
 class Fire:

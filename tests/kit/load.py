@@ -160,6 +160,11 @@ class Verdict:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
+def stale_samples(samples: list[Sample], returned_at: float, expected: str) -> list[Sample]:
+    """The responses that started after the deploy returned and show another version."""
+    return [s for s in samples if s.start > returned_at and s.version != expected]
+
+
 def judge(
     samples: list[Sample], *, returned_at: float | None = None, expected: str | None = None
 ) -> Verdict:
@@ -168,7 +173,7 @@ def judge(
         return Verdict(0, 0, 0, 0, 0, 0.0)
     stale = 0
     if returned_at is not None and expected is not None:
-        stale = sum(1 for s in samples if s.start > returned_at and s.version != expected)
+        stale = len(stale_samples(samples, returned_at, expected))
     span = max(s.end for s in samples) - min(s.start for s in samples)
     return Verdict(
         requests=len(samples),
