@@ -14,6 +14,7 @@ from .config import Config, RunInfo
 from .errors import AtomicDeployError, ConfigError, FleetError, LockHeld, RemoteError
 from .hooks import STEPS, Hooks
 from .inventory import HostConfig, Inventory, load
+from .memory import keep_memory_flat
 from .tasks import (
     deploy,
     install,
@@ -43,6 +44,7 @@ __all__ = [
     "RunInfo",
     "deploy",
     "install",
+    "keep_memory_flat",
     "load",
     "namespace",
     "releases",

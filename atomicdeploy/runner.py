@@ -12,10 +12,8 @@ for a deploy of 10 hosts; each thread started is C memory the allocator may keep
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
 import itertools
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,6 +25,7 @@ from fabric import Config as FabricConfig
 from .connection import Shared, connect
 from .dryrun import DryRemote
 from .inventory import HostConfig
+from .memory import give_back_memory
 from .remote import Remote
 from .report import Reporter
 
@@ -217,28 +216,3 @@ class Fleet:
         for remote in remotes:
             with contextlib.suppress(Exception):
                 remote.close()
-
-
-def give_back_memory() -> None:
-    """Hand the run's freed memory back to the system (glibc's malloc_trim; elsewhere,
-    nothing). A run's threads allocate from glibc's per-thread arenas, which keep what the
-    run freed for their next allocation: a process that deploys again and again (a CI
-    runner, a chat bot) held it between runs. Measured in bench/soak.py: 1.2-1.5 MiB less
-    resident at each mark, for about 2 ms per run."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        trim = ctypes.CDLL(None).malloc_trim
-    except Exception:  # no such symbol (musl), or no C library to load
-        return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim  # type: ignore[no-any-return]

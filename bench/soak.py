@@ -26,6 +26,8 @@ Figures are taken at cycle 1, the middle one and the last, and every 50th cycle 
 A deploy or rollback is followed by `--pause` seconds (0.5) so that requests land after it.
 `--reset-above 0` makes every deploy and rollback reset the web hosts' opcache (by default the
 library resets it only when it fills): under load, such a reset can kill a php-fpm worker.
+This process deploys again and again, so it calls atomicdeploy.keep_memory_flat() first, as
+such a process should; `--glibc-defaults` leaves glibc's allocator as it is, to see what it keeps.
 Exit status 1 if an invariant was violated, else 0. Not a test: it prints figures.
 Usage: python bench/soak.py [--cycles 100] [--hosts 10]
 """
@@ -58,7 +60,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from atomicdeploy import inventory, pipeline  # noqa: E402
+from atomicdeploy import inventory, keep_memory_flat, pipeline  # noqa: E402
 from atomicdeploy.inventory import HostConfig  # noqa: E402
 from atomicdeploy.inventory.checks import OpcacheConfig  # noqa: E402
 from atomicdeploy.plan import Outcome  # noqa: E402
@@ -533,6 +535,12 @@ def error_log_lines(webs: Sequence[WebHost]) -> list[str]:
     return lines
 
 
+def allocator(glibc_defaults: bool) -> str:
+    if glibc_defaults:
+        return "glibc's defaults (--glibc-defaults)"
+    return "atomicdeploy.keep_memory_flat(), called at the start"
+
+
 def report(
     args: argparse.Namespace,
     failed: list[Sample],
@@ -547,6 +555,7 @@ def report(
         ("cycles (a deploy, then a rollback)", str(args.cycles)),
         ("hosts", f"{args.hosts} ({args.web} web under load, {args.hosts - args.web} plain)"),
         ("opcache.reset_above", reset_above(args.reset_above)),
+        ("controller's allocator", allocator(args.glibc_defaults)),
         ("requests", f"{verdict.requests:,} ({verdict.retried} retried on a closed keep-alive)"),
         ("failed", str(verdict.failed)),
         ("mixed", str(verdict.mixed)),
@@ -623,6 +632,12 @@ def main() -> None:
         help="opcache.reset_above for the web hosts (0: an opcache reset at every deploy and"
         " rollback; default: the library's, which resets only when the opcache fills)",
     )
+    ap.add_argument(
+        "--glibc-defaults",
+        action="store_true",
+        help="leave glibc's trim threshold and top pad as they are (by default the soak, a"
+        " process that deploys again and again, calls atomicdeploy.keep_memory_flat())",
+    )
     ap.add_argument("--load-child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.load_child:
@@ -631,6 +646,8 @@ def main() -> None:
     if not 1 <= args.web <= args.hosts or args.cycles < 1:
         ap.error("need --cycles >= 1 and 1 <= --web <= --hosts")
     signal.signal(signal.SIGTERM, stop_on_sigterm)
+    if not args.glibc_defaults and not keep_memory_flat():
+        print("soak: keep_memory_flat() did not apply here (not glibc)", file=sys.stderr)
     base = Path(tempfile.mkdtemp(prefix="atomicdeploy-soak-"))
     try:
         status = soak(args, base)

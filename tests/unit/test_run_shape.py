@@ -345,24 +345,3 @@ def test_the_fleets_threads_serve_every_phase_within_parallel_and_end_with_it():
         if not stuck:
             fleet.close()
     assert not (set(threading.enumerate()) - before) - {threading.current_thread()}
-
-
-def test_a_run_gives_its_freed_memory_back_where_the_c_library_can(monkeypatch):
-    """glibc's malloc_trim, called as a fleet closes; a C library without it is skipped."""
-    import io
-    import platform
-
-    from atomicdeploy import runner
-    from atomicdeploy.report import Reporter
-
-    calls = []
-    monkeypatch.setattr(runner, "_malloc_trim", lambda: calls.append(0) or (lambda pad: 1))
-    hosts = [HostConfig(name="web", deploy_path="/srv/app", hostname="h")]
-    runner.Fleet(hosts, Reporter(io.StringIO(), io.StringIO(), live=False)).close()
-    assert calls == [0]
-    monkeypatch.setattr(runner, "_malloc_trim", lambda: None)
-    runner.give_back_memory()  # nothing to call: no error
-    monkeypatch.undo()
-    runner._malloc_trim.cache_clear()
-    if platform.libc_ver()[0] == "glibc":
-        assert runner._malloc_trim() is not None
