@@ -5,9 +5,9 @@ arenas, 8 per core. When a run ends, each arena keeps the free top of its heap f
 allocation, up to its trim threshold plus its top pad (128 KiB each by default), and
 `malloc_trim` leaves those tops alone. A `fab` run is one process per deploy and never sees
 this. A process that deploys again and again (a CI runner, a chat bot) does: measured with
-bench/soak.py on 10 hosts, it kept 2-3 MiB more after 100 runs than after the first, level by
-then, though nothing the runs made was left (the C heap in use and Python's blocks stayed
-flat). `keep_memory_flat` is for that process.
+bench/soak.py on 10 hosts, it held 2-3.5 MiB more after 100 to 300 runs than after the first,
+levelling off, though nothing the runs made was left (the C heap in use and Python's blocks
+stayed level). `keep_memory_flat` is for that process.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ def keep_memory_flat() -> bool:
     the trim threshold and top pad of every arena set to 0, then one trim.
 
     For a process that deploys again and again: its resident memory then stays level from
-    the first run (bench/soak.py, 100 cycles on 10 hosts: 48.9 / 49.3 / 49.3 MiB at cycles
-    1 / 50 / 100, against a rise of 2-3 MiB over its first runs without it), and the soak ran
-    no slower. Call it once, at the start. It is what `MALLOC_TRIM_THRESHOLD_=0
+    the first run (bench/soak.py, 100 cycles on 10 hosts: 49.0 / 49.2 / 49.3 MiB at cycles
+    1 / 50 / 100, against 49.9 / 51.4 / 52.0 without it), and the soak ran no slower (2.93
+    s a cycle, against 2.94). Call it once, at the start. It is what `MALLOC_TRIM_THRESHOLD_=0
     MALLOC_TOP_PAD_=0` in the environment does, for a process that cannot set its own
     environment before it starts.
 
