@@ -2,12 +2,14 @@
 
 A run's threads (a worker and an SSH transport per host) allocate from glibc's per-thread
 arenas, 8 per core. When a run ends, each arena keeps the free top of its heap for its next
-allocation, up to its trim threshold plus its top pad (128 KiB each by default), and
-`malloc_trim` leaves those tops alone. A `fab` run is one process per deploy and never sees
-this. A process that deploys again and again (a CI runner, a chat bot) does: measured with
-bench/soak.py on 10 hosts, it held 2-3.5 MiB more after 100 to 300 runs than after the first,
-levelling off, though nothing the runs made was left (the C heap in use and Python's blocks
-stayed level). `keep_memory_flat` is for that process.
+allocation: all of it while it is below the trim threshold, else down to the top pad. The
+threshold starts at 128 KiB and glibc raises it as large blocks are freed (408 KiB once
+atomicdeploy is imported, read with gdb), the pad is 128 KiB, and `malloc_trim` leaves these
+tops alone. A `fab` run is one process per deploy and never sees this. A process that deploys
+again and again (a CI runner, a chat bot) does: measured with bench/soak.py on 10 hosts, it
+held 2-3.3 MiB more after 100 to 300 runs than after the first, levelling off, though nothing
+the runs made was left (the C heap in use and Python's blocks stayed level).
+`keep_memory_flat` is for that process.
 """
 
 from __future__ import annotations
@@ -40,20 +42,22 @@ def keep_memory_flat() -> bool:
     For a process that deploys again and again: its resident memory then stays level from
     the first run (bench/soak.py, 100 cycles on 10 hosts: 49.0 / 49.2 / 49.3 MiB at cycles
     1 / 50 / 100, against 49.9 / 51.4 / 52.0 without it), and the soak ran no slower (2.93
-    s a cycle, against 2.94). Call it once, at the start. It is what `MALLOC_TRIM_THRESHOLD_=0
-    MALLOC_TOP_PAD_=0` in the environment does, for a process that cannot set its own
-    environment before it starts.
+    s a cycle, against 2.94). Call it once, at the start. `MALLOC_TRIM_THRESHOLD_=0
+    MALLOC_TOP_PAD_=0` in the environment does the same from the process's start, for a
+    process whose environment you choose.
 
     The library never calls it on its own: it changes how every thread of the process
-    allocates, and turns off glibc's sliding mmap threshold (a program that allocates and
-    frees blocks of over 128 KiB in a loop then maps and unmaps each one). Returns whether it
-    applied: False off glibc (musl, macOS), where nothing changes."""
+    allocates, and it stops glibc's sliding mmap threshold where it stands (a program that
+    allocates and frees larger blocks in a loop may then map and unmap each one). Returns
+    whether glibc took both settings: False off glibc (musl, macOS), where nothing changes.
+    Under an allocator put in with LD_PRELOAD (jemalloc, tcmalloc) glibc takes them and
+    they change nothing: that allocator has its own settings."""
     mallopt = _libc_function("mallopt", ctypes.c_int, ctypes.c_int)
     if mallopt is None:
         return False
-    applied = bool(mallopt(M_TRIM_THRESHOLD, 0)) and bool(mallopt(M_TOP_PAD, 0))
+    took = [mallopt(M_TRIM_THRESHOLD, 0), mallopt(M_TOP_PAD, 0)]
     give_back_memory()
-    return applied
+    return all(took)
 
 
 @functools.cache
@@ -64,7 +68,7 @@ def _libc_function(name: str, *argtypes: type) -> Callable[..., int] | None:
         return None
     try:
         function: Any = getattr(ctypes.CDLL(None), name)
-    except Exception:  # no such symbol (musl), or no C library to load
+    except (AttributeError, OSError):  # no such symbol (musl), or no C library to load
         return None
     function.argtypes, function.restype = list(argtypes), ctypes.c_int
     return function  # type: ignore[no-any-return]

@@ -535,9 +535,12 @@ def error_log_lines(webs: Sequence[WebHost]) -> list[str]:
     return lines
 
 
-def allocator(glibc_defaults: bool) -> str:
+def allocator(glibc_defaults: bool, flat: bool) -> str:
+    """How this process's allocator ran: the figures of memory mean nothing without it."""
     if glibc_defaults:
         return "glibc's defaults (--glibc-defaults)"
+    if not flat:
+        return "as it was: atomicdeploy.keep_memory_flat() did not apply here (not glibc)"
     return "atomicdeploy.keep_memory_flat(), called at the start"
 
 
@@ -555,7 +558,7 @@ def report(
         ("cycles (a deploy, then a rollback)", str(args.cycles)),
         ("hosts", f"{args.hosts} ({args.web} web under load, {args.hosts - args.web} plain)"),
         ("opcache.reset_above", reset_above(args.reset_above)),
-        ("controller's allocator", allocator(args.glibc_defaults)),
+        ("controller's allocator", allocator(args.glibc_defaults, args.flat)),
         ("requests", f"{verdict.requests:,} ({verdict.retried} retried on a closed keep-alive)"),
         ("failed", str(verdict.failed)),
         ("mixed", str(verdict.mixed)),
@@ -646,8 +649,7 @@ def main() -> None:
     if not 1 <= args.web <= args.hosts or args.cycles < 1:
         ap.error("need --cycles >= 1 and 1 <= --web <= --hosts")
     signal.signal(signal.SIGTERM, stop_on_sigterm)
-    if not args.glibc_defaults and not keep_memory_flat():
-        print("soak: keep_memory_flat() did not apply here (not glibc)", file=sys.stderr)
+    args.flat = not args.glibc_defaults and keep_memory_flat()
     base = Path(tempfile.mkdtemp(prefix="atomicdeploy-soak-"))
     try:
         status = soak(args, base)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import io
+import os
 import platform
 import subprocess
 import sys
@@ -61,36 +62,45 @@ PROBE = r"""
 import re, sys, threading
 from atomicdeploy.memory import give_back_memory, keep_memory_flat
 
-def thread_heaps_kib():
-    # Resident KiB of glibc's per-thread heaps: anonymous mappings aligned to 64 MiB.
-    total, inside = 0, False
+def thread_heaps():
+    # Resident KiB of each of glibc's per-thread heaps (anonymous, aligned to 64 MiB).
+    heaps, start = {}, None
     with open("/proc/self/smaps") as smaps:
         for line in smaps:
             head = re.match(r"^([0-9a-f]+)-[0-9a-f]+ (\S+) \S+ \S+ \S+\s*(.*)$", line)
             if head:
                 start, perms, path = int(head[1], 16), head[2], head[3].strip()
-                inside = not path and start % (64 << 20) == 0 and perms != "---p"
-            elif inside and line.startswith("Rss:"):
-                total += int(line.split()[1])
-    return total
+                if path or start % (64 << 20) or perms == "---p":
+                    start = None
+            elif start is not None and line.startswith("Rss:"):
+                heaps[start] = heaps.get(start, 0) + int(line.split()[1])
+    return heaps
 
 def work():
     blocks = [bytes(2000) for _ in range(2000)]  # 4 MiB, from this thread's own arena
     del blocks
 
 applied = keep_memory_flat() if sys.argv[1] == "flat" else None
+before = thread_heaps()
 thread = threading.Thread(target=work)
 thread.start()
 thread.join()
 give_back_memory()  # what every run does as it ends
-print(applied, thread_heaps_kib())
+print(applied, sum(kib for at, kib in thread_heaps().items() if at not in before))
 """
 
 
 def kept_by_a_finished_thread(mode: str) -> tuple[str, int]:
+    # The allocator as glibc starts it: no setting of the suite's own environment.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MALLOC_") and k not in ("GLIBC_TUNABLES", "LD_PRELOAD")
+    }
     out = subprocess.run(
         [sys.executable, "-c", PROBE, mode],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         check=True,

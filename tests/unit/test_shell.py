@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import shlex
+import signal
 import stat
 import subprocess
 import tempfile
@@ -1057,17 +1058,21 @@ def test_make_writable_never_changes_a_link_swapped_in_during_the_walk(layout, s
     shared = Path(layout.shared_item("storage"))
     (shared / "logs").mkdir()
     TRIES = 60
+    stop = sandbox / "stop-flipping"
     flipper = subprocess.Popen(
         [
             "sh",
             "-c",
-            'while :; do mv -T logs away; ln -s "$1" logs; rm -f logs; mv -T away logs; done',
+            'while [ ! -e "$2" ]; do mv -T logs away; ln -s "$1" logs; rm -f logs;'
+            " mv -T away logs; done",
             "flip",
             str(victim),
+            str(stop),
         ],
         cwd=shared,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # if it must be killed, its `mv` goes with it
     )
     outcomes: dict[str, int] = {}
     try:
@@ -1087,8 +1092,15 @@ def test_make_writable_never_changes_a_link_swapped_in_during_the_walk(layout, s
             )
             outcomes[key] = outcomes.get(key, 0) + 1
     finally:
-        flipper.kill()
-        flipper.wait()
+        # Asked to stop, it ends after a whole turn, its last `mv` done. Killed, the shell
+        # once left that `mv` renaming `away` while the sandbox was searched for planted
+        # files (a FileNotFoundError there).
+        stop.touch()
+        try:
+            flipper.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(flipper.pid, signal.SIGKILL)
+            flipper.wait()
     assert _modes(victim) == before, outcomes
     faults.record(
         "path safety",
