@@ -26,6 +26,7 @@ Figures are taken at cycle 1, the middle one and the last, and every 50th cycle 
 A deploy or rollback is followed by `--pause` seconds (0.5) so that requests land after it.
 `--reset-above 0` makes every deploy and rollback reset the web hosts' opcache (by default the
 library resets it only when it fills): under load, such a reset can kill a php-fpm worker.
+`--opcache fpm-reload` has php-fpm reloaded gracefully (USR2) at every deploy and rollback instead.
 This process deploys again and again, so it calls atomicdeploy.keep_memory_flat() first, as
 such a process should; `--glibc-defaults` leaves glibc's allocator as it is, to see what it keeps.
 Exit status 1 if an invariant was violated, else 0. Not a test: it prints figures.
@@ -402,9 +403,10 @@ def write_stage(
     webs: Sequence[WebHost],
     app: Path,
     reset_above: int | None = None,
+    strategy: str = "fcgi",
 ) -> tuple[HostConfig, ...]:
     """The stage's inventory: the integration tests' site settings, the web hosts' keys
-    (and `opcache.reset_above`, if given)."""
+    (and `opcache.reset_above`, if given; with `fpm-reload`, php-fpm's graceful reload)."""
     path = write_inventory(
         base / "inventory.yml",
         hosts,
@@ -421,6 +423,10 @@ def write_stage(
         data["hosts"][web.name].update(web.inventory_settings())
         if reset_above is not None:
             data["hosts"][web.name]["opcache"]["reset_above"] = reset_above
+        if strategy == "fpm-reload":
+            data["hosts"][web.name]["opcache"].update(
+                strategy=strategy, reload=web.fpm_reload_command()
+            )
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return inventory.load(path).stage(STAGE)
 
@@ -511,6 +517,13 @@ def explain(failed: list[Sample], events: list[Event]) -> list[str]:
     return lines
 
 
+def opcache(args: argparse.Namespace) -> str:
+    """The web hosts' opcache strategy, as the table names it."""
+    if args.opcache == "fpm-reload":
+        return "fpm-reload (php-fpm's graceful reload, process_control_timeout 10s)"
+    return f"fcgi, reset_above {reset_above(args.reset_above)}"
+
+
 def reset_above(given: int | None) -> str:
     default = OpcacheConfig().reset_above
     if given is None:
@@ -557,7 +570,7 @@ def report(
     rows = [
         ("cycles (a deploy, then a rollback)", str(args.cycles)),
         ("hosts", f"{args.hosts} ({args.web} web under load, {args.hosts - args.web} plain)"),
-        ("opcache.reset_above", reset_above(args.reset_above)),
+        ("opcache", opcache(args)),
         ("controller's allocator", allocator(args.glibc_defaults, args.flat)),
         ("requests", f"{verdict.requests:,} ({verdict.retried} retried on a closed keep-alive)"),
         ("failed", str(verdict.failed)),
@@ -603,7 +616,7 @@ def soak(args: argparse.Namespace, base: Path) -> int:
             st.enter_context(WebHost(h.name, base / "web" / h.name, h.deploy_path))
             for h in list(hosts)[: args.web]
         ]
-        stage = write_stage(base, list(hosts), webs, app, args.reset_above)
+        stage = write_stage(base, list(hosts), webs, app, args.reset_above, args.opcache)
         run = Soak(stage, list(hosts), webs, app, args.pause)
         run.act("0")
         traffic = st.enter_context(Traffic([w.url("/") for w in webs], args.clients))
@@ -636,6 +649,13 @@ def main() -> None:
         " rollback; default: the library's, which resets only when the opcache fills)",
     )
     ap.add_argument(
+        "--opcache",
+        choices=["fcgi", "fpm-reload"],
+        default="fcgi",
+        help="the web hosts' opcache strategy (fpm-reload: a graceful reload of php-fpm at"
+        " every deploy and rollback, instead of a reset through its socket)",
+    )
+    ap.add_argument(
         "--glibc-defaults",
         action="store_true",
         help="leave glibc's trim threshold and top pad as they are (by default the soak, a"
@@ -648,6 +668,8 @@ def main() -> None:
         return
     if not 1 <= args.web <= args.hosts or args.cycles < 1:
         ap.error("need --cycles >= 1 and 1 <= --web <= --hosts")
+    if args.opcache == "fpm-reload" and args.reset_above is not None:
+        ap.error("--reset-above is for the fcgi strategy")
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     args.flat = not args.glibc_defaults and keep_memory_flat()
     base = Path(tempfile.mkdtemp(prefix="atomicdeploy-soak-"))
