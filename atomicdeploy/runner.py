@@ -12,6 +12,7 @@ for a deploy of 10 hosts; each thread started is C memory the allocator may keep
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import itertools
 import threading
@@ -102,7 +103,13 @@ class Fleet:
 
         def start(count: int) -> None:
             for name in itertools.islice(waiting, count):
-                running[self._workers().submit(self._call, fn, name, phase)] = name
+                # Recorded before it is handed to a thread: an interrupt between the two
+                # (Ctrl-C lands between any two bytecodes) cannot leave a host working
+                # that the wait below does not know of.
+                future: Future[T] = Future()
+                running[future] = name
+                work = self._workers().submit(self._fulfil, future, fn, name, phase)
+                work.add_done_callback(functools.partial(_cancelled_with, future))
 
         try:
             start(max(self.parallel, WIDE) if wide else self.parallel)
@@ -116,9 +123,12 @@ class Fleet:
                         failures[name] = exc
                 start(len(done))
         except BaseException:
-            # Interrupted: hosts not started yet are not started; running ones finish
-            # their current step (a thread cannot be killed), then the caller cleans up.
-            wait(running)
+            # Interrupted: hosts not started yet are not started (a queued one is
+            # cancelled); running ones finish their current step (a thread cannot be
+            # killed), then the caller cleans up.
+            # A cancelled future is not done for `wait` until a thread takes it (and
+            # skips it): wait only for the hosts that did start.
+            wait([future for future in running if not future.cancel()])
             raise
         # Keep inventory order, whatever order the hosts finished in.
         return (
@@ -151,6 +161,18 @@ class Fleet:
                     max_workers=len(self.hosts), thread_name_prefix="atomicdeploy"
                 )
             return self._pool
+
+    def _fulfil(self, future: Future[T], fn: Callable[[Remote], T], name: str, phase: str) -> None:
+        """Run host `name`'s work in a pool thread and settle `future` with its outcome;
+        nothing, if `each` cancelled it (interrupted) before this thread took it."""
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            result = self._call(fn, name, phase)
+        except BaseException as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
 
     def _call(self, fn: Callable[[Remote], T], name: str, phase: str) -> T:
         outer, self._inside.host = getattr(self._inside, "host", None), name
@@ -216,3 +238,10 @@ class Fleet:
         for remote in remotes:
             with contextlib.suppress(Exception):
                 remote.close()
+
+
+def _cancelled_with(future: Future[T], work: Future[None]) -> None:
+    """A queued host's work that close() cancelled (it cancels what has not started):
+    cancel its future too, and tell its waiter now, since no thread ever will."""
+    if work.cancelled() and future.cancel():
+        future.set_running_or_notify_cancel()

@@ -345,3 +345,76 @@ def test_the_fleets_threads_serve_every_phase_within_parallel_and_end_with_it():
         if not stuck:
             fleet.close()
     assert not (set(threading.enumerate()) - before) - {threading.current_thread()}
+
+
+class _InterruptedPool:
+    """A fleet's pool where Ctrl-C lands as a host is handed to a thread: `after` the
+    hand-over (the host works), or before it (it never does)."""
+
+    def __init__(self, pool, after: bool) -> None:  # type: ignore[no-untyped-def]
+        self.pool, self.after = pool, after
+
+    def submit(self, *args):  # type: ignore[no-untyped-def]
+        if self.after:
+            self.pool.submit(*args)
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("after", [True, False], ids=["after-hand-over", "before-hand-over"])
+def test_an_interrupt_as_a_host_is_handed_to_a_thread_leaves_no_host_working(after):
+    """`each` re-raises an interrupt only once no host's work is running: one that landed
+    just after a host was handed to a thread waits for that host (the caller cleans up
+    next, and must not race it); one that landed just before leaves it never started."""
+    import io
+    import threading
+    import time
+
+    from atomicdeploy.report import Reporter
+    from atomicdeploy.runner import Fleet
+
+    hosts = [HostConfig(name=f"web{i}", deploy_path="/srv/app", hostname="h") for i in range(2)]
+    fleet = Fleet(hosts, Reporter(io.StringIO(), io.StringIO(), live=False))
+    pool = fleet._workers()
+    fleet._workers = lambda: _InterruptedPool(pool, after)  # type: ignore[method-assign]
+    ran, finished = [], threading.Event()
+
+    def work(remote):  # type: ignore[no-untyped-def]
+        ran.append(remote.name)
+        time.sleep(0.3)
+        finished.set()
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fleet.each(work, wide=True)
+        if after:
+            assert ran == ["web0"] and finished.is_set(), "returned while web0 still worked"
+        else:
+            time.sleep(0.1)
+            assert ran == [], "a host started after the interrupt"
+    finally:
+        fleet._workers = lambda: pool  # type: ignore[method-assign]
+        fleet.close()
+
+
+def test_a_queued_host_that_close_cancels_is_never_waited_for():
+    """close() cancels a pool's queued work: the host's own future is cancelled with it and
+    its waiter told at once (no thread ever will); one already running is left alone."""
+    from concurrent.futures import Future, wait
+
+    from atomicdeploy.runner import _cancelled_with
+
+    work: Future[None] = Future()
+    work.cancel()
+    queued: Future[str] = Future()
+    _cancelled_with(queued, work)
+    done, _ = wait([queued], timeout=5)
+    assert done == {queued} and queued.cancelled()
+    running: Future[str] = Future()
+    assert running.set_running_or_notify_cancel()
+    _cancelled_with(running, work)
+    assert running.running()
+    finished: Future[None] = Future()
+    finished.set_result(None)
+    other: Future[str] = Future()
+    _cancelled_with(other, finished)  # work that ran: nothing to do
+    assert not other.cancelled()
