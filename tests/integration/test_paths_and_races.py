@@ -80,7 +80,7 @@ def test_concurrent_deploys_of_one_stage_never_both_run(project):
             violations=len(found) + (codes not in ([0, 1], [0, 0])),
             outcome="exactly one ran each time, or both in turn; log consistent",
         )
-        assert found == [], both
+        assert found == [], (both, codes, [r.stderr[-2000:] for r in results])
         # Either both ran one after the other (the first finished before the second
         # started), or exactly one ran and the other stopped at the lock.
         if codes == [0, 1]:
