@@ -171,6 +171,10 @@ class Fleet:
             result = self._call(fn, name, phase)
         except BaseException as exc:
             future.set_exception(exc)
+            # The traceback holds this frame: without this, future -> exception ->
+            # frame -> future is a cycle, and the host's connection lives until the
+            # cyclic collector runs (Python's own executor breaks it the same way).
+            del future
         else:
             future.set_result(result)
 

@@ -351,12 +351,13 @@ class _InterruptedPool:
     """A fleet's pool where Ctrl-C lands as a host is handed to a thread: `after` the
     hand-over (the host works), or before it (it never does)."""
 
-    def __init__(self, pool, after: bool) -> None:  # type: ignore[no-untyped-def]
-        self.pool, self.after = pool, after
+    def __init__(self, pool, after: bool, started) -> None:  # type: ignore[no-untyped-def]
+        self.pool, self.after, self.started = pool, after, started
 
     def submit(self, *args):  # type: ignore[no-untyped-def]
         if self.after:
             self.pool.submit(*args)
+            self.started.wait(5)  # the host's thread has taken it: it can no longer be cancelled
         raise KeyboardInterrupt
 
 
@@ -375,11 +376,12 @@ def test_an_interrupt_as_a_host_is_handed_to_a_thread_leaves_no_host_working(aft
     hosts = [HostConfig(name=f"web{i}", deploy_path="/srv/app", hostname="h") for i in range(2)]
     fleet = Fleet(hosts, Reporter(io.StringIO(), io.StringIO(), live=False))
     pool = fleet._workers()
-    fleet._workers = lambda: _InterruptedPool(pool, after)  # type: ignore[method-assign]
-    ran, finished = [], threading.Event()
+    ran, started, finished = [], threading.Event(), threading.Event()
+    fleet._workers = lambda: _InterruptedPool(pool, after, started)  # type: ignore[method-assign]
 
     def work(remote):  # type: ignore[no-untyped-def]
         ran.append(remote.name)
+        started.set()
         time.sleep(0.3)
         finished.set()
 
